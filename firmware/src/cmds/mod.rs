@@ -1,0 +1,23 @@
+//! The command-line interface: one module per subcommand; `main.rs` only parses and
+//! calls [`run`].
+
+use clap::{Parser, Subcommand};
+
+/// undertone: music that follows the picture.
+#[derive(Debug, Parser)]
+#[command(name = "undertone", version, about, long_about = None)]
+pub struct Cli {
+    /// Log level filter (e.g. `info`, `debug`, `undertone=trace`); also `RUST_LOG`.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {}
+}

@@ -1,0 +1,15 @@
+//! undertone: watches video and plays music that follows it.
+//!
+//! One-way pipeline (see `docs/design/pipeline.md`):
+//! `source → extract → plan → compose → style → render → sink`.
+
+pub mod cmds;
+pub mod compose;
+pub mod extract;
+pub mod fsutil;
+pub mod midi;
+pub mod music;
+pub mod plan;
+pub mod render;
+pub mod source;
+pub mod style;

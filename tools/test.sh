@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test of the project: set-up (idempotent), the Rust workspace tests (unit tests
+# next to the code, end-to-end tests of the binary on real clips), and the Python tools' tests.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+tools/setup.sh
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast
+if [ -d tools/eval/tests ]; then
+  .venv/bin/python -m pytest -q tools/eval/tests
+fi
