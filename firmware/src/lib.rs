@@ -9,6 +9,7 @@ pub mod extract;
 pub mod fsutil;
 pub mod midi;
 pub mod music;
+pub mod paths;
 pub mod plan;
 pub mod render;
 pub mod source;

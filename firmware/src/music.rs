@@ -73,7 +73,9 @@ impl Chord {
 
     /// Short name such as `C`, `Am`, `Bdim`, `G7`.
     pub fn name(&self) -> String {
-        const NAMES: [&str; 12] = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
+        const NAMES: [&str; 12] = [
+            "C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B",
+        ];
         let suffix = match self.quality {
             ChordQuality::Major => "",
             ChordQuality::Minor => "m",
@@ -166,6 +168,12 @@ pub struct Preferences {
     pub tempo: Option<f64>,
     /// Seed for every random choice; same seed + same input = same output.
     pub seed: u64,
+    /// Refinement "simpler"/"busier": shifts every bar's density class by this many classes.
+    #[serde(default)]
+    pub density_offset: i8,
+    /// Refinement "new melody": a different melody for the same plan and style.
+    #[serde(default)]
+    pub melody_variation: u32,
 }
 
 /// Bars in one chord progression; sections loop their progression from its first bar.
@@ -183,17 +191,43 @@ pub struct Progression {
 const fn ch(root: u8, quality: ChordQuality) -> Chord {
     Chord { root, quality }
 }
-const C_MAJOR: Key = Key { tonic: 0, mode: Mode::Major };
-const A_MINOR: Key = Key { tonic: 9, mode: Mode::Minor };
+const C_MAJOR: Key = Key {
+    tonic: 0,
+    mode: Mode::Major,
+};
+const A_MINOR: Key = Key {
+    tonic: 9,
+    mode: Mode::Minor,
+};
 use ChordQuality::{Dominant7 as Dom7, Major as Maj, Minor as Min};
 
 /// The progressions shared by the planner, the note model's harmony control and the
 /// template library (`tools/templates/` renders every style in each of them).
 /// Major ones are in C major, minor ones in A minor; the renderer transposes.
 pub const PROGRESSIONS: [Progression; 5] = [
-    Progression { id: "I-V-vi-IV", key: C_MAJOR, chords: [ch(0, Maj), ch(7, Maj), ch(9, Min), ch(5, Maj)] },
-    Progression { id: "I-vi-IV-V", key: C_MAJOR, chords: [ch(0, Maj), ch(9, Min), ch(5, Maj), ch(7, Maj)] },
-    Progression { id: "IV-I-V-vi", key: C_MAJOR, chords: [ch(5, Maj), ch(0, Maj), ch(7, Maj), ch(9, Min)] },
-    Progression { id: "i-VI-III-VII", key: A_MINOR, chords: [ch(9, Min), ch(5, Maj), ch(0, Maj), ch(7, Maj)] },
-    Progression { id: "i-iv-VII-V7", key: A_MINOR, chords: [ch(9, Min), ch(2, Min), ch(7, Maj), ch(4, Dom7)] },
+    Progression {
+        id: "I-V-vi-IV",
+        key: C_MAJOR,
+        chords: [ch(0, Maj), ch(7, Maj), ch(9, Min), ch(5, Maj)],
+    },
+    Progression {
+        id: "I-vi-IV-V",
+        key: C_MAJOR,
+        chords: [ch(0, Maj), ch(9, Min), ch(5, Maj), ch(7, Maj)],
+    },
+    Progression {
+        id: "IV-I-V-vi",
+        key: C_MAJOR,
+        chords: [ch(5, Maj), ch(0, Maj), ch(7, Maj), ch(9, Min)],
+    },
+    Progression {
+        id: "i-VI-III-VII",
+        key: A_MINOR,
+        chords: [ch(9, Min), ch(5, Maj), ch(0, Maj), ch(7, Maj)],
+    },
+    Progression {
+        id: "i-iv-VII-V7",
+        key: A_MINOR,
+        chords: [ch(9, Min), ch(2, Min), ch(7, Maj), ch(4, Dom7)],
+    },
 ];

@@ -10,6 +10,9 @@ pub struct Cli {
     /// Log level filter (e.g. `info`, `debug`, `undertone=trace`); also `RUST_LOG`.
     #[arg(long, global = true, default_value = "warn")]
     pub log: String,
+    /// Folder with models/ and templates/ (default: $UNDERTONE_DATA, the source checkout, or /usr/share/undertone).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -19,5 +22,8 @@ pub enum Command {}
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // Folder with models/ and templates/, for the subcommands that load them.
+    let data_root = crate::paths::data_root(cli.data.as_deref());
+    let _ = &data_root;
     match cli.command {}
 }
