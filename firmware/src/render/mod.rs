@@ -1,3 +1,573 @@
 //! `render` stage: picks template audio by style vector and intensity, fits it to the
 //! planned tempo and key, adds the melody rendered with a SoundFont synth, joins the
 //! per-segment pieces and normalises loudness.
+//!
+//! The core is [`Renderer::render_bar`]: one bar into a caller's buffer, with all state
+//! (template player, time-stretcher, synth voices, fades) carried to the next bar, so a
+//! live engine can stream bars ahead of the ALSA cursor. [`Renderer::render`] is the
+//! offline loop over it, followed by the trim, fade-out and mastering.
+//! See `docs/design/rendering.md`.
+
+pub mod fit;
+pub mod library;
+pub mod master;
+pub mod player;
+pub mod synth;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use thiserror::Error;
+
+pub use library::{Library, Problem, Template, TemplateInfo};
+pub use master::MasterReport;
+
+use crate::midi::{MidiTrack, TimedNote, DRUM_CHANNEL};
+use crate::music::{
+    Chord, Key, NoteSet, Progression, CHANNELS, PROGRESSIONS, PROGRESSION_BARS, SAMPLE_RATE,
+    TICKS_PER_BAR,
+};
+use crate::plan::BarPlan;
+use crate::style::StyleVector;
+use player::LoopPlayer;
+use synth::{MelodySynth, SynthNote};
+
+const CH: usize = CHANNELS as usize;
+
+#[derive(Debug, Error)]
+pub enum RenderError {
+    #[error(
+        "template library {dir} is not usable ({count} problem(s)); first: {first}. \
+         List them all with `undertone templates check {dir}`; rebuild with tools/templates/build.sh"
+    )]
+    Library {
+        dir: PathBuf,
+        count: usize,
+        first: String,
+    },
+    #[error("template {path}: {message}")]
+    Template { path: PathBuf, message: String },
+    #[error("SoundFont {path}: {message}")]
+    SoundFont { path: PathBuf, message: String },
+    #[error("cannot render: {0}")]
+    Input(String),
+}
+
+/// The template library inside a data root (the repository or `/usr/share/undertone`).
+pub fn default_library_dir(data_root: &Path) -> PathBuf {
+    data_root.join("templates")
+}
+
+/// The melody SoundFont inside a data root.
+pub fn default_soundfont_path(data_root: &Path) -> PathBuf {
+    data_root.join("templates").join("melody.sf2")
+}
+
+/// Gain of the melody synth into the mix. rustysynth's output of a mezzo-forte lead is
+/// about 6 dB below the templates (normalised to −23…−20 LUFS by layer); this puts the
+/// lead on top of the backing, as in a produced track, before mastering.
+const MELODY_GAIN: f32 = 1.6;
+
+/// Pitch the melody is centred on after octave placement (C5): above the templates'
+/// chord voicings (up to ~G4/C5) so the lead is not masked by them.
+const MELODY_CENTER: f32 = 74.0;
+
+/// Fade-in of a new segment: 5 ms, long enough to avoid a click where the loop's audio
+/// starts mid-waveform, short enough to keep the downbeat's attack.
+const FADE_IN_SECONDS: f64 = 0.005;
+
+/// The previous segment keeps sounding this many beats into the new section and fades
+/// out (equal-power), so the change happens on the beat without a gap.
+const CROSSFADE_BEATS: f64 = 0.5;
+
+/// The piece ends with this fade-out when trimmed to its length.
+const END_FADE_SECONDS: f64 = 1.0;
+
+/// Key confidence (profile correlation) above which a segment whose notes are in a
+/// different key than the template is transposed to the template's key.
+const TRANSPOSE_CONFIDENCE: f32 = 0.75;
+
+/// What was played in one bar (for `report.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BarRender {
+    pub index: u32,
+    pub template_id: String,
+    pub layer: u8,
+    pub progression: String,
+    /// Bar of the template's progression played (0-based).
+    pub progression_bar: u8,
+    /// Native frames per output frame (planned tempo / template tempo); 1 = unstretched.
+    pub stretch_rate: f64,
+    /// A join (template change with a crossfade) happens at this bar's downbeat.
+    pub join: bool,
+    /// Melody semitone shift applied (key match + octave placement).
+    pub transpose: i32,
+    pub note_count: usize,
+    pub mean_velocity: f32,
+}
+
+/// The rendered piece.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Interleaved stereo at [`SAMPLE_RATE`], exactly the requested length.
+    pub pcm: Vec<f32>,
+    pub bars: Vec<BarRender>,
+    /// The templates' chord/bass/drum parts on the output tick timeline (bar `i` starts at
+    /// `i * TICKS_PER_BAR`); channel 0 is left for the melody.
+    pub backing: Vec<MidiTrack>,
+    /// The melody as heard: the input notes fitted to the template chords and transposed.
+    pub melody: Vec<NoteSet>,
+    pub master: MasterReport,
+}
+
+/// The segment being played.
+struct Segment {
+    section: u32,
+    first_bar: u32,
+    template: Template,
+    progression: &'static Progression,
+    player: LoopPlayer,
+    transpose: i32,
+    /// The chords seen so far in this section (to re-check the progression).
+    chords: Vec<Chord>,
+}
+
+pub struct Renderer {
+    library: Library,
+    synth: MelodySynth,
+    current: Option<Segment>,
+    /// Previous segment fading out: player and its rate.
+    fading: Option<(LoopPlayer, f64)>,
+    scratch: Vec<f32>,
+}
+
+impl Renderer {
+    /// A renderer over a loaded library and a melody SoundFont (checked here: a file
+    /// that is not an `.sf2` with the five lead presets is an error).
+    pub fn new(library: Library, soundfont: &Path) -> Result<Self, RenderError> {
+        let font = synth::load_soundfont(soundfont)?;
+        Self::with_font(library, &font)
+    }
+
+    /// A renderer sharing an already loaded font.
+    pub fn with_font(
+        library: Library,
+        font: &Arc<rustysynth::SoundFont>,
+    ) -> Result<Self, RenderError> {
+        let synth = MelodySynth::new(font)?;
+        Ok(Renderer {
+            library,
+            synth,
+            current: None,
+            fading: None,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn library(&self) -> &Library {
+        &self.library
+    }
+
+    /// Renders one bar into `out` (interleaved stereo; its length sets the bar's frames),
+    /// replacing its contents. `ahead` are the next planned bars, if known (offline: the
+    /// rest of the piece; live: the planner's lookahead); they let the first bar of a
+    /// section pick the progression and layer for the whole section.
+    pub fn render_bar(
+        &mut self,
+        bar: &BarPlan,
+        notes: Option<&NoteSet>,
+        style: &StyleVector,
+        ahead: &[BarPlan],
+        out: &mut [f32],
+    ) -> Result<BarRender, RenderError> {
+        let frames = out.len() / CH;
+        let new_section = match &self.current {
+            None => true,
+            Some(s) => bar.section_start || bar.section != s.section,
+        };
+        let section_chords: Vec<Chord> = std::iter::once(bar.chord)
+            .chain(
+                ahead
+                    .iter()
+                    .take_while(|b| b.section == bar.section && !b.section_start)
+                    .map(|b| b.chord),
+            )
+            .collect();
+        let mut join = false;
+        if new_section {
+            let seg = self.start_segment(bar, style, &section_chords, 0, Vec::new())?;
+            join = self.current.is_some();
+            self.begin_fade(bar);
+            self.current = Some(seg);
+            self.synth.set_instrument(style.instrument);
+        } else {
+            // The progression guessed from the section's first bars may be contradicted
+            // by a later chord (live, without lookahead): switch to the one that fits.
+            let (pos, fits, first_bar, mut chords) = {
+                let s = self.current.as_ref().expect("segment");
+                let pos = (bar.index - s.first_bar) as usize;
+                (
+                    pos,
+                    s.progression.chords[pos % PROGRESSION_BARS] == bar.chord,
+                    s.first_bar,
+                    s.chords.clone(),
+                )
+            };
+            if !fits {
+                chords.extend(section_chords.iter().copied());
+                let seg = self.start_segment(bar, style, &chords, pos, Vec::new())?;
+                let seg = Segment { first_bar, ..seg };
+                tracing::debug!(
+                    bar = bar.index,
+                    progression = seg.progression.id,
+                    "progression re-matched mid-section"
+                );
+                join = true;
+                self.begin_fade(bar);
+                self.current = Some(seg);
+            }
+        }
+        let seg = self.current.as_mut().expect("segment");
+        if seg.chords.len() <= (bar.index - seg.first_bar) as usize {
+            seg.chords.push(bar.chord);
+        }
+        let pos = ((bar.index - seg.first_bar) as usize) % PROGRESSION_BARS;
+        let info = &seg.template.info;
+        let native = info.bar_frames();
+        seg.player.next(native, out);
+        let rate = native as f64 / frames.max(1) as f64;
+        if join || bar.index == 0 {
+            let n = ((FADE_IN_SECONDS * SAMPLE_RATE as f64) as usize).min(frames);
+            for i in 0..n {
+                let g = i as f32 / n as f32;
+                out[i * CH] *= g;
+                out[i * CH + 1] *= g;
+            }
+        }
+        if let Some((mut old, old_rate)) = self.fading.take() {
+            let beat = frames as f64 / crate::music::BEATS_PER_BAR as f64;
+            let n = ((beat * CROSSFADE_BEATS) as usize).min(frames);
+            self.scratch.resize(n * CH, 0.0);
+            old.next((n as f64 * old_rate).round() as usize, &mut self.scratch);
+            for i in 0..n {
+                let g = (std::f32::consts::FRAC_PI_2 * i as f32 / n as f32).cos();
+                out[i * CH] += self.scratch[i * CH] * g;
+                out[i * CH + 1] += self.scratch[i * CH + 1] * g;
+            }
+        }
+        // Melody.
+        let chord = seg.progression.chords[pos];
+        let fitted = notes.map(|n| fit::fit_bar(n, chord, seg.progression.key, seg.transpose));
+        let mut synth_notes = Vec::new();
+        let t0 = self.synth.now();
+        let per_tick = frames as f64 / TICKS_PER_BAR as f64;
+        if let Some(f) = &fitted {
+            for n in &f.notes {
+                synth_notes.push(SynthNote {
+                    start: t0 + (n.start as f64 * per_tick).round() as u64,
+                    frames: (n.duration as f64 * per_tick).round() as u64,
+                    pitch: n.pitch,
+                    velocity: n.velocity,
+                    inner: n.track != 0,
+                });
+            }
+        }
+        synth_notes.sort_by_key(|n| n.start);
+        self.synth.render_add(&synth_notes, out, MELODY_GAIN);
+        let (note_count, mean_velocity) = match &fitted {
+            Some(f) if !f.notes.is_empty() => (
+                f.notes.len(),
+                f.notes.iter().map(|n| n.velocity as f32).sum::<f32>() / f.notes.len() as f32,
+            ),
+            _ => (0, 0.0),
+        };
+        Ok(BarRender {
+            index: bar.index,
+            template_id: info.id.clone(),
+            layer: info.layer,
+            progression: seg.progression.id.to_string(),
+            progression_bar: pos as u8,
+            stretch_rate: rate,
+            join,
+            transpose: seg.transpose,
+            note_count,
+            mean_velocity,
+        })
+    }
+
+    /// The fitted notes of a bar as [`Renderer::render_bar`] plays them (for MIDI output).
+    fn fitted(&self, notes: &NoteSet, pos: usize) -> Option<NoteSet> {
+        let seg = self.current.as_ref()?;
+        Some(fit::fit_bar(
+            notes,
+            seg.progression.chords[pos],
+            seg.progression.key,
+            seg.transpose,
+        ))
+    }
+
+    fn begin_fade(&mut self, bar: &BarPlan) {
+        if let Some(old) = self.current.take() {
+            let rate = (bar.tempo_bpm / old.template.info.tempo_bpm).max(1e-3);
+            self.fading = Some((old.player, rate));
+        }
+    }
+
+    fn start_segment(
+        &mut self,
+        bar: &BarPlan,
+        style: &StyleVector,
+        chords: &[Chord],
+        pos: usize,
+        seen: Vec<Chord>,
+    ) -> Result<Segment, RenderError> {
+        let progression = match_progression(chords, pos);
+        let layers = self.library.layers(style.genre);
+        if layers.is_empty() {
+            return Err(RenderError::Input(format!(
+                "the template library has no {:?} templates",
+                style.genre
+            )));
+        }
+        let li =
+            ((style.energy.clamp(0.0, 1.0) * layers.len() as f32) as usize).min(layers.len() - 1);
+        let template = self
+            .library
+            .select(style.genre, progression.id, layers[li])
+            .ok_or_else(|| {
+                RenderError::Input(format!(
+                    "no {:?} template for progression {}",
+                    style.genre, progression.id
+                ))
+            })?
+            .clone();
+        let pcm = self.library.decode(&template.info)?;
+        let rate = bar.tempo_bpm / template.info.tempo_bpm;
+        if !(0.25..=4.0).contains(&rate) {
+            return Err(RenderError::Input(format!(
+                "bar {} tempo {} BPM is too far from the template's {} BPM",
+                bar.index, bar.tempo_bpm, template.info.tempo_bpm
+            )));
+        }
+        let start = (pos % PROGRESSION_BARS) * template.info.bar_frames();
+        let player = LoopPlayer::new(pcm, start, rate);
+        let transpose = melody_transpose(style, progression.key);
+        tracing::debug!(bar = bar.index, template = %template.info.id, rate, transpose, "segment starts");
+        Ok(Segment {
+            section: bar.section,
+            first_bar: bar.index,
+            template,
+            progression,
+            player,
+            transpose,
+            chords: seen,
+        })
+    }
+
+    /// Renders the whole piece: `bars` (contiguous), their notes (matched by bar index;
+    /// bars without notes play the backing only) and the style vector of the section each
+    /// bar belongs to (`styles[i]` for `bars[i]`). The output has exactly
+    /// `length_samples` frames (trimmed with a short fade-out) and is loudness-normalised
+    /// and peak-limited.
+    pub fn render(
+        &mut self,
+        bars: &[BarPlan],
+        notes: &[NoteSet],
+        styles: &[StyleVector],
+        length_samples: usize,
+    ) -> Result<Rendered, RenderError> {
+        validate(bars, styles, length_samples)?;
+        self.current = None;
+        self.fading = None;
+        let by_bar: BTreeMap<u32, &NoteSet> = notes.iter().map(|n| (n.bar, n)).collect();
+        let mut pcm = vec![0.0f32; length_samples * CH];
+        let mut out_bars = Vec::with_capacity(bars.len());
+        let mut melody = Vec::new();
+        let mut backing: BTreeMap<(String, u8, u8), MidiTrack> = BTreeMap::new();
+        let mut buf = Vec::new();
+        let first = frame_of(bars[0].start);
+        for (i, bar) in bars.iter().enumerate() {
+            let (s, e) = (frame_of(bar.start) - first, frame_of(bar.end) - first);
+            if s >= length_samples {
+                break;
+            }
+            buf.resize((e - s) * CH, 0.0);
+            let n = by_bar.get(&bar.index).copied();
+            let r = self.render_bar(bar, n, &styles[i], &bars[i + 1..], &mut buf)?;
+            let end = e.min(length_samples);
+            pcm[s * CH..end * CH].copy_from_slice(&buf[..(end - s) * CH]);
+            if let Some(f) = n.and_then(|n| self.fitted(n, r.progression_bar as usize)) {
+                melody.push(f);
+            }
+            let seg = self.current.as_ref().expect("segment after a bar");
+            add_backing(
+                &mut backing,
+                &seg.template,
+                r.progression_bar as usize,
+                bar.index,
+            );
+            out_bars.push(r);
+        }
+        let fade = ((END_FADE_SECONDS * SAMPLE_RATE as f64) as usize).min(length_samples);
+        for i in 0..fade {
+            let g = (i as f32 + 1.0) / fade as f32;
+            let f = length_samples - 1 - i;
+            pcm[f * CH] *= g;
+            pcm[f * CH + 1] *= g;
+        }
+        let master = master::master(&mut pcm);
+        tracing::info!(
+            bars = out_bars.len(),
+            lufs = master.lufs_out,
+            gain_db = master.gain_db,
+            "rendered"
+        );
+        Ok(Rendered {
+            pcm,
+            bars: out_bars,
+            backing: assign_channels(backing),
+            melody,
+            master,
+        })
+    }
+}
+
+fn frame_of(seconds: f64) -> usize {
+    (seconds.max(0.0) * SAMPLE_RATE as f64).round() as usize
+}
+
+fn validate(bars: &[BarPlan], styles: &[StyleVector], length: usize) -> Result<(), RenderError> {
+    if bars.is_empty() {
+        return Err(RenderError::Input("no bars to render".into()));
+    }
+    if styles.len() != bars.len() {
+        return Err(RenderError::Input(format!(
+            "{} bars but {} style vectors (one per bar is needed)",
+            bars.len(),
+            styles.len()
+        )));
+    }
+    if length == 0 {
+        return Err(RenderError::Input("requested length is 0 samples".into()));
+    }
+    for w in bars.windows(2) {
+        if w[1].index != w[0].index + 1 || (w[1].start - w[0].end).abs() > 1e-6 {
+            return Err(RenderError::Input(format!(
+                "bars {} and {} are not contiguous",
+                w[0].index, w[1].index
+            )));
+        }
+    }
+    for b in bars {
+        if !(b.tempo_bpm.is_finite() && b.tempo_bpm > 0.0 && b.end > b.start) {
+            return Err(RenderError::Input(format!(
+                "bar {} has tempo {} and span {}..{}",
+                b.index, b.tempo_bpm, b.start, b.end
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The progression that agrees with the most of `chords` (chords[k] is bar `pos + k` of
+/// the section, and bar 0 of a section plays the progression's first bar).
+pub fn match_progression(chords: &[Chord], pos: usize) -> &'static Progression {
+    PROGRESSIONS
+        .iter()
+        .max_by_key(|p| {
+            let hits = chords
+                .iter()
+                .enumerate()
+                .filter(|(k, c)| p.chords[(pos + k) % PROGRESSION_BARS] == **c)
+                .count();
+            // max_by_key keeps the last maximum: rank earlier table entries higher on ties.
+            (
+                hits,
+                usize::MAX - PROGRESSIONS.iter().position(|q| q.id == p.id).unwrap_or(0),
+            )
+        })
+        .expect("PROGRESSIONS is not empty")
+}
+
+/// Semitone shift of a segment's melody: to the template's key when the notes are
+/// clearly in another key, then whole octaves to centre the melody on [`MELODY_CENTER`].
+fn melody_transpose(style: &StyleVector, key: Key) -> i32 {
+    let relative_major = |k: Key| match k.mode {
+        crate::music::Mode::Major => k.tonic as i32,
+        crate::music::Mode::Minor => (k.tonic as i32 + 3) % 12,
+    };
+    let mut shift = 0;
+    if style.key_confidence >= TRANSPOSE_CONFIDENCE {
+        let d = (relative_major(key) - relative_major(style.key)).rem_euclid(12);
+        shift = if d > 6 { d - 12 } else { d };
+    }
+    let register = style.register + shift as f32;
+    shift + 12 * ((MELODY_CENTER - register) / 12.0).round() as i32
+}
+
+fn add_backing(
+    tracks: &mut BTreeMap<(String, u8, u8), MidiTrack>,
+    t: &Template,
+    pos: usize,
+    bar_index: u32,
+) {
+    let lo = pos as u64 * TICKS_PER_BAR as u64;
+    let hi = lo + TICKS_PER_BAR as u64;
+    let base = bar_index as u64 * TICKS_PER_BAR as u64;
+    for part in &t.parts {
+        let key = (
+            format!("{} {}", t.info.style_name(), part.name),
+            part.channel,
+            part.program,
+        );
+        let tr = tracks.entry(key.clone()).or_insert_with(|| MidiTrack {
+            name: key.0.clone(),
+            channel: part.channel,
+            program: part.program,
+            notes: Vec::new(),
+        });
+        for n in part.notes.iter().filter(|n| n.tick >= lo && n.tick < hi) {
+            tr.notes.push(TimedNote {
+                tick: base + n.tick - lo,
+                ..*n
+            });
+        }
+    }
+}
+
+/// Gives every backing track a MIDI channel: drums stay on [`DRUM_CHANNEL`], pitched
+/// parts get their own channel from 1 up (0 is the melody's), so two templates' parts
+/// with different programs never share a channel.
+fn assign_channels(tracks: BTreeMap<(String, u8, u8), MidiTrack>) -> Vec<MidiTrack> {
+    let mut next = 1u8;
+    let mut out = Vec::new();
+    for (_, mut t) in tracks {
+        if t.notes.is_empty() {
+            continue;
+        }
+        if t.channel != DRUM_CHANNEL {
+            if next == DRUM_CHANNEL {
+                next += 1;
+            }
+            if next > 15 {
+                next = 1;
+            }
+            t.channel = next;
+            next += 1;
+        }
+        out.push(t);
+    }
+    out
+}
+
+impl TemplateInfo {
+    /// The style's name as in the index (`lofi`, `pop`, ...).
+    pub fn style_name(&self) -> String {
+        serde_json::to_value(self.style)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}

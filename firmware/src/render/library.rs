@@ -1,0 +1,536 @@
+//! The template library: `templates/index.json`, the Ogg Vorbis loops it names and the
+//! MIDI patterns they were rendered from. Everything is checked when the library is
+//! loaded (index fields, file presence, checksum, sample rate, channels, length,
+//! decodability), so a bad library is a clear error before the first bar, never a
+//! failure mid-render.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::RenderError;
+use crate::midi::{MidiTrack, TimedNote, DRUM_CHANNEL};
+use crate::music::{
+    Chord, Genre, Key, Mood, CHANNELS, PROGRESSIONS, PROGRESSION_BARS, SAMPLE_RATE, TICKS_PER_BEAT,
+};
+
+/// File name of the index inside a library folder.
+pub const INDEX_FILE: &str = "index.json";
+
+/// Version of the index format this build reads (`format` in the index).
+pub const INDEX_FORMAT: u32 = 1;
+
+/// Lowest number of intensity layers each style must have (sparse → full).
+pub const MIN_LAYERS: u8 = 3;
+
+/// The index as `tools/templates/build.py` writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Index {
+    pub format: u32,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub beats_per_bar: u32,
+    pub ticks_per_beat: u32,
+    pub templates: Vec<TemplateInfo>,
+}
+
+/// One template: a loop of one progression in one style and intensity layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateInfo {
+    pub id: String,
+    pub style: Genre,
+    pub mood: Mood,
+    /// Arrangement energy 0..=1 the template carries.
+    pub energy: f32,
+    /// Native tempo of the audio, BPM.
+    pub tempo_bpm: f64,
+    pub key: Key,
+    /// Id of the `music::PROGRESSIONS` entry it plays.
+    pub progression: String,
+    /// Chord of each bar of the loop.
+    pub chords: Vec<Chord>,
+    /// Bars in the loop.
+    pub bars: u32,
+    /// Intensity layer, 0 = sparse.
+    pub layer: u8,
+    /// Parts as `name:program` (or `name:drums`).
+    pub instruments: Vec<String>,
+    /// Audio file, relative to the library folder.
+    pub audio: String,
+    /// MIDI pattern the audio was rendered from, relative to the library folder.
+    pub midi: String,
+    /// Frames (per channel) in the audio loop.
+    pub frames: u64,
+    /// SHA-256 of the audio file, hex.
+    pub sha256: String,
+}
+
+impl TemplateInfo {
+    /// Frames in one bar at the native tempo.
+    pub fn bar_frames(&self) -> usize {
+        (self.frames / self.bars.max(1) as u64) as usize
+    }
+}
+
+/// A problem found in a library: which file and what is wrong.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    /// Template id, or `index` for the index itself.
+    pub template: String,
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.template,
+            self.path.display(),
+            self.message
+        )
+    }
+}
+
+/// A loaded template: its index entry and its backing parts (from the MIDI pattern).
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub info: TemplateInfo,
+    /// Parts of the loop, ticks from the loop start at [`TICKS_PER_BEAT`].
+    pub parts: Vec<MidiTrack>,
+}
+
+/// The template library. Audio is decoded on demand (one loop at a time is in memory),
+/// so the library itself stays small.
+#[derive(Debug, Clone)]
+pub struct Library {
+    dir: PathBuf,
+    templates: Vec<Template>,
+}
+
+impl Library {
+    /// Loads and validates the library in `dir`: every problem [`Library::check`] would
+    /// report is an error here, naming the file and what to do.
+    pub fn load(dir: &Path) -> Result<Self, RenderError> {
+        let problems = check_dir(dir);
+        if let Some(first) = problems.first() {
+            return Err(RenderError::Library {
+                dir: dir.to_path_buf(),
+                count: problems.len(),
+                first: first.to_string(),
+            });
+        }
+        let index = read_index(dir).map_err(|p| RenderError::Library {
+            dir: dir.to_path_buf(),
+            count: 1,
+            first: p.to_string(),
+        })?;
+        let mut templates = Vec::with_capacity(index.templates.len());
+        for info in index.templates {
+            let path = dir.join(&info.midi);
+            let parts = read_pattern(&path).map_err(|message| RenderError::Template {
+                path: path.clone(),
+                message,
+            })?;
+            templates.push(Template { info, parts });
+        }
+        tracing::info!(dir = %dir.display(), templates = templates.len(), "template library loaded");
+        Ok(Library {
+            dir: dir.to_path_buf(),
+            templates,
+        })
+    }
+
+    /// Re-validates the library folder (files can change after load); empty when sound.
+    pub fn check(&self) -> Vec<Problem> {
+        check_dir(&self.dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn templates(&self) -> &[Template] {
+        &self.templates
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Template> {
+        self.templates.iter().find(|t| t.info.id == id)
+    }
+
+    /// Intensity layers available for a style, ascending.
+    pub fn layers(&self, style: Genre) -> Vec<u8> {
+        let mut l: Vec<u8> = self
+            .templates
+            .iter()
+            .filter(|t| t.info.style == style)
+            .map(|t| t.info.layer)
+            .collect();
+        l.sort_unstable();
+        l.dedup();
+        l
+    }
+
+    /// The template of `style` recorded with `progression`, at the layer nearest `layer`.
+    pub fn select(&self, style: Genre, progression: &str, layer: u8) -> Option<&Template> {
+        self.templates
+            .iter()
+            .filter(|t| t.info.style == style && t.info.progression == progression)
+            .min_by_key(|t| (t.info.layer as i32 - layer as i32).abs())
+    }
+
+    /// Decodes a template's audio loop: interleaved stereo f32 at [`SAMPLE_RATE`].
+    pub fn decode(&self, template: &TemplateInfo) -> Result<Vec<f32>, RenderError> {
+        let path = self.dir.join(&template.audio);
+        let pcm = decode_ogg(&path).map_err(|message| RenderError::Template {
+            path: path.clone(),
+            message,
+        })?;
+        let frames = pcm.len() / CHANNELS as usize;
+        if frames as u64 != template.frames {
+            return Err(RenderError::Template {
+                path,
+                message: format!("decodes to {frames} frames, the index says {}; rebuild with tools/templates/build.sh", template.frames),
+            });
+        }
+        Ok(pcm)
+    }
+}
+
+fn problem(template: &str, path: &Path, message: impl Into<String>) -> Problem {
+    Problem {
+        template: template.to_string(),
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn read_index(dir: &Path) -> Result<Index, Problem> {
+    let path = dir.join(INDEX_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        problem(
+            "index",
+            &path,
+            format!("cannot read the template index ({e}); build it with tools/templates/build.sh"),
+        )
+    })?;
+    let index: Index = serde_json::from_str(&text)
+        .map_err(|e| problem("index", &path, format!("not a valid template index: {e}")))?;
+    Ok(index)
+}
+
+/// Validates a library folder without loading it; returns every problem found.
+pub fn check_dir(dir: &Path) -> Vec<Problem> {
+    let index = match read_index(dir) {
+        Ok(i) => i,
+        Err(p) => return vec![p],
+    };
+    let ipath = dir.join(INDEX_FILE);
+    let mut out = Vec::new();
+    if index.format != INDEX_FORMAT {
+        out.push(problem(
+            "index",
+            &ipath,
+            format!(
+                "index format {} but this build reads {INDEX_FORMAT}",
+                index.format
+            ),
+        ));
+    }
+    if index.sample_rate != SAMPLE_RATE || index.channels != CHANNELS {
+        out.push(problem(
+            "index",
+            &ipath,
+            format!(
+                "library is {} Hz x {} channels; the engine needs {SAMPLE_RATE} Hz x {CHANNELS}",
+                index.sample_rate, index.channels
+            ),
+        ));
+    }
+    if index.ticks_per_beat != TICKS_PER_BEAT || index.beats_per_bar != crate::music::BEATS_PER_BAR
+    {
+        out.push(problem(
+            "index",
+            &ipath,
+            "library grid is not 4/4 at 480 ticks per beat",
+        ));
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for t in &index.templates {
+        *seen.entry(t.id.as_str()).or_default() += 1;
+        out.extend(check_template(dir, t));
+    }
+    for (id, n) in seen {
+        if n > 1 {
+            out.push(problem(
+                id,
+                &ipath,
+                format!("id appears {n} times in the index"),
+            ));
+        }
+    }
+    // Coverage: every style the index names has every progression at >= MIN_LAYERS layers.
+    let mut styles: Vec<Genre> = index.templates.iter().map(|t| t.style).collect();
+    styles.sort_by_key(|g| *g as u8);
+    styles.dedup();
+    if styles.is_empty() {
+        out.push(problem("index", &ipath, "the index lists no templates"));
+    }
+    for style in styles {
+        for p in PROGRESSIONS.iter() {
+            let layers: std::collections::BTreeSet<u8> = index
+                .templates
+                .iter()
+                .filter(|t| t.style == style && t.progression == p.id)
+                .map(|t| t.layer)
+                .collect();
+            if layers.len() < MIN_LAYERS as usize {
+                out.push(problem(
+                    "index",
+                    &ipath,
+                    format!(
+                        "style {style:?} has {} layer(s) for progression {}; it needs {MIN_LAYERS}",
+                        layers.len(),
+                        p.id
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn check_template(dir: &Path, t: &TemplateInfo) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let apath = dir.join(&t.audio);
+    let Some(prog) = PROGRESSIONS.iter().find(|p| p.id == t.progression) else {
+        return vec![problem(
+            &t.id,
+            &apath,
+            format!("unknown progression {:?}", t.progression),
+        )];
+    };
+    if t.bars as usize != PROGRESSION_BARS || t.chords.as_slice() != prog.chords.as_slice() {
+        out.push(problem(
+            &t.id,
+            &apath,
+            format!("chords/bars do not match progression {}", prog.id),
+        ));
+    }
+    if t.key != prog.key {
+        out.push(problem(
+            &t.id,
+            &apath,
+            format!("key does not match progression {}", prog.id),
+        ));
+    }
+    if !(20.0..=300.0).contains(&t.tempo_bpm) {
+        out.push(problem(
+            &t.id,
+            &apath,
+            format!("tempo {} BPM is out of range", t.tempo_bpm),
+        ));
+    }
+    let expect = t.bars as f64 * crate::music::BEATS_PER_BAR as f64 * 60.0 / t.tempo_bpm
+        * SAMPLE_RATE as f64;
+    if (expect - t.frames as f64).abs() > 1.0 {
+        out.push(problem(
+            &t.id,
+            &apath,
+            format!(
+                "{} frames but {} bars at {} BPM are {expect:.0}",
+                t.frames, t.bars, t.tempo_bpm
+            ),
+        ));
+    }
+    match std::fs::read(&apath) {
+        Err(e) => out.push(problem(
+            &t.id,
+            &apath,
+            format!("index entry points to a missing/unreadable file ({e})"),
+        )),
+        Ok(bytes) => {
+            let sha = hex::encode(Sha256::digest(&bytes));
+            if sha != t.sha256 {
+                out.push(problem(&t.id, &apath, "checksum differs from the index (file corrupt or replaced); rebuild with tools/templates/build.sh"));
+            } else {
+                match probe_ogg(&apath) {
+                    Err(m) => out.push(problem(&t.id, &apath, m)),
+                    Ok((rate, ch)) if rate != SAMPLE_RATE || ch != CHANNELS as usize => out.push(problem(
+                        &t.id,
+                        &apath,
+                        format!("audio is {rate} Hz x {ch} channels; templates must be {SAMPLE_RATE} Hz x {CHANNELS}"),
+                    )),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    let mpath = dir.join(&t.midi);
+    if let Err(m) = read_pattern(&mpath) {
+        out.push(problem(&t.id, &mpath, m));
+    }
+    out
+}
+
+fn open_format(path: &Path) -> Result<Box<dyn symphonia::core::formats::FormatReader>, String> {
+    use symphonia::core::formats::probe::Hint;
+    use symphonia::core::io::MediaSourceStream;
+    let file = File::open(path).map_err(|e| format!("cannot open ({e})"))?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    hint.with_extension("ogg");
+    symphonia::default::get_probe()
+        .probe(&hint, mss, Default::default(), Default::default())
+        .map_err(|e| {
+            format!("not a readable Ogg Vorbis file ({e}); rebuild with tools/templates/build.sh")
+        })
+}
+
+/// Sample rate and channel count from the stream header.
+fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
+    use symphonia::core::formats::TrackType;
+    let format = open_format(path)?;
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or("has no audio track")?;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or("has no audio codec parameters")?;
+    let rate = params.sample_rate.ok_or("does not state its sample rate")?;
+    let ch = params
+        .channels
+        .as_ref()
+        .map(|c| c.count())
+        .ok_or("does not state its channel count")?;
+    Ok((rate, ch))
+}
+
+/// Decodes a whole Ogg Vorbis file to interleaved f32.
+pub fn decode_ogg(path: &Path) -> Result<Vec<f32>, String> {
+    use symphonia::core::codecs::audio::AudioDecoderOptions;
+    use symphonia::core::formats::TrackType;
+    let mut format = open_format(path)?;
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or("has no audio track")?;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or("has no audio codec parameters")?
+        .clone();
+    let rate = params.sample_rate.unwrap_or(0);
+    let ch = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
+    if rate != SAMPLE_RATE || ch != CHANNELS as usize {
+        return Err(format!(
+            "audio is {rate} Hz x {ch} channels; templates must be {SAMPLE_RATE} Hz x {CHANNELS}"
+        ));
+    }
+    let track_id = track.id;
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .map_err(|e| format!("cannot decode ({e})"))?;
+    let mut out: Vec<f32> = Vec::new();
+    let mut buf: Vec<f32> = Vec::new();
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(format!(
+                    "corrupt stream ({e}); rebuild with tools/templates/build.sh"
+                ))
+            }
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        let decoded = decoder.decode(&packet).map_err(|e| {
+            format!("corrupt audio packet ({e}); rebuild with tools/templates/build.sh")
+        })?;
+        buf.resize(decoded.samples_interleaved(), 0.0);
+        decoded.copy_to_slice_interleaved(&mut buf);
+        out.extend_from_slice(&buf);
+    }
+    if out.is_empty() {
+        return Err("decodes to no audio".into());
+    }
+    Ok(out)
+}
+
+/// Reads a template's MIDI pattern into parts (ticks rescaled to [`TICKS_PER_BEAT`]).
+pub fn read_pattern(path: &Path) -> Result<Vec<MidiTrack>, String> {
+    use midly::{MetaMessage, MidiMessage, Smf, Timing, TrackEventKind};
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read the template's MIDI pattern ({e})"))?;
+    let smf = Smf::parse(&bytes)
+        .map_err(|e| format!("not a MIDI file ({e}); rebuild with tools/templates/build.sh"))?;
+    let tpb = match smf.header.timing {
+        Timing::Metrical(t) => t.as_int() as u64,
+        Timing::Timecode(..) => return Err("uses SMPTE timing; patterns must be metrical".into()),
+    };
+    let scale = |t: u64| t * TICKS_PER_BEAT as u64 / tpb.max(1);
+    let mut parts = Vec::new();
+    for track in &smf.tracks {
+        let mut name = String::new();
+        let mut program = 0u8;
+        let mut channel = None;
+        let mut open: HashMap<u8, (u64, u8)> = HashMap::new();
+        let mut notes = Vec::new();
+        let mut t = 0u64;
+        for ev in track {
+            t += ev.delta.as_int() as u64;
+            match ev.kind {
+                TrackEventKind::Meta(MetaMessage::TrackName(n)) => {
+                    name = String::from_utf8_lossy(n).into_owned()
+                }
+                TrackEventKind::Midi {
+                    channel: ch,
+                    message,
+                } => {
+                    channel = Some(ch.as_int());
+                    match message {
+                        MidiMessage::ProgramChange { program: p } => program = p.as_int(),
+                        MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
+                            open.insert(key.as_int(), (t, vel.as_int()));
+                        }
+                        MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
+                            if let Some((start, vel)) = open.remove(&key.as_int()) {
+                                notes.push(TimedNote {
+                                    tick: scale(start),
+                                    duration: scale(t - start).max(1),
+                                    pitch: key.as_int(),
+                                    velocity: vel,
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(channel) = channel {
+            notes.sort_by_key(|n| (n.tick, n.pitch));
+            parts.push(MidiTrack {
+                name,
+                channel,
+                program: if channel == DRUM_CHANNEL { 0 } else { program },
+                notes,
+            });
+        }
+    }
+    if parts.is_empty() {
+        return Err("has no note tracks".into());
+    }
+    Ok(parts)
+}

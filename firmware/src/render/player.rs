@@ -1,0 +1,197 @@
+//! Plays a template loop bar by bar at the planned tempo without changing its pitch.
+//!
+//! Each call consumes exactly one bar of the loop at its native tempo and writes
+//! exactly one bar at the planned tempo, so the template can never drift off the bar
+//! grid however long it plays. When the planned bar has the native length the audio is
+//! copied as it is; otherwise it goes through Signalsmith Stretch (a phase-vocoder
+//! time-stretcher), positioned with pre-roll from the loop itself and with its output
+//! latency compensated, so the stretched bar starts on the beat.
+
+use signalsmith_stretch::Stretch;
+
+use crate::music::{CHANNELS, SAMPLE_RATE};
+
+const CH: usize = CHANNELS as usize;
+
+/// Plays one template's decoded loop.
+pub struct LoopPlayer {
+    /// The loop, interleaved stereo.
+    pcm: Vec<f32>,
+    /// Frames in one loop.
+    loop_frames: usize,
+    /// Read cursor in loop frames (the next input frame to hand to the stretcher or copy).
+    cursor: usize,
+    stretch: Option<Stretch>,
+    /// Native frames per planned frame the stretcher was set up for.
+    rate: f64,
+    scratch: Vec<f32>,
+}
+
+impl LoopPlayer {
+    /// A player that starts at `start_frame` of the loop, to be played at `rate` native
+    /// frames per output frame (planned tempo / native tempo).
+    pub fn new(pcm: Vec<f32>, start_frame: usize, rate: f64) -> Self {
+        let loop_frames = pcm.len() / CH;
+        let mut p = LoopPlayer {
+            pcm,
+            loop_frames,
+            cursor: start_frame % loop_frames.max(1),
+            stretch: None,
+            rate,
+            scratch: Vec::new(),
+        };
+        if !is_unity(rate) {
+            p.start_stretch(rate);
+        }
+        p
+    }
+
+    /// The loop position (frames) that will be played next.
+    pub fn position(&self) -> usize {
+        self.cursor
+    }
+
+    fn start_stretch(&mut self, rate: f64) {
+        let mut st = Stretch::preset_cheaper(CH as u32, SAMPLE_RATE);
+        let in_lat = st.input_latency();
+        let out_lat = st.output_latency();
+        // Pre-roll: the loop material just before the start (the loop is seamless, so
+        // this is what would have played), up to the stretcher's input latency ahead.
+        let pre = 2 * in_lat;
+        let mut seek = Vec::new();
+        self.read_into(
+            &mut seek,
+            self.cursor + self.loop_frames * 4 - pre,
+            pre + in_lat,
+        );
+        st.seek(&seek, rate);
+        self.cursor = (self.cursor + in_lat) % self.loop_frames;
+        // Drain the output latency so the next output frame is aligned with the start.
+        let drain_in = (out_lat as f64 * rate).round() as usize;
+        let mut input = Vec::new();
+        self.read_into(&mut input, self.cursor, drain_in);
+        self.cursor = (self.cursor + drain_in) % self.loop_frames;
+        let mut trash = vec![0.0f32; out_lat * CH];
+        st.process(&input, &mut trash);
+        self.stretch = Some(st);
+        self.rate = rate;
+    }
+
+    /// Copies `frames` loop frames from `start` (wrapping) into `dst` (replacing it).
+    fn read_into(&self, dst: &mut Vec<f32>, start: usize, frames: usize) {
+        dst.clear();
+        dst.reserve(frames * CH);
+        let mut pos = start % self.loop_frames;
+        let mut left = frames;
+        while left > 0 {
+            let n = left.min(self.loop_frames - pos);
+            dst.extend_from_slice(&self.pcm[pos * CH..(pos + n) * CH]);
+            left -= n;
+            pos = (pos + n) % self.loop_frames;
+        }
+    }
+
+    /// Consumes `in_frames` loop frames and writes `out.len() / 2` frames into `out`
+    /// (replacing its contents).
+    pub fn next(&mut self, in_frames: usize, out: &mut [f32]) {
+        let out_frames = out.len() / CH;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.read_into(&mut scratch, self.cursor, in_frames);
+        self.cursor = (self.cursor + in_frames) % self.loop_frames;
+        match self.stretch.as_mut() {
+            None if in_frames == out_frames => out.copy_from_slice(&scratch),
+            None => {
+                // A bar whose length differs by a few frames from the native one
+                // (rounding of bar boundaries): resample linearly, inaudible at this size.
+                linear_fit(&scratch, out);
+            }
+            Some(st) => st.process(&scratch, &mut *out),
+        }
+        self.scratch = scratch;
+    }
+}
+
+/// Rates this close to 1 are played without stretching: a bar of 2 s at 1.0005 is off by
+/// one millisecond, far inside the 30 ms beat tolerance, and avoids any phase-vocoder colour.
+const UNITY_TOLERANCE: f64 = 5e-4;
+
+pub fn is_unity(rate: f64) -> bool {
+    (rate - 1.0).abs() < UNITY_TOLERANCE
+}
+
+fn linear_fit(src: &[f32], dst: &mut [f32]) {
+    let sf = src.len() / CH;
+    let df = dst.len() / CH;
+    if sf == 0 {
+        dst.fill(0.0);
+        return;
+    }
+    let step = if df > 1 {
+        (sf - 1) as f64 / (df - 1) as f64
+    } else {
+        0.0
+    };
+    for i in 0..df {
+        let x = i as f64 * step;
+        let a = x.floor() as usize;
+        let b = (a + 1).min(sf - 1);
+        let t = (x - a as f64) as f32;
+        for c in 0..CH {
+            dst[i * CH + c] = src[a * CH + c] * (1.0 - t) + src[b * CH + c] * t;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A click track (synthetic on purpose: isolates timing) stretched from 120 to 100 BPM
+    /// keeps its clicks on the new beat grid.
+    #[test]
+    fn stretched_clicks_land_on_the_planned_beats() {
+        let native_beat = 24_000usize; // 120 BPM at 48 kHz
+        let loop_frames = native_beat * 16;
+        let mut pcm = vec![0.0f32; loop_frames * CH];
+        for b in 0..16 {
+            for i in 0..96 {
+                let v = (i as f32 * 0.3).sin() * (1.0 - i as f32 / 96.0);
+                pcm[(b * native_beat + i) * CH] = v;
+                pcm[(b * native_beat + i) * CH + 1] = v;
+            }
+        }
+        let planned_beat = 28_800usize; // 100 BPM
+        let mut p = LoopPlayer::new(pcm, 0, native_beat as f64 / planned_beat as f64);
+        let mut out = vec![0.0f32; planned_beat * 4 * CH];
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            p.next(native_beat * 4, &mut out);
+            all.extend_from_slice(&out);
+        }
+        // The energy of each planned beat's first 20 ms dominates the rest of the beat.
+        for beat in 1..12 {
+            let s = beat * planned_beat;
+            let win = 960;
+            let e_on: f32 = (s.saturating_sub(win / 2)..s + win)
+                .map(|i| all[i * CH].powi(2))
+                .sum();
+            let e_mid: f32 = (s + planned_beat / 2 - win / 2..s + planned_beat / 2 + win)
+                .map(|i| all[i * CH].powi(2))
+                .sum();
+            assert!(
+                e_on > 10.0 * e_mid.max(1e-9),
+                "beat {beat}: onset energy {e_on} vs mid-beat {e_mid}"
+            );
+        }
+    }
+
+    #[test]
+    fn unity_rate_copies_the_loop_exactly() {
+        let pcm: Vec<f32> = (0..2000).map(|i| i as f32).collect();
+        let mut p = LoopPlayer::new(pcm.clone(), 900, 1.0);
+        let mut out = vec![0.0f32; 400];
+        p.next(200, &mut out);
+        assert_eq!(&out[..200], &pcm[1800..2000]);
+        assert_eq!(&out[200..], &pcm[..200]);
+    }
+}
