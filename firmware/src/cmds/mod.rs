@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod templates;
+
 /// undertone: music that follows the picture.
 #[derive(Debug, Parser)]
 #[command(name = "undertone", version, about, long_about = None)]
@@ -18,12 +20,17 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Template library tools (`templates check [DIR]`).
+    Templates(templates::TemplatesArgs),
+}
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Folder with models/ and templates/, for the subcommands that load them.
     let data_root = crate::paths::data_root(cli.data.as_deref());
     let _ = &data_root;
-    match cli.command {}
+    match cli.command {
+        Command::Templates(args) => templates::run(args, &data_root),
+    }
 }
