@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod compose;
 pub mod templates;
 
 /// undertone: music that follows the picture.
@@ -21,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The note model alone: writes N bars under fixed controls to a MIDI file.
+    Compose(compose::Args),
     /// Template library tools (`templates check [DIR]`).
     Templates(templates::TemplatesArgs),
 }
@@ -31,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let data_root = crate::paths::data_root(cli.data.as_deref());
     let _ = &data_root;
     match cli.command {
+        Command::Compose(args) => compose::run(args, &data_root),
         Command::Templates(args) => templates::run(args, &data_root),
     }
 }

@@ -1,9 +1,27 @@
 //! `compose` stage: the compound-word transformer (int8 ONNX, run by tract with a
 //! KV cache) that writes the notes of each bar under per-bar controls.
+//!
+//! [`Composer`] streams bar by bar: [`Composer::next_bar`] feeds a BAR token carrying the bar's
+//! controls, then samples POS and NOTE tokens (grammar-masked, see [`sampler`]) until the model
+//! ends the bar. The design (tokens, controls, training, window) is in `docs/design/note-model.md`.
 
+pub mod model;
+pub mod sampler;
+pub mod vocab;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tract_onnx::prelude::TValue;
 
-use crate::music::Chord;
+use crate::music::{Chord, DENSITY_CLASSES, Note, NoteSet, STRENGTH_CLASSES};
+use model::{Logits, NoteModel};
+use sampler::{BarState, Sampling, sample};
+use vocab::*;
 
 /// The controls the note model obeys for one bar.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -17,3 +35,282 @@ pub struct BarControls {
     /// The chord the bar's notes must fit.
     pub chord: Chord,
 }
+
+#[derive(Debug, Error)]
+pub enum ComposeError {
+    #[error(
+        "note model {path} cannot be read ({source}); install the data folder's models/notes/ or pass --data DIR"
+    )]
+    ModelMissing {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "note model card {path} is missing or unreadable ({msg}); it ships next to the model in models/notes/"
+    )]
+    CardInvalid { path: String, msg: String },
+    #[error(
+        "note model {path} is {found_bytes} bytes with sha256 {found}, but its model card {card} says {expected_bytes} bytes \
+         with sha256 {expected}: the file is truncated or not the released model; restore models/notes/ from the release"
+    )]
+    Checksum {
+        path: String,
+        card: String,
+        found: String,
+        found_bytes: u64,
+        expected: String,
+        expected_bytes: u64,
+    },
+    #[error(
+        "note model {path} is not a model tract can run ({msg}); restore models/notes/ from the release"
+    )]
+    ModelInvalid { path: String, msg: String },
+    #[error(
+        "note model {path} has the wrong shape: {msg}; this firmware needs the model from tools/train/notes/export.py"
+    )]
+    ModelShape { path: String, msg: String },
+    #[error("{control} = {value} is out of range: valid is {range}")]
+    ControlOutOfRange {
+        control: &'static str,
+        value: u32,
+        range: String,
+    },
+    #[error("note model {path} failed at cache length {step}: {msg}")]
+    Inference {
+        path: String,
+        step: usize,
+        msg: String,
+    },
+}
+
+/// Most tokens one bar may take (BAR + POS + NOTE tokens). Above the corpus' longest bar
+/// (a four-voice chorale bar of sixteenths) so the limit only stops a runaway bar.
+pub const MAX_BAR_TOKENS: usize = 80;
+
+/// Tokens of recent bars kept when the KV cache is full and the window restarts (about two to
+/// four bars: enough for the motif and the phrase to go on, small enough that refilling the
+/// cache costs little next to the bars written before the next restart).
+pub const KEEP_TOKENS: usize = 80;
+
+/// The note model with its KV cache and random state: writes one bar per call.
+pub struct Composer {
+    model: NoteModel,
+    past: TValue,
+    /// Tokens of the bars in the current window, oldest first (what a window restart refeeds).
+    window: VecDeque<Vec<Token>>,
+    rng: ChaCha8Rng,
+    sampling: Sampling,
+    /// Tokens fed to the model since load (generated and refed), for benchmarks.
+    steps: u64,
+    /// Tokens the sampler wrote since load (not counting refeeds), for benchmarks.
+    written: u64,
+}
+
+impl std::fmt::Debug for Composer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Composer")
+            .field("model", &self.model)
+            .field("sampling", &self.sampling)
+            .finish()
+    }
+}
+
+/// The model file inside `models/notes/`.
+pub const MODEL_FILE: &str = "notes_int8.onnx";
+
+impl Composer {
+    /// Loads and checks the model (size and sha256 from the model card `model.json` beside it;
+    /// a clear error naming the file if it is missing, truncated or wrong-shaped).
+    pub fn load(model_path: &Path) -> Result<Self, ComposeError> {
+        let model = NoteModel::load(model_path)?;
+        let past = model.empty_past();
+        Ok(Composer {
+            model,
+            past,
+            window: VecDeque::new(),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            sampling: Sampling::default(),
+            steps: 0,
+            written: 0,
+        })
+    }
+
+    /// `models/notes/notes_int8.onnx` relative to a data root (repo root in dev; /usr/share/undertone on the box).
+    pub fn default_model_path(data_root: &Path) -> PathBuf {
+        data_root.join("models").join("notes").join(MODEL_FILE)
+    }
+
+    /// Starts a new piece (clears the KV cache), seeded.
+    pub fn start(&mut self, seed: u64) {
+        self.past = self.model.empty_past();
+        self.window.clear();
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
+    /// Changes temperature / top-p from the next token on.
+    pub fn set_sampling(&mut self, sampling: Sampling) {
+        self.sampling = sampling;
+    }
+
+    pub fn model(&self) -> &NoteModel {
+        &self.model
+    }
+
+    /// (tokens fed to the model, tokens sampled) since load.
+    pub fn token_counts(&self) -> (u64, u64) {
+        (self.steps, self.written)
+    }
+
+    /// Checks controls against the model's vocabulary.
+    pub fn check_controls(controls: &BarControls) -> Result<(), ComposeError> {
+        let bad = |control, value: u8, n: u8| ComposeError::ControlOutOfRange {
+            control,
+            value: u32::from(value),
+            range: format!("0..={}", n - 1),
+        };
+        if controls.density >= DENSITY_CLASSES {
+            return Err(bad("density", controls.density, DENSITY_CLASSES));
+        }
+        if controls.strength >= STRENGTH_CLASSES {
+            return Err(bad("strength", controls.strength, STRENGTH_CLASSES));
+        }
+        if controls.chord.root >= 12 {
+            return Err(bad("chord root", controls.chord.root, 12));
+        }
+        Ok(())
+    }
+
+    fn feed(&mut self, token: Token) -> Result<Logits, ComposeError> {
+        let past = std::mem::replace(&mut self.past, self.model.empty_past());
+        let (logits, present) = self.model.step(&token, past)?;
+        self.past = present;
+        self.steps += 1;
+        Ok(logits)
+    }
+
+    /// Restarts the window from the most recent bars that fit in [`KEEP_TOKENS`]: the cache is
+    /// cleared and their tokens are fed again from position 0 (the model was trained on crops
+    /// that start at any bar, so a window that starts mid-piece is what it knows).
+    fn restart_window(&mut self) -> Result<(), ComposeError> {
+        let mut kept = 0;
+        let mut total = 0;
+        for bar in self.window.iter().rev() {
+            if total + bar.len() > KEEP_TOKENS {
+                break;
+            }
+            total += bar.len();
+            kept += 1;
+        }
+        let drop = self.window.len() - kept;
+        self.window.drain(..drop);
+        self.past = self.model.empty_past();
+        let tokens: Vec<Token> = self.window.iter().flatten().copied().collect();
+        for t in tokens {
+            self.feed(t)?;
+        }
+        tracing::debug!(bars = kept, tokens = total, "note model window restarted");
+        Ok(())
+    }
+
+    /// Writes the notes of the next bar under these controls (rejects out-of-range controls with the valid range).
+    pub fn next_bar(&mut self, bar: u32, controls: &BarControls) -> Result<NoteSet, ComposeError> {
+        Self::check_controls(controls)?;
+        let max_len = self.model.card().max_len;
+        if NoteModel::past_len(&self.past) + MAX_BAR_TOKENS > max_len {
+            self.restart_window()?;
+        }
+        let ctrl = [
+            i64::from(controls.density),
+            i64::from(controls.strength),
+            i64::from(controls.section_start),
+            chord_id(&controls.chord),
+        ];
+        let token = |family: i64, pos: i64, note: [i64; 4], count: usize| -> Token {
+            [
+                family,
+                pos,
+                ctrl[0],
+                ctrl[1],
+                ctrl[2],
+                ctrl[3],
+                note[0],
+                note[1],
+                note[2],
+                note[3],
+                (count as i64).min(MAX_COUNT),
+            ]
+        };
+        let none_note = [NONE_PITCH, NONE_DUR, NONE_NSTR, NONE_TRACK];
+        let mut tokens = vec![token(T_BAR, NONE_POS, none_note, 0)];
+        let mut logits = self.feed(tokens[0])?;
+        let mut st = BarState {
+            tokens: 1,
+            ..Default::default()
+        };
+        let mut notes = Vec::new();
+        let s = self.sampling;
+        loop {
+            let family = sample(
+                &logits.family,
+                &st.family_mask(MAX_BAR_TOKENS),
+                s,
+                &mut self.rng,
+            );
+            let t = match family as i64 {
+                T_POS => {
+                    let pos = sample(&logits.pos, &st.pos_mask(), s, &mut self.rng);
+                    let t = token(T_POS, pos as i64, none_note, st.notes);
+                    st.on_pos(pos);
+                    t
+                }
+                T_NOTE => {
+                    let pos = st.pos.expect("grammar: a NOTE follows a POS");
+                    let track = sample(&logits.track, &st.track_mask(), s, &mut self.rng);
+                    let row = &logits.pitch[track * N_PITCH..(track + 1) * N_PITCH];
+                    let pitch = sample(row, &st.pitch_mask(track), s, &mut self.rng);
+                    let dur = sample(
+                        &logits.duration,
+                        &BarState::all(MAX_DUR16),
+                        s,
+                        &mut self.rng,
+                    );
+                    let ns = sample(
+                        &logits.note_strength,
+                        &BarState::all(NOTE_STRENGTH_CLASSES),
+                        s,
+                        &mut self.rng,
+                    );
+                    let t = token(
+                        T_NOTE,
+                        pos as i64,
+                        [pitch as i64, dur as i64, ns as i64, track as i64],
+                        st.notes,
+                    );
+                    notes.push(Note {
+                        start: pos as u32 * TICKS_PER_STEP,
+                        duration: (dur as u32 + 1) * TICKS_PER_STEP,
+                        pitch: pitch as u8,
+                        velocity: velocity(controls.strength, ns as u8),
+                        track: track as u8,
+                    });
+                    st.on_note(track, pitch);
+                    t
+                }
+                _ => break, // the model ends the bar; the next call feeds the next BAR token
+            };
+            self.written += 1;
+            tokens.push(t);
+            logits = self.feed(t)?;
+        }
+        self.written += 1; // the bar-end decision
+        self.window.push_back(tokens);
+        Ok(NoteSet {
+            bar,
+            chord: controls.chord,
+            notes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

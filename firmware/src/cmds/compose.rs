@@ -1,0 +1,211 @@
+//! `undertone compose --bars N --density D --strength S [--sections-at 0,8] [--chords C,G,Am,F] --seed K -o FILE.mid`:
+//! the note model alone, for musicians and for checking it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::compose::sampler::Sampling;
+use crate::compose::{BarControls, Composer};
+use crate::midi::{MidiTrack, TimedNote, write_midi};
+use crate::music::{Chord, ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Number of bars to write.
+    #[arg(long, default_value_t = 16)]
+    pub bars: u32,
+    /// Note-density class 0..=7 (0 = sparsest); a comma list is cycled bar by bar.
+    #[arg(long, value_delimiter = ',', default_values_t = [3u8])]
+    pub density: Vec<u8>,
+    /// Note-strength class 0..=3 (0 = softest); a comma list is cycled bar by bar.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u8])]
+    pub strength: Vec<u8>,
+    /// Bars (0-based) where a new section starts (default: none).
+    #[arg(long, value_delimiter = ',')]
+    pub sections_at: Vec<u32>,
+    /// Chords cycled bar by bar, e.g. `C,G,Am,F` or `Am,Dm,G,E7` (default: the first shared progression).
+    #[arg(long, value_delimiter = ',', value_parser = parse_chord)]
+    pub chords: Vec<Chord>,
+    /// Seed: same seed and arguments, same notes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Tempo written into the MIDI file (BPM).
+    #[arg(long, default_value_t = 100.0)]
+    pub tempo: f64,
+    /// Sampling temperature (default 0.9).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Nucleus (top-p) mass (default 0.95).
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// The note model (default: models/notes/notes_int8.onnx in the data folder).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Output MIDI file.
+    #[arg(short, long, value_name = "FILE.mid")]
+    pub output: PathBuf,
+}
+
+/// Parses `C`, `F#m`, `Bbdim`, `E7`.
+pub fn parse_chord(s: &str) -> Result<Chord, String> {
+    const ROOTS: [(&str, u8); 17] = [
+        ("C#", 1),
+        ("Db", 1),
+        ("D#", 3),
+        ("Eb", 3),
+        ("F#", 6),
+        ("Gb", 6),
+        ("G#", 8),
+        ("Ab", 8),
+        ("A#", 10),
+        ("Bb", 10),
+        ("C", 0),
+        ("D", 2),
+        ("E", 4),
+        ("F", 5),
+        ("G", 7),
+        ("A", 9),
+        ("B", 11),
+    ];
+    let s = s.trim();
+    let (name, root) = ROOTS
+        .iter()
+        .find(|(n, _)| s.starts_with(n))
+        .ok_or_else(|| {
+            format!(
+                "chord {s:?}: expected a root C, C#/Db, D, ... B followed by '', 'm', 'dim' or '7'"
+            )
+        })?;
+    let quality = match &s[name.len()..] {
+        "" => ChordQuality::Major,
+        "m" => ChordQuality::Minor,
+        "dim" => ChordQuality::Diminished,
+        "7" => ChordQuality::Dominant7,
+        other => {
+            return Err(format!(
+                "chord {s:?}: unknown quality {other:?}; use '', 'm', 'dim' or '7'"
+            ));
+        }
+    };
+    Ok(Chord {
+        root: *root,
+        quality,
+    })
+}
+
+/// Runs the command.
+pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| Composer::default_model_path(data_root));
+    let mut composer = Composer::load(&model)?;
+    let mut sampling = Sampling::default();
+    if let Some(t) = args.temperature {
+        anyhow::ensure!(
+            t > 0.0 && t <= 5.0,
+            "--temperature {t} is out of range: valid is (0, 5]"
+        );
+        sampling.temperature = t;
+    }
+    if let Some(p) = args.top_p {
+        anyhow::ensure!(
+            p > 0.0 && p <= 1.0,
+            "--top-p {p} is out of range: valid is (0, 1]"
+        );
+        sampling.top_p = p;
+    }
+    composer.set_sampling(sampling);
+    composer.start(args.seed);
+    let chords = if args.chords.is_empty() {
+        PROGRESSIONS[0].chords.to_vec()
+    } else {
+        args.chords.clone()
+    };
+    anyhow::ensure!(
+        !args.density.is_empty() && !args.strength.is_empty(),
+        "--density and --strength need a value"
+    );
+    let mut tracks: Vec<Vec<TimedNote>> = vec![Vec::new(); 4];
+    let mut count = 0;
+    for bar in 0..args.bars {
+        let b = bar as usize;
+        let controls = BarControls {
+            density: args.density[b % args.density.len()],
+            strength: args.strength[b % args.strength.len()],
+            section_start: args.sections_at.contains(&bar),
+            chord: chords[b % chords.len()],
+        };
+        let set = composer
+            .next_bar(bar, &controls)
+            .with_context(|| format!("composing bar {bar}"))?;
+        for n in &set.notes {
+            tracks[usize::from(n.track).min(3)].push(TimedNote {
+                tick: u64::from(bar) * u64::from(TICKS_PER_BAR) + u64::from(n.start),
+                duration: u64::from(n.duration),
+                pitch: n.pitch,
+                velocity: n.velocity,
+            });
+        }
+        count += set.notes.len();
+    }
+    const NAMES: [&str; 4] = ["melody", "voice 2", "voice 3", "voice 4"];
+    let parts: Vec<MidiTrack> = tracks
+        .into_iter()
+        .enumerate()
+        .filter(|(_, notes)| !notes.is_empty())
+        .map(|(i, notes)| MidiTrack {
+            name: NAMES[i].into(),
+            channel: i as u8,
+            program: 0,
+            notes,
+        })
+        .collect();
+    write_midi(&args.output, args.tempo, &parts)?;
+    println!(
+        "wrote {}: {} bars, {} notes",
+        args.output.display(),
+        args.bars,
+        count
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chord_names_parse() {
+        assert_eq!(
+            parse_chord("Am").unwrap(),
+            Chord {
+                root: 9,
+                quality: ChordQuality::Minor
+            }
+        );
+        assert_eq!(
+            parse_chord("F#dim").unwrap(),
+            Chord {
+                root: 6,
+                quality: ChordQuality::Diminished
+            }
+        );
+        assert_eq!(
+            parse_chord("E7").unwrap(),
+            Chord {
+                root: 4,
+                quality: ChordQuality::Dominant7
+            }
+        );
+        assert_eq!(
+            parse_chord("Bb").unwrap(),
+            Chord {
+                root: 10,
+                quality: ChordQuality::Major
+            }
+        );
+        assert!(parse_chord("H").is_err() && parse_chord("Cmaj9").is_err());
+    }
+}

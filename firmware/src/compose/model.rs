@@ -1,0 +1,289 @@
+//! The int8 ONNX note model run by tract, one compound token per step with an explicit KV cache.
+//!
+//! Graph (written by `tools/train/notes/export.py`):
+//! inputs `token` i64 `[1, 1, N_FIELDS]`, `past` f32 `[layers, 2, 1, heads, P, head_dim]`;
+//! outputs the next token's logits per field (`family`, `pos`, `pitch` `[tracks, 128]`,
+//! `duration`, `note_strength`, `track`) and `present` (the cache with P + 1 entries).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+
+use super::ComposeError;
+use super::vocab::{
+    FIELD_SIZES, MAX_DUR16, N_FAMILIES, N_FIELDS, N_PITCH, N_TRACKS, NOTE_STRENGTH_CLASSES,
+    STEPS_PER_BAR, Token,
+};
+
+/// File name of the machine-readable model card next to the model.
+pub const CARD_FILE: &str = "model.json";
+
+/// The machine-readable part of the model card (`models/notes/model.json`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelCard {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub layers: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Longest KV cache the model was trained for (tokens).
+    pub max_len: usize,
+    pub n_fields: usize,
+    pub field_sizes: Vec<usize>,
+    pub outputs: Vec<String>,
+}
+
+/// Names of the logits outputs, in graph order.
+const OUTPUTS: [&str; 6] = [
+    "family",
+    "pos",
+    "pitch",
+    "duration",
+    "note_strength",
+    "track",
+];
+
+/// Logits of the next token's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logits {
+    pub family: Vec<f32>,
+    pub pos: Vec<f32>,
+    /// `N_TRACKS` rows of `N_PITCH`, row-major.
+    pub pitch: Vec<f32>,
+    pub duration: Vec<f32>,
+    pub note_strength: Vec<f32>,
+    pub track: Vec<f32>,
+}
+
+impl Logits {
+    /// The logits in output order, each flattened (for comparisons with reference vectors).
+    pub fn fields(&self) -> [&[f32]; 6] {
+        [
+            &self.family,
+            &self.pos,
+            &self.pitch,
+            &self.duration,
+            &self.note_strength,
+            &self.track,
+        ]
+    }
+}
+
+/// The loaded, checked, optimised model.
+pub struct NoteModel {
+    /// Kept between steps: tract reuses its buffers instead of allocating a new state per token.
+    state: TypedSimpleState,
+    card: ModelCard,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for NoteModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoteModel")
+            .field("path", &self.path)
+            .field("card", &self.card)
+            .finish()
+    }
+}
+
+fn shape_err(path: &Path, msg: impl Into<String>) -> ComposeError {
+    ComposeError::ModelShape {
+        path: path.display().to_string(),
+        msg: msg.into(),
+    }
+}
+
+impl NoteModel {
+    /// Loads `path`, checks its size and sha256 against `model.json` beside it, checks the
+    /// vocabulary and graph shapes, and optimises it for tract.
+    pub fn load(path: &Path) -> Result<Self, ComposeError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| ComposeError::ModelMissing {
+            path: shown.clone(),
+            source,
+        })?;
+        let card_path = path.with_file_name(CARD_FILE);
+        let card_shown = card_path.display().to_string();
+        let card_text =
+            std::fs::read_to_string(&card_path).map_err(|e| ComposeError::CardInvalid {
+                path: card_shown.clone(),
+                msg: e.to_string(),
+            })?;
+        let card: ModelCard =
+            serde_json::from_str(&card_text).map_err(|e| ComposeError::CardInvalid {
+                path: card_shown.clone(),
+                msg: e.to_string(),
+            })?;
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != card.sha256 || bytes.len() as u64 != card.bytes {
+            return Err(ComposeError::Checksum {
+                path: shown,
+                card: card_shown,
+                found,
+                found_bytes: bytes.len() as u64,
+                expected: card.sha256.clone(),
+                expected_bytes: card.bytes,
+            });
+        }
+        if card.n_fields != N_FIELDS || card.field_sizes != FIELD_SIZES {
+            return Err(shape_err(
+                path,
+                format!(
+                    "its card lists fields {:?}, this firmware speaks {:?}",
+                    card.field_sizes, FIELD_SIZES
+                ),
+            ));
+        }
+        if card.outputs != OUTPUTS {
+            return Err(shape_err(
+                path,
+                format!("outputs {:?}, expected {:?}", card.outputs, OUTPUTS),
+            ));
+        }
+        let invalid = |e: TractError| ComposeError::ModelInvalid {
+            path: shown.clone(),
+            msg: format!("{e:#}"),
+        };
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(&bytes))
+            .map_err(invalid)?;
+        let typed = model.into_typed().map_err(invalid)?;
+        Self::check_graph(path, &typed, &card)?;
+        let plan = typed
+            .into_optimized()
+            .map_err(invalid)?
+            .into_runnable()
+            .map_err(invalid)?;
+        let state = plan.spawn().map_err(invalid)?;
+        tracing::info!(model = %shown, layers = card.layers, heads = card.heads, "note model loaded");
+        Ok(NoteModel {
+            state,
+            card,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn check_graph(path: &Path, model: &TypedModel, card: &ModelCard) -> Result<(), ComposeError> {
+        if model.inputs.len() != 2 || model.outputs.len() != OUTPUTS.len() + 1 {
+            return Err(shape_err(
+                path,
+                format!(
+                    "{} inputs and {} outputs, expected 2 and {}",
+                    model.inputs.len(),
+                    model.outputs.len(),
+                    OUTPUTS.len() + 1
+                ),
+            ));
+        }
+        let fact = |o: OutletId| {
+            model
+                .outlet_fact(o)
+                .map_err(|e| shape_err(path, e.to_string()))
+        };
+        let tok = fact(model.inputs[0])?;
+        let want_tok: TVec<TDim> = tvec![1.into(), 1.into(), (N_FIELDS as i64).into()];
+        if tok.datum_type != i64::datum_type() || tok.shape.to_tvec() != want_tok {
+            return Err(shape_err(
+                path,
+                format!("input token is {tok:?}, expected i64 [1, 1, {N_FIELDS}]"),
+            ));
+        }
+        let past = fact(model.inputs[1])?;
+        let dims = past.shape.to_tvec();
+        let fixed = [card.layers, 2, 1, card.heads];
+        let ok = dims.len() == 6
+            && dims
+                .iter()
+                .zip(fixed)
+                .all(|(d, f)| *d == TDim::from(f as i64))
+            && dims[5] == TDim::from(card.head_dim as i64)
+            && dims[4].as_i64().is_none();
+        if past.datum_type != f32::datum_type() || !ok {
+            return Err(shape_err(
+                path,
+                format!(
+                    "input past is {past:?}, expected f32 [{}, 2, 1, {}, P, {}] with a symbolic P",
+                    card.layers, card.heads, card.head_dim
+                ),
+            ));
+        }
+        let sizes = [
+            N_FAMILIES,
+            STEPS_PER_BAR,
+            N_TRACKS * N_PITCH,
+            MAX_DUR16,
+            NOTE_STRENGTH_CLASSES,
+            N_TRACKS,
+        ];
+        for (i, (name, want)) in OUTPUTS.iter().zip(sizes).enumerate() {
+            let f = fact(model.outputs[i])?;
+            let n: Option<i64> = f.shape.iter().map(|d| d.as_i64()).product();
+            if n != Some(want as i64) {
+                return Err(shape_err(
+                    path,
+                    format!("output {name} is {f:?}, expected {want} logits"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// An empty KV cache (P = 0).
+    pub fn empty_past(&self) -> TValue {
+        let c = &self.card;
+        Tensor::zero::<f32>(&[c.layers, 2, 1, c.heads, 0, c.head_dim])
+            .expect("zero-sized tensor")
+            .into_tvalue()
+    }
+
+    /// Entries in a KV cache.
+    pub fn past_len(past: &TValue) -> usize {
+        past.shape()[4]
+    }
+
+    /// Feeds one token after `past`; returns the next token's logits and the grown cache.
+    pub fn step(&mut self, token: &Token, past: TValue) -> Result<(Logits, TValue), ComposeError> {
+        let step = Self::past_len(&past);
+        let err = |e: TractError| ComposeError::Inference {
+            path: self.path.display().to_string(),
+            step,
+            msg: format!("{e:#}"),
+        };
+        let tok = Tensor::from_shape::<i64>(&[1, 1, N_FIELDS], token).map_err(err)?;
+        let mut out = self
+            .state
+            .run(tvec![tok.into_tvalue(), past])
+            .map_err(err)?;
+        let present = out.pop().expect("output count checked at load");
+        let v = |i: usize| -> Result<Vec<f32>, ComposeError> {
+            Ok(out[i]
+                .to_plain_array_view::<f32>()
+                .map_err(err)?
+                .iter()
+                .copied()
+                .collect())
+        };
+        Ok((
+            Logits {
+                family: v(0)?,
+                pos: v(1)?,
+                pitch: v(2)?,
+                duration: v(3)?,
+                note_strength: v(4)?,
+                track: v(5)?,
+            },
+            present,
+        ))
+    }
+}

@@ -1,0 +1,206 @@
+//! Tests of the note model runtime against the committed model (`models/notes/`).
+
+use std::path::PathBuf;
+
+use super::model::{CARD_FILE, NoteModel};
+use super::*;
+use crate::music::{ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
+
+fn model_path() -> PathBuf {
+    Composer::default_model_path(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
+
+fn controls(density: u8, strength: u8, bar: usize) -> BarControls {
+    BarControls {
+        density,
+        strength,
+        section_start: bar % 8 == 0,
+        chord: PROGRESSIONS[0].chords[bar % 4],
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    tokens: Vec<Vec<i64>>,
+    outputs: std::collections::BTreeMap<String, Vec<Vec<f32>>>,
+}
+
+/// tract against onnxruntime on the reference run committed next to the model.
+#[test]
+fn tract_matches_onnxruntime_reference_vectors() {
+    let path = model_path();
+    let mut model = NoteModel::load(&path).unwrap();
+    let text = std::fs::read_to_string(path.with_file_name("reference.json")).unwrap();
+    let r: Reference = serde_json::from_str(&text).unwrap();
+    let names = [
+        "family",
+        "pos",
+        "pitch",
+        "duration",
+        "note_strength",
+        "track",
+    ];
+    let mut past = model.empty_past();
+    let (mut max_diff, mut agree, mut total) = (0f32, 0usize, 0usize);
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0
+    };
+    for (i, tok) in r.tokens.iter().enumerate() {
+        let token: Token = tok.as_slice().try_into().unwrap();
+        let (logits, present) = model.step(&token, past).unwrap();
+        past = present;
+        for (name, ours) in names.iter().zip(logits.fields()) {
+            let theirs = &r.outputs[*name][i];
+            assert_eq!(ours.len(), theirs.len(), "{name}");
+            for (a, b) in ours.iter().zip(theirs) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+            // pitch: one argmax per track row
+            let rows = if *name == "pitch" { N_TRACKS } else { 1 };
+            let n = ours.len() / rows;
+            for k in 0..rows {
+                agree += usize::from(
+                    argmax(&ours[k * n..(k + 1) * n]) == argmax(&theirs[k * n..(k + 1) * n]),
+                );
+                total += 1;
+            }
+        }
+    }
+    let rate = agree as f64 / total as f64;
+    assert!(max_diff <= 0.05, "max abs diff {max_diff}");
+    assert!(rate >= 0.99, "argmax agreement {rate}");
+}
+
+#[test]
+fn same_seed_same_bars_and_every_bar_well_formed() {
+    let mut c = Composer::load(&model_path()).unwrap();
+    let mut run = |seed| {
+        c.start(seed);
+        (0..12)
+            .map(|b| {
+                c.next_bar(b as u32, &controls((b % 8) as u8, (b % 4) as u8, b))
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = run(3);
+    let b = run(3);
+    let other = run(4);
+    assert_eq!(a, b);
+    assert_ne!(a, other);
+    for set in &a {
+        let mut last = (0, 0, 0);
+        for n in &set.notes {
+            assert!(
+                n.start < TICKS_PER_BAR && n.start % TICKS_PER_STEP == 0,
+                "{n:?}"
+            );
+            assert!(n.duration >= TICKS_PER_STEP && n.duration <= 32 * TICKS_PER_STEP);
+            assert!(
+                (21..=108).contains(&n.pitch)
+                    && n.velocity >= 1
+                    && n.velocity <= 127
+                    && n.track < 4
+            );
+            let key = (n.start, u32::from(n.track), 200 - u32::from(n.pitch));
+            assert!(
+                key > last || last == (0, 0, 0),
+                "notes out of order: {key:?} after {last:?}"
+            );
+            last = key;
+        }
+    }
+}
+
+#[test]
+fn long_runs_restart_the_window_and_stay_bounded() {
+    let mut c = Composer::load(&model_path()).unwrap();
+    c.start(11);
+    let max_len = c.model().card().max_len;
+    let mut notes = 0;
+    for b in 0..40 {
+        notes += c
+            .next_bar(b, &controls(7, 1, b as usize))
+            .unwrap()
+            .notes
+            .len();
+        assert!(NoteModel::past_len(&c.past) <= max_len);
+    }
+    let (fed, written) = c.token_counts();
+    assert!(
+        fed > written,
+        "a 40-bar run at the top density must have restarted its window"
+    );
+    assert!(notes > 40);
+}
+
+#[test]
+fn out_of_range_controls_name_the_valid_range() {
+    let mut c = Composer::load(&model_path()).unwrap();
+    let mut ctl = controls(8, 0, 0);
+    let e = c.next_bar(0, &ctl).unwrap_err().to_string();
+    assert!(e.contains("density = 8") && e.contains("0..=7"), "{e}");
+    ctl.density = 0;
+    ctl.strength = 4;
+    let e = c.next_bar(0, &ctl).unwrap_err().to_string();
+    assert!(e.contains("strength = 4") && e.contains("0..=3"), "{e}");
+    ctl.strength = 0;
+    ctl.chord = Chord {
+        root: 12,
+        quality: ChordQuality::Major,
+    };
+    assert!(matches!(
+        c.next_bar(0, &ctl),
+        Err(ComposeError::ControlOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn missing_truncated_and_wrong_models_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join(MODEL_FILE);
+    let e = Composer::load(&missing).unwrap_err();
+    assert!(
+        matches!(e, ComposeError::ModelMissing { .. })
+            && e.to_string().contains(&missing.display().to_string()),
+        "{e}"
+    );
+
+    let real = std::fs::read(model_path()).unwrap();
+    let card = std::fs::read_to_string(model_path().with_file_name(CARD_FILE)).unwrap();
+    std::fs::write(&missing, &real[..real.len() / 2]).unwrap();
+    std::fs::write(dir.path().join(CARD_FILE), &card).unwrap();
+    let e = Composer::load(&missing).unwrap_err();
+    assert!(matches!(e, ComposeError::Checksum { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&missing.display().to_string())
+            && e.to_string().contains("truncated"),
+        "{e}"
+    );
+
+    // A card that matches the bytes but not the graph (it claims 3 layers): the shape check catches it.
+    std::fs::write(&missing, &real).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&card).unwrap();
+    v["layers"] = serde_json::json!(3);
+    std::fs::write(dir.path().join(CARD_FILE), v.to_string()).unwrap();
+    let e = Composer::load(&missing).unwrap_err();
+    assert!(
+        matches!(e, ComposeError::ModelShape { .. }) && e.to_string().contains("past"),
+        "{e}"
+    );
+
+    // Bytes that are not ONNX at all, with a card that matches them.
+    let junk = b"not an onnx model".to_vec();
+    std::fs::write(&missing, &junk).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&junk));
+    v["layers"] = serde_json::from_str::<serde_json::Value>(&card).unwrap()["layers"].clone();
+    v["sha256"] = serde_json::json!(sha);
+    v["bytes"] = serde_json::json!(junk.len());
+    std::fs::write(dir.path().join(CARD_FILE), v.to_string()).unwrap();
+    let e = Composer::load(&missing).unwrap_err();
+    assert!(matches!(e, ComposeError::ModelInvalid { .. }), "{e}");
+}

@@ -1,0 +1,154 @@
+"""Export the trained note model for incremental decoding, quantise it to int8, write reference vectors.
+
+    .venv/bin/python tools/train/notes/export.py [--ckpt tools/train/work/notes/ckpt.pt]
+
+Graph (one decoding step):
+  inputs   token  int64 [1, 1, N_FIELDS]                 the compound token just written
+           past   f32   [LAYERS, 2, 1, HEADS, P, HEAD_DIM] KV cache of the P tokens before it (P >= 0)
+  outputs  family [3], pos [16], pitch [4, 128], duration [32], note_strength [4], track [4]
+                                                         logits of the next token's fields
+           present f32 [LAYERS, 2, 1, HEADS, P + 1, HEAD_DIM]
+The token's position is P (read from the cache's shape), so the runtime keeps P < MAX_LEN.
+
+Writes
+  tools/train/work/notes/notes_fp32.onnx, notes_pre.onnx   intermediate
+  models/notes/notes_int8.onnx                            quantize_dynamic(MatMul/Gemm, QInt8)
+  models/notes/reference.json                             onnxruntime outputs for a fixed token run
+  models/notes/model.json                                 shapes, vocab, sha256 (read by the runtime's checks)
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+sys.path.insert(0, os.path.dirname(__file__))
+import tokens as tk  # noqa: E402
+from model import HEADS, MAX_LEN, NoteModel  # noqa: E402
+
+log = logging.getLogger("export")
+
+OUT_NAMES = list(HEADS.keys())
+# Steps of the reference run written next to the model (enough to cover several bars).
+REFERENCE_STEPS = 48
+
+
+class Step(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, token, past):
+        lg, present = self.m.step(token, past)
+        outs = [lg[k][0, 0] for k in OUT_NAMES]
+        outs[OUT_NAMES.index("pitch")] = outs[OUT_NAMES.index("pitch")].reshape(tk.N_TRACKS, tk.N_PITCH)
+        return (*outs, present)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def reference_tokens(tokens_path):
+    """The first REFERENCE_STEPS tokens of the first held-out piece, normalised to C / Am."""
+    z = np.load(tokens_path)
+    p = int(np.nonzero(z["split"] == 1)[0][0])
+    rows = z["rows"][z["piece_off"][p]:z["piece_off"][p] + REFERENCE_STEPS].astype(np.int64)
+    k = int(z["shift"][p])
+    note = rows[:, tk.F_TYPE] == tk.T_NOTE
+    rows[note, tk.F_PITCH] += k
+    rows[:, tk.F_CHORD] = ((rows[:, tk.F_CHORD] // 4 + k) % 12) * 4 + rows[:, tk.F_CHORD] % 4
+    return rows
+
+
+def run_ort(path, rows, cfg):
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    past = np.zeros((cfg["layers"], 2, 1, cfg["n_heads"], 0, cfg["d"] // cfg["n_heads"]), dtype=np.float32)
+    outs = []
+    for r in rows:
+        res = sess.run(None, {"token": r.reshape(1, 1, -1), "past": past})
+        outs.append({k: res[i] for i, k in enumerate(OUT_NAMES)})
+        past = res[-1]
+    return outs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", default="tools/train/work/notes/ckpt.pt")
+    ap.add_argument("--tokens", default="tools/train/work/notes/tokens.npz")
+    ap.add_argument("--work", default="tools/train/work/notes")
+    ap.add_argument("--out-dir", default="models/notes")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    ck = torch.load(args.ckpt, weights_only=False, map_location="cpu")
+    model = NoteModel(**ck["cfg"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    cfg = model.cfg
+    step = Step(model).eval()
+
+    fp32 = os.path.join(args.work, "notes_fp32.onnx")
+    pre = os.path.join(args.work, "notes_pre.onnx")
+    os.makedirs(args.out_dir, exist_ok=True)
+    int8 = os.path.join(args.out_dir, "notes_int8.onnx")
+
+    tok = torch.zeros(1, 1, tk.N_FIELDS, dtype=torch.int64)
+    past = torch.zeros(cfg["layers"], 2, 1, cfg["n_heads"], 3, cfg["d"] // cfg["n_heads"])
+    p_dim = torch.export.Dim("past", min=0, max=MAX_LEN - 1)
+    prog = torch.onnx.export(step, (tok, past), fp32, dynamo=True, input_names=["token", "past"],
+                             output_names=[*OUT_NAMES, "present"],
+                             dynamic_shapes={"token": None, "past": {4: p_dim}}, external_data=False,
+                             opset_version=18)
+    del prog
+    quant_pre_process(fp32, pre)
+    quantize_dynamic(pre, int8, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
+                     extra_options={"MatMulConstBOnly": True})
+    onnx.checker.check_model(int8)
+
+    rows = reference_tokens(args.tokens)
+    # torch vs fp32 onnx, a sanity check of the export itself
+    with torch.no_grad():
+        pk = model.empty_past()
+        ref_t = []
+        for r in rows:
+            lg, pk = model.step(torch.from_numpy(r).view(1, 1, -1), pk)
+            ref_t.append(lg["family"][0, 0].numpy())
+    o32 = run_ort(fp32, rows, cfg)
+    d32 = max(float(np.abs(a["family"] - b).max()) for a, b in zip(o32, ref_t))
+    o8 = run_ort(int8, rows, cfg)
+    d8 = max(float(np.abs(o8[i][k] - o32[i][k]).max()) for i in range(len(rows)) for k in OUT_NAMES)
+    log.info("torch vs onnx fp32 max diff %.2e; int8 vs fp32 max diff %.3f", d32, d8)
+
+    ref = {"steps": len(rows), "fields": tk.FIELD_NAMES, "tokens": rows.tolist(),
+           "outputs": {k: [np.round(o[k].reshape(-1).astype(np.float64), 5).tolist() for o in o8] for k in OUT_NAMES},
+           "onnxruntime": ort.__version__}
+    with open(os.path.join(args.out_dir, "reference.json"), "w") as f:
+        json.dump(ref, f)
+    meta = {
+        "file": os.path.basename(int8), "sha256": sha256(int8), "bytes": os.path.getsize(int8),
+        "layers": cfg["layers"], "d_model": cfg["d"], "heads": cfg["n_heads"], "head_dim": cfg["d"] // cfg["n_heads"],
+        "ff": cfg["ff"], "max_len": MAX_LEN, "n_fields": tk.N_FIELDS, "field_names": tk.FIELD_NAMES,
+        "field_sizes": tk.FIELD_SIZES, "outputs": OUT_NAMES, "train_step": ck["step"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "fp32_bytes": os.path.getsize(fp32), "int8_vs_fp32_max_abs_diff": d8, "torch_vs_fp32_max_abs_diff": d32,
+    }
+    with open(os.path.join(args.out_dir, "model.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    log.info("wrote %s (%d bytes, sha256 %s)", int8, meta["bytes"], meta["sha256"])
+
+
+if __name__ == "__main__":
+    main()
