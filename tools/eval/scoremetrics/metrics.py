@@ -16,9 +16,11 @@ from . import harmony as H
 from . import midi as M
 from . import video as V
 
-# Bars shorter than this share of the median bar (the clipped last bar) are left out of
-# the per-bar correlations: a half bar has half the notes whatever the motion was.
-MIN_BAR_SHARE = 0.75
+# The planner may shorten the bar before a cut (report `beats` < 4) and the last bar is
+# clipped at the video's end: note counts are compared per 4 beats (count × 4 / beats),
+# and bars under this many beats are left out of the correlations (too short to count).
+MIN_BAR_BEATS = 2.0
+BEATS_PER_BAR = 4
 # Correlations on fewer bars than this are reported as undefined (a 3-bar clip says nothing).
 MIN_BARS_FOR_RHO = 4
 # A melody onset is "on" a beat when within this share of a beat of it (a 32nd note);
@@ -80,7 +82,7 @@ class Target:
 
 TARGETS = [
     Target("bars", "bars (used for ρ)", "info", agg="sum", fmt="{:.0f}"),
-    Target("rho_speed_notes", "ρ(Farneback speed, melody notes/bar)", ">=", 0.8, agg="wmean"),
+    Target("rho_speed_notes", "ρ(Farneback speed, melody notes per bar of 4 beats)", ">=", 0.8, agg="wmean"),
     Target("rho_saliency_velocity", "ρ(report saliency, melody mean velocity)", ">=", 0.7, agg="wmean"),
     Target("report_note_count_match", "report note_count = notes.mid melody (share of bars)", "info", agg="pool"),
     Target("cuts", "cuts (PySceneDetect adaptive, input)", "info", agg="sum", fmt="{:.0f}"),
@@ -179,11 +181,9 @@ def melody_per_bar(bars: list[dict], melody: list[M.MidiNote]) -> tuple[np.ndarr
     return counts, mean_vel
 
 
-def full_bars(bars: list[dict]) -> np.ndarray:
-    lens = np.array([b["end"] - b["start"] for b in bars])
-    if not len(lens):
-        return np.zeros(0, dtype=bool)
-    return lens >= MIN_BAR_SHARE * np.median(lens)
+def bar_beats(bars: list[dict], beat: float) -> np.ndarray:
+    """Length of each bar in beats, from its span (a short or clipped bar has fewer than 4)."""
+    return np.array([(b["end"] - b["start"]) / beat for b in bars])
 
 
 def share_within(events, targets, tol: float) -> Figure:
@@ -272,10 +272,12 @@ def evaluate_dir(d: str | Path, video: str | None = None, cache_dir: Path | None
     speeds = bar_speeds(bars, tmap, motion)
     counts, mean_vel = melody_per_bar(bars, melody)
     sal = np.array([float(b.get("saliency", np.nan)) for b in bars])
-    full = full_bars(bars)
+    nbeats = bar_beats(bars, beat)
+    full = nbeats >= MIN_BAR_BEATS - EPS_S
+    per4 = counts * BEATS_PER_BAR / np.maximum(nbeats, EPS_S)
     ok = full & ~np.isnan(speeds)
     F["bars"] = Figure(float(ok.sum()), int(ok.sum()))
-    F["rho_speed_notes"] = Figure(spearman(speeds[ok], counts[ok]), int(ok.sum()))
+    F["rho_speed_notes"] = Figure(spearman(speeds[ok], per4[ok]), int(ok.sum()))
     okv = full & ~np.isnan(mean_vel) & ~np.isnan(sal)
     F["rho_saliency_velocity"] = Figure(spearman(sal[okv], mean_vel[okv]), int(okv.sum()))
     rep_counts = [b.get("note_count") for b in bars]
@@ -283,9 +285,9 @@ def evaluate_dir(d: str | Path, video: str | None = None, cache_dir: Path | None
     F["report_note_count_match"] = Figure(match / len(bars), len(bars), match)
     details["per_bar"] = [
         {"index": b.get("index", i), "start": b["start"], "end": b["end"], "speed_farneback": None if np.isnan(s) else s,
-         "melody_notes": int(c), "melody_mean_velocity": None if np.isnan(v) else v, "saliency": b.get("saliency"),
+         "beats": float(nb), "melody_notes": int(c), "melody_mean_velocity": None if np.isnan(v) else v, "saliency": b.get("saliency"),
          "section_start": bool(b.get("section_start"))}
-        for i, (b, s, c, v) in enumerate(zip(bars, speeds, counts, mean_vel))
+        for i, (b, s, c, v, nb) in enumerate(zip(bars, speeds, counts, mean_vel, nbeats))
     ]
 
     # --- cuts → sections
@@ -369,7 +371,8 @@ def evaluate_dir(d: str | Path, video: str | None = None, cache_dir: Path | None
         b = bars[i]
         pcs, src = chord_at(n.start, beat, chords, report_chord(b))
         pos = (n.start - b["start"]) / beat
-        if any(abs(pos - s) <= ON_BEAT_TOL_BEATS for s in STRONG_BEATS) and pcs:
+        strong = any(abs(pos - s) <= ON_BEAT_TOL_BEATS for s in STRONG_BEATS if s < nbeats[i] - ON_BEAT_TOL_BEATS)
+        if strong and pcs:
             strong_n += 1
             strong_hits += (n.pitch % 12) in pcs
             sources[src] += 1
