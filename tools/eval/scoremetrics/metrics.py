@@ -94,6 +94,7 @@ TARGETS = [
     Target("true_peak_dbtp", "true peak, 4× oversampled (dBTP)", "<=", -1.0, agg="max", fmt="{:.2f}"),
     Target("clipped_samples", "clipped samples", "==", 0.0, agg="sum", fmt="{:.0f}"),
     Target("tempo_error", "librosa tempo vs report (rel. error, ×½/×1/×2)", "<=", TEMPO_TOL, agg="max", fmt="{:.3f}"),
+    Target("beat_offset_ms", "librosa beat − nearest planned beat, median (ms)", "info", agg="wmean", fmt="{:+.0f}"),
     Target("beats_on_grid_share", "librosa beats within 30 ms of the planned grid", ">=", 0.9, agg="pool"),
     Target("strong_beat_chord_tone_share", "melody notes on beats 1/3 that are chord tones", ">=", 0.85, agg="pool"),
     Target("out_of_key_share", "melody notes outside the key", "<=", 0.05, agg="pool", fmt="{:.3f}"),
@@ -266,7 +267,7 @@ def evaluate_dir(d: str | Path, video: str | None = None, cache_dir: Path | None
     chords = mid.track("chords")
     wav = A.read_wav(d / "music.wav")
     F: dict[str, Figure] = {}
-    details: dict = {"video": str(vpath), "warped": warped, "tempo_bpm": tempo}
+    details: dict = {"video": str(vpath), "warped": warped, "tempo_bpm": tempo, "midi_tracks": list(mid.tracks)}
 
     # --- motion speed → note density, saliency → velocity
     speeds = bar_speeds(bars, tmap, motion)
@@ -338,6 +339,11 @@ def evaluate_dir(d: str | Path, video: str | None = None, cache_dir: Path | None
     else:
         inside = list(lbeats)
     F["beats_on_grid_share"] = share_within(inside, grid, BEAT_GRID_TOL_S)
+    if len(grid) and inside:
+        offs = [b - grid[np.argmin(np.abs(grid - b))] for b in inside]
+        F["beat_offset_ms"] = Figure(1000 * float(np.median(offs)), len(offs))
+    else:
+        F["beat_offset_ms"] = Figure(None)
     details["librosa_tempo"] = est
     details["librosa_beats"] = [float(b) for b in lbeats]
 
