@@ -50,7 +50,7 @@ fps = r(kv.get("avg_frame_rate", "0/0")) or r(kv.get("r_frame_rate", "0/0"))
 fps = fps if 0.5 < fps < 1000 else 25.0
 fps = min(fps, 30.0)
 w, h = int(kv["width"]), int(kv["height"])
-MIN_SIDE, MAX_ASPECT = 32, 4  # source::MIN_ANALYSIS_SIDE, source's MAX_ASPECT
+MIN_SIDE, MAX_ASPECT = 32, 4  # source::MIN_ANALYSIS_SIDE and MAX_ASPECT
 ah = max(MIN_SIDE, min(int(160 * h / w / 2 + 0.5) * 2, 160 * MAX_ASPECT))  # Rust rounds half away from 0
 print(w, h, ah, ("%d" % fps) if fps == int(fps) else repr(fps))
 ')
