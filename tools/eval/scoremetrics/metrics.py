@@ -187,6 +187,11 @@ def bar_beats(bars: list[dict], beat: float) -> np.ndarray:
     return np.array([(b["end"] - b["start"]) / beat for b in bars])
 
 
+def notes_per_four_beats(counts: np.ndarray, nbeats: np.ndarray) -> np.ndarray:
+    """Note counts scaled to a full 4/4 bar, so a 2-beat bar with 3 notes reads as 6."""
+    return counts * BEATS_PER_BAR / np.maximum(nbeats, EPS_S)
+
+
 def share_within(events, targets, tol: float) -> Figure:
     targets = np.sort(np.asarray(targets, float))
     events = list(events)
@@ -275,7 +280,7 @@ def evaluate_dir(d: str | Path, video: str | None = None, cache_dir: Path | None
     sal = np.array([float(b.get("saliency", np.nan)) for b in bars])
     nbeats = bar_beats(bars, beat)
     full = nbeats >= MIN_BAR_BEATS - EPS_S
-    per4 = counts * BEATS_PER_BAR / np.maximum(nbeats, EPS_S)
+    per4 = notes_per_four_beats(counts, nbeats)
     ok = full & ~np.isnan(speeds)
     F["bars"] = Figure(float(ok.sum()), int(ok.sum()))
     F["rho_speed_notes"] = Figure(spearman(speeds[ok], per4[ok]), int(ok.sum()))

@@ -26,7 +26,14 @@ from scoremetrics import audio as A  # noqa: E402
 from scoremetrics import harmony as H  # noqa: E402
 from scoremetrics import midi as M  # noqa: E402
 from scoremetrics import video as V  # noqa: E402
-from scoremetrics.metrics import TARGET_BY_KEY, TimeMap, evaluate_dir  # noqa: E402
+from scoremetrics.metrics import (  # noqa: E402
+    TARGET_BY_KEY,
+    TimeMap,
+    bar_beats,
+    evaluate_dir,
+    melody_per_bar,
+    notes_per_four_beats,
+)
 from scoremetrics.table import markdown  # noqa: E402
 
 
@@ -127,6 +134,18 @@ def test_time_map_round_trips_warps():
     ts = np.linspace(0, 12, 25)
     assert np.allclose(tm.to_output(tm.to_input(ts)), ts)
     assert np.allclose(TimeMap([]).to_input(ts), ts)
+
+
+def test_short_bars_count_per_four_beats():
+    # the planner shortens the bar before a cut: 2 beats at 120 BPM = 1 s
+    bars = [{"start": 0.0, "end": 2.0}, {"start": 2.0, "end": 3.0}, {"start": 3.0, "end": 5.0}]
+    notes = [M.MidiNote(t, t + 0.1, 60, 90, 0, 0) for t in (0.0, 1.0, 2.0, 2.25, 2.5, 3.0, 4.5)]
+    counts, vel = melody_per_bar(bars, notes)
+    assert counts.tolist() == [2, 3, 2]
+    nb = bar_beats(bars, 0.5)
+    assert nb.tolist() == [4.0, 2.0, 4.0]
+    assert notes_per_four_beats(counts, nb).tolist() == [2.0, 6.0, 2.0]
+    assert vel.tolist() == [90.0, 90.0, 90.0]
 
 
 def test_farneback_speed_ranks_follow_the_pan_speed(plain):
