@@ -14,7 +14,8 @@
 # Env: UNDERTONE (binary; default target/release/undertone, else target/debug/undertone),
 #      SKIP_SCORE=1 (evaluate existing outputs only), SCORE_ARGS (extra args for every
 #      score run, e.g. "--seed 3"), WARP_CLIPS (names to also score with --warp).
-# Exit status: eval_score.py's (0 all pooled targets pass, 1 one fails, 2 bad input).
+# Exit status: eval_score.py's (0 all pooled targets pass, 1 one fails, 2 bad input);
+# 2 also when score failed on a clip (the others are still evaluated).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -78,6 +79,7 @@ warp_clips=${WARP_CLIPS:-"trailer_bbb montage_cuts"}
 
 dirs=()
 names=()
+failed=()
 for c in "${clips[@]}"; do
   name=$(basename "${c%.*}")
   variants=("")
@@ -89,16 +91,24 @@ for c in "${clips[@]}"; do
       rm -rf "$d"
       # shellcheck disable=SC2086
       if ! "$bin" score "$c" -o "$d" --quiet $v ${SCORE_ARGS:-}; then
-        echo "run_clips.sh: undertone score failed on $c" >&2; exit 2
+        echo "run_clips.sh: undertone score failed on $c $v (left out of the table)" >&2
+        failed+=("$c $v")
+        continue
       fi
     fi
+    [ -f "$d/report.json" ] || { echo "run_clips.sh: $d has no report.json (left out)" >&2; failed+=("$c $v"); continue; }
     dirs+=("$d")
     names+=(--name "$name${v:+-warp}")
   done
 done
 
+[ ${#dirs[@]} -gt 0 ] || { echo "run_clips.sh: nothing to evaluate" >&2; exit 2; }
 set +e
 "$py" "$here/eval_score.py" "${dirs[@]}" "${names[@]}" --json "$work/eval.json" | tee "$work/table.md"
 rc=${PIPESTATUS[0]}
 echo "table: $work/table.md; figures: $work/eval.json" >&2
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'run_clips.sh: score failed on: %s\n' "${failed[@]}" >&2
+  exit 2
+fi
 exit "$rc"

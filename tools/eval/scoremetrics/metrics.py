@@ -261,7 +261,9 @@ def evaluate_dir(d: str | Path, video: str | None = None, cache_dir: Path | None
         raise EvalError(f"{d}/report.json has no bars: nothing to evaluate")
     tempo = float(rep["tempo_bpm"])
     beat = 60.0 / tempo
-    warped = bool(rep.get("output", {}).get("warped")) or bool(rep.get("warps"))
+    out_info = rep.get("output", {})
+    # `output.warped` says whether scored.mp4 was retimed; older reports without it: any warp
+    warped = bool(out_info["warped"]) if "warped" in out_info else bool(rep.get("warps"))
     tmap = TimeMap(rep.get("warps") or [])
     vpath = resolve_video(d, rep, video)
     motion = V.motion_track(vpath, cache_dir=cache_dir, keep_cut_pairs=keep_cut_pairs)
