@@ -84,6 +84,9 @@ TARGETS = [
     Target("bars", "bars (used for ρ)", "info", agg="sum", fmt="{:.0f}"),
     Target("rho_speed_notes", "ρ(Farneback speed, melody notes per bar of 4 beats)", ">=", 0.8, agg="wmean"),
     Target("rho_saliency_velocity", "ρ(report saliency, melody mean velocity)", ">=", 0.7, agg="wmean"),
+    # diagnostics that locate a weak ρ: extract (report speed vs Farneback), compose (notes vs class)
+    Target("rho_farneback_report_speed", "diag: ρ(Farneback speed, report speed)", "info", agg="wmean"),
+    Target("rho_density_class_notes", "diag: ρ(report density_class, melody notes per 4 beats)", "info", agg="wmean"),
     Target("report_note_count_match", "report note_count = notes.mid melody (share of bars)", "info", agg="pool"),
     Target("cuts", "cuts (PySceneDetect adaptive, input)", "info", agg="sum", fmt="{:.0f}"),
     Target("cut_section_share", "cuts with a section start within ±1 beat", ">=", 0.9, agg="pool"),
@@ -286,6 +289,12 @@ def evaluate_dir(d: str | Path, video: str | None = None, cache_dir: Path | None
     ok = full & ~np.isnan(speeds)
     F["bars"] = Figure(float(ok.sum()), int(ok.sum()))
     F["rho_speed_notes"] = Figure(spearman(speeds[ok], per4[ok]), int(ok.sum()))
+    rep_speed = np.array([float(b.get("speed", np.nan)) for b in bars])
+    okr = ok & ~np.isnan(rep_speed)
+    F["rho_farneback_report_speed"] = Figure(spearman(speeds[okr], rep_speed[okr]), int(okr.sum()))
+    dens = np.array([float(b.get("density_class", np.nan)) for b in bars])
+    okd = full & ~np.isnan(dens)
+    F["rho_density_class_notes"] = Figure(spearman(dens[okd], per4[okd]), int(okd.sum()))
     okv = full & ~np.isnan(mean_vel) & ~np.isnan(sal)
     F["rho_saliency_velocity"] = Figure(spearman(sal[okv], mean_vel[okv]), int(okv.sum()))
     rep_counts = [b.get("note_count") for b in bars]
