@@ -3,7 +3,12 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
 pub mod compose;
+pub mod progress;
+pub mod refine;
+pub mod run;
+pub mod score;
 pub mod templates;
 
 /// undertone: music that follows the picture.
@@ -22,19 +27,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The extraction stage alone: per-frame features, transitions, visual beats, tempo.
+    Analyze(analyze::Args),
     /// The note model alone: writes N bars under fixed controls to a MIDI file.
     Compose(compose::Args),
     /// Template library tools (`templates check [DIR]`).
     Templates(templates::TemplatesArgs),
+    /// Score a video file: music.wav, notes.mid, scored.mp4, report.json and report.png in DIR.
+    Score(score::Args),
+    /// Like or dislike a scored result: list the options that fit it, or apply one in place.
+    Refine(refine::Args),
+    /// The live appliance: camera (or a file replayed as one) to the speakers, with
+    /// metrics, systemd notification and a report; config from /etc/undertone/config.toml.
+    Run(run::Args),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Folder with models/ and templates/, for the subcommands that load them.
     let data_root = crate::paths::data_root(cli.data.as_deref());
-    let _ = &data_root;
     match cli.command {
+        Command::Analyze(args) => analyze::run(args, &data_root),
         Command::Compose(args) => compose::run(args, &data_root),
         Command::Templates(args) => templates::run(args, &data_root),
+        Command::Score(args) => score::run(args, &data_root),
+        Command::Refine(args) => refine::run(args, &data_root),
+        Command::Run(args) => run::run(args),
     }
 }

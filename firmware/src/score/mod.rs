@@ -1,0 +1,431 @@
+//! Offline scoring: a video file in, music that follows it out (`undertone score`).
+//!
+//! `analyze → plan → compose → style → render`, then the outputs (see `docs/ref/outputs.md`),
+//! all written into a staging folder inside the output folder and renamed into place only
+//! when every one of them is complete, so a failure leaves nothing behind.
+
+mod mux;
+mod plot;
+pub mod refine;
+mod report;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use thiserror::Error;
+use tracing::info;
+
+use crate::compose::{BarControls, Composer};
+use crate::extract::{self, Analysis};
+use crate::midi::{self, MidiTrack, TimedNote};
+use crate::music::{NoteSet, Preferences, SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT};
+use crate::plan::{self, Plan};
+use crate::render::{self, Rendered, Renderer};
+use crate::style::{self, StyleVector};
+
+pub use report::Report;
+
+/// Files `score` writes, in the order they are renamed into place.
+pub const OUTPUT_FILES: [&str; 6] = [
+    "music.wav",
+    "notes.mid",
+    "report.json",
+    "report.png",
+    "analysis.json",
+    "scored.mp4",
+];
+/// The cached analysis that `refine` reuses instead of decoding the video again.
+pub const ANALYSIS_FILE: &str = "analysis.json";
+/// Golden-ratio increment that turns a "new melody" request into an unrelated seed.
+const MELODY_SEED_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[derive(Debug, Error)]
+pub enum ScoreError {
+    #[error(transparent)]
+    Extract(#[from] extract::ExtractError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(transparent)]
+    Compose(#[from] crate::compose::ComposeError),
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    #[error("cannot write output folder {path}: {reason}")]
+    Output { path: String, reason: String },
+    #[error("{0}")]
+    Mux(String),
+    #[error("{path}: {reason}")]
+    Previous { path: String, reason: String },
+}
+
+/// What to score and how.
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    pub input: PathBuf,
+    pub out_dir: PathBuf,
+    pub prefs: Preferences,
+    pub warp: bool,
+    pub data_root: PathBuf,
+}
+
+/// Progress callbacks for a long job (the CLI draws a bar; tests pass a no-op).
+pub trait Progress {
+    /// A new stage begins; `total` units of work (0 = unknown).
+    fn stage(&mut self, name: &str, total: u64);
+    /// `done` units of the current stage are finished.
+    fn set(&mut self, done: u64);
+}
+
+/// No progress display.
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn stage(&mut self, _: &str, _: u64) {}
+    fn set(&mut self, _: u64) {}
+}
+
+/// Per-stage wall times, seconds.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Timings {
+    pub analyze: f64,
+    pub plan: f64,
+    pub compose: f64,
+    pub style: f64,
+    pub render: f64,
+    pub write: f64,
+    pub total: f64,
+}
+
+/// Everything the music was made from, kept to write the outputs.
+pub struct Scored {
+    pub plan: Plan,
+    pub notes: Vec<NoteSet>,
+    pub styles: Vec<StyleVector>,
+    pub rendered: Rendered,
+}
+
+/// Scores a video file into `opts.out_dir`.
+pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report, ScoreError> {
+    let t0 = Instant::now();
+    let staging = Staging::create(&opts.out_dir)?;
+    let mut timings = Timings::default();
+
+    let model = extract::default_model_path(&opts.data_root);
+    let dur_hint = mux::probe_duration(&opts.input).unwrap_or(0.0);
+    progress.stage("analyzing video", (dur_hint * 1000.0) as u64);
+    let t = Instant::now();
+    let analysis = extract::analyze_file(&opts.input, &model, &mut |secs: f64| {
+        progress.set((secs * 1000.0) as u64)
+    })?;
+    timings.analyze = t.elapsed().as_secs_f64();
+    info!(
+        frames = analysis.frames.len(),
+        cuts = analysis.transitions.len(),
+        "analysis done"
+    );
+
+    let scored = make_music(
+        &analysis,
+        &opts.prefs,
+        opts.warp,
+        &opts.data_root,
+        &mut timings,
+        progress,
+    )?;
+    let t = Instant::now();
+    progress.stage("writing outputs", 0);
+    let analysis_json = serde_json::to_vec(&analysis).expect("analysis serialises");
+    fs_write(&staging.path(ANALYSIS_FILE), &analysis_json)?;
+    let report = write_outputs(
+        &staging,
+        &opts.input,
+        &analysis,
+        &scored,
+        &opts.prefs,
+        opts.warp,
+        VideoFrom::Input(&opts.input),
+    )?;
+    timings.write = t.elapsed().as_secs_f64();
+    timings.total = t0.elapsed().as_secs_f64();
+    let report = report.with_timings(timings);
+    fs_write(&staging.path("report.json"), &report.to_json())?;
+    staging.commit(&OUTPUT_FILES)?;
+    Ok(report)
+}
+
+/// Plan → compose → style → render, from an analysis (shared by `score` and `refine`).
+pub fn make_music(
+    analysis: &Analysis,
+    prefs: &Preferences,
+    warp: bool,
+    data_root: &Path,
+    timings: &mut Timings,
+    progress: &mut dyn Progress,
+) -> Result<Scored, ScoreError> {
+    let t = Instant::now();
+    let plan = plan::plan_offline(analysis, prefs, warp)?;
+    timings.plan = t.elapsed().as_secs_f64();
+    info!(tempo = plan.tempo_bpm, bars = plan.bars.len(), "plan done");
+
+    let t = Instant::now();
+    progress.stage("composing", plan.bars.len() as u64);
+    let mut composer = Composer::load(&Composer::default_model_path(data_root))?;
+    composer.start(
+        prefs
+            .seed
+            .wrapping_add(MELODY_SEED_STEP.wrapping_mul(prefs.melody_variation as u64)),
+    );
+    let mut notes = Vec::with_capacity(plan.bars.len());
+    for (i, bar) in plan.bars.iter().enumerate() {
+        let controls = BarControls {
+            density: bar.density_class,
+            strength: bar.strength_class,
+            section_start: bar.section_start,
+            chord: bar.chord,
+        };
+        let mut set = composer.next_bar(bar.index, &controls)?;
+        clip_to_bar(&mut set, bar.beats);
+        notes.push(set);
+        progress.set(i as u64 + 1);
+    }
+    timings.compose = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    // Genre and lead instrument are decided once for the piece (a track that changes genre at
+    // every cut sounds like channel-hopping); energy, mood and key follow each section.
+    let piece = style::style_of(&notes, &plan.bars);
+    let mut styles = Vec::with_capacity(plan.bars.len());
+    let mut s = 0;
+    while s < plan.bars.len() {
+        let mut e = s + 1;
+        while e < plan.bars.len() && !plan.bars[e].section_start {
+            e += 1;
+        }
+        let mut v = style::style_of(&notes[s..e], &plan.bars[s..e]);
+        v.genre = piece.genre;
+        v.instrument = piece.instrument;
+        styles.extend(std::iter::repeat_n(v, e - s));
+        s = e;
+    }
+    timings.style = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    progress.stage("rendering", 0);
+    let library = render::Library::load(&render::default_library_dir(data_root))?;
+    let mut renderer = Renderer::new(library, &render::default_soundfont_path(data_root))?;
+    let length = (plan.duration * SAMPLE_RATE as f64).round() as usize;
+    let rendered = renderer.render(&plan.bars, &notes, &styles, length)?;
+    timings.render = t.elapsed().as_secs_f64();
+    Ok(Scored {
+        plan,
+        notes,
+        styles,
+        rendered,
+    })
+}
+
+/// Drops notes that start past a short bar's end and trims those that ring past it.
+fn clip_to_bar(set: &mut NoteSet, beats: u8) {
+    let end = (beats as u32 * TICKS_PER_BEAT).min(TICKS_PER_BAR);
+    set.notes.retain(|n| n.start < end);
+    for n in &mut set.notes {
+        n.duration = n.duration.min(end - n.start).max(1);
+    }
+}
+
+/// Where `scored.mp4` takes its video from.
+pub enum VideoFrom<'a> {
+    /// The input file (first run).
+    Input(&'a Path),
+    /// The video stream of a previous `scored.mp4` (refinement; the warps are unchanged).
+    Previous(&'a Path),
+}
+
+/// Writes music.wav, notes.mid, report.png and scored.mp4 into the staging folder and
+/// returns the report (written by the caller once timings are known).
+fn write_outputs(
+    staging: &Staging,
+    input: &Path,
+    analysis: &Analysis,
+    scored: &Scored,
+    prefs: &Preferences,
+    warp: bool,
+    video: VideoFrom<'_>,
+) -> Result<Report, ScoreError> {
+    write_wav(&staging.path("music.wav"), &scored.rendered.pcm)?;
+    let tracks = midi_tracks(scored);
+    midi::write_midi(&staging.path("notes.mid"), scored.plan.tempo_bpm, &tracks).map_err(|e| {
+        ScoreError::Output {
+            path: staging.final_dir.display().to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    let report = Report::new(input, analysis, scored, prefs, warp);
+    plot::draw(&staging.path("report.png"), &report).map_err(|e| ScoreError::Output {
+        path: staging.final_dir.display().to_string(),
+        reason: format!("report.png: {e}"),
+    })?;
+    let wav = staging.path("music.wav");
+    let out = staging.path("scored.mp4");
+    match video {
+        VideoFrom::Input(p) => mux::mux(
+            p,
+            &wav,
+            &out,
+            if warp { Some(&scored.plan.warps) } else { None },
+            analysis.fps,
+        )?,
+        VideoFrom::Previous(p) => mux::mux(p, &wav, &out, None, analysis.fps)?,
+    }
+    Ok(report)
+}
+
+/// The melody as heard (every voice the note model wrote, fitted to the template's chords)
+/// followed by the template's parts, on the output timeline.
+fn midi_tracks(scored: &Scored) -> Vec<MidiTrack> {
+    let ticks_per_second = scored.plan.tempo_bpm / 60.0 * TICKS_PER_BEAT as f64;
+    let bar_ticks: Vec<u64> = scored
+        .plan
+        .bars
+        .iter()
+        .map(|b| (b.start * ticks_per_second).round() as u64)
+        .collect();
+    let mut melody = Vec::new();
+    for (set, &bar_tick) in scored.rendered.melody.iter().zip(&bar_ticks) {
+        for n in &set.notes {
+            melody.push(TimedNote {
+                tick: bar_tick + n.start as u64,
+                duration: n.duration as u64,
+                pitch: n.pitch,
+                velocity: n.velocity,
+            });
+        }
+    }
+    let mut tracks = vec![MidiTrack {
+        name: "melody".into(),
+        channel: 0,
+        program: scored.rendered.melody_program,
+        notes: melody,
+    }];
+    // The renderer lays the template parts out on whole bars (bar i at i × TICKS_PER_BAR); move
+    // them onto the planned bars, dropping what falls past a short bar's end.
+    for t in &scored.rendered.backing {
+        let mut t = t.clone();
+        t.notes = t
+            .notes
+            .iter()
+            .filter_map(|n| {
+                let bar = (n.tick / TICKS_PER_BAR as u64) as usize;
+                let within = n.tick % TICKS_PER_BAR as u64;
+                let plan = scored.plan.bars.get(bar)?;
+                let len = plan.beats as u64 * TICKS_PER_BEAT as u64;
+                (within < len).then(|| TimedNote {
+                    tick: bar_ticks[bar] + within,
+                    duration: n.duration.min(len - within).max(1),
+                    ..*n
+                })
+            })
+            .collect();
+        tracks.push(t);
+    }
+    tracks
+}
+
+/// 16-bit stereo WAV at the output rate.
+fn write_wav(path: &Path, pcm: &[f32]) -> Result<(), ScoreError> {
+    let err = |e: String| ScoreError::Output {
+        path: path.display().to_string(),
+        reason: e,
+    };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).map_err(|e| err(e.to_string()))?;
+    {
+        let mut w16 = w.get_i16_writer(pcm.len() as u32);
+        for &s in pcm {
+            w16.write_sample((s.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16);
+        }
+        w16.flush().map_err(|e| err(e.to_string()))?;
+    }
+    w.finalize().map_err(|e| err(e.to_string()))
+}
+
+fn fs_write(path: &Path, bytes: &[u8]) -> Result<(), ScoreError> {
+    fs::write(path, bytes).map_err(|e| ScoreError::Output {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A hidden folder inside the output folder where outputs are written before they are
+/// renamed into place; removed (with the output folder, if this run created it) on failure.
+pub(crate) struct Staging {
+    dir: PathBuf,
+    final_dir: PathBuf,
+    created_out_dir: bool,
+    committed: bool,
+}
+
+impl Staging {
+    pub(crate) fn create(out_dir: &Path) -> Result<Self, ScoreError> {
+        let err = |reason: String| ScoreError::Output {
+            path: out_dir.display().to_string(),
+            reason,
+        };
+        let created_out_dir = !out_dir.exists();
+        if out_dir.exists() && !out_dir.is_dir() {
+            return Err(err(
+                "it exists and is not a folder; choose another -o".into()
+            ));
+        }
+        fs::create_dir_all(out_dir)
+            .map_err(|e| err(format!("{e}; choose a folder you can write to")))?;
+        let dir = out_dir.join(format!(".undertone-staging-{}", std::process::id()));
+        if let Err(e) = fs::create_dir(&dir) {
+            if created_out_dir {
+                let _ = fs::remove_dir(out_dir);
+            }
+            return Err(err(format!("{e}; choose a folder you can write to")));
+        }
+        Ok(Staging {
+            dir,
+            final_dir: out_dir.to_path_buf(),
+            created_out_dir,
+            committed: false,
+        })
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Fsyncs and renames every file into the output folder.
+    pub(crate) fn commit(mut self, names: &[&str]) -> Result<(), ScoreError> {
+        for name in names {
+            let from = self.dir.join(name);
+            crate::fsutil::commit(&from, &self.final_dir.join(name)).map_err(|e| {
+                ScoreError::Output {
+                    path: self.final_dir.join(name).display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        self.committed = true;
+        let _ = fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+            if self.created_out_dir {
+                let _ = fs::remove_dir(&self.final_dir);
+            }
+        }
+    }
+}

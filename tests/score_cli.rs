@@ -1,0 +1,201 @@
+//! End-to-end tests of `undertone score` and `undertone refine` on real clips: the outputs,
+//! determinism, refinement, and every bad input (message, exit code, nothing left behind).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::{clip, entries, stderr, undertone};
+
+const OUTPUTS: [&str; 6] = ["analysis.json", "music.wav", "notes.mid", "report.json", "report.png", "scored.mp4"];
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// A bad input must fail with one clear line naming `name` and `what`, exit non-zero and
+/// leave the output folder absent (or as it was).
+fn assert_rejected(args: &[&dyn AsRef<std::ffi::OsStr>], out: &Path, name: &str, what: &str) {
+    let o = undertone(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert!(err.contains(name), "error should name {name}: {err}");
+    assert!(err.to_lowercase().contains(what), "error should say '{what}': {err}");
+    assert!(entries(out).is_empty(), "nothing may be left behind in {}: {:?}", out.display(), entries(out));
+}
+
+#[test]
+fn scores_a_real_clip_with_all_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let video = clip("bigbuckbunny.mp4");
+    let o = undertone(&[&"score", &video, &"-o", &out, &"--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(entries(&out), OUTPUTS.to_vec());
+
+    let r = report(&out);
+    let duration = r["input"]["duration"].as_f64().unwrap();
+    let fps = r["input"]["fps"].as_f64().unwrap();
+    assert!((duration - 5.28).abs() < 0.1, "duration {duration}");
+
+    // music.wav: 48 kHz stereo, as long as the video ± one frame, not silent, not clipped.
+    let mut wav = hound::WavReader::open(out.join("music.wav")).unwrap();
+    let spec = wav.spec();
+    assert_eq!((spec.sample_rate, spec.channels), (48_000, 2));
+    let samples: Vec<i16> = wav.samples::<i16>().map(|s| s.unwrap()).collect();
+    let secs = samples.len() as f64 / 2.0 / 48_000.0;
+    assert!((secs - duration).abs() <= 1.0 / fps + 1e-6, "audio {secs} s vs video {duration} s");
+    let rms = (samples.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    assert!(rms > 500.0, "music is nearly silent (rms {rms})");
+    assert!(samples.iter().all(|&s| s > i16::MIN && s < i16::MAX), "clipped samples");
+
+    // notes.mid: a melody track with notes, and the report's per-bar counts add up to it.
+    let bytes = fs::read(out.join("notes.mid")).unwrap();
+    let smf = midly::Smf::parse(&bytes).unwrap();
+    let melody = smf
+        .tracks
+        .iter()
+        .find(|t| t.iter().any(|e| matches!(e.kind, midly::TrackEventKind::Meta(midly::MetaMessage::TrackName(n)) if n == b"melody")))
+        .expect("a track named melody");
+    let ons = melody
+        .iter()
+        .filter(|e| matches!(e.kind, midly::TrackEventKind::Midi { message: midly::MidiMessage::NoteOn { vel, .. }, .. } if vel > 0))
+        .count();
+    let bars = r["bars"].as_array().unwrap();
+    let counted: u64 = bars.iter().map(|b| b["note_count"].as_u64().unwrap()).sum();
+    assert!(ons > 0);
+    assert_eq!(ons as u64, counted);
+    for key in ["start", "end", "speed", "saliency", "density_class", "strength_class", "section_start", "mean_velocity", "template_id", "style"] {
+        assert!(bars[0].get(key).is_some(), "bar field {key} missing");
+    }
+    assert!(r["tempo_bpm"].as_f64().unwrap() > 40.0);
+    assert!(!r["beats"].as_array().unwrap().is_empty() && !r["downbeats"].as_array().unwrap().is_empty());
+
+    // scored.mp4 has a video and an audio stream of the video's length.
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0"])
+        .arg(out.join("scored.mp4"))
+        .output()
+        .unwrap();
+    let kinds = String::from_utf8_lossy(&probe.stdout);
+    assert!(kinds.contains("video") && kinds.contains("audio"), "{kinds}");
+    // report.png is a PNG.
+    assert_eq!(&fs::read(out.join("report.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn same_seed_gives_byte_identical_outputs_and_refine_updates_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let video = clip("bikes.mp4");
+    for out in [&a, &b] {
+        let o = undertone(&[&"score", &video, &"-o", out, &"--seed", &"42", &"--genre", &"ambient", &"--quiet"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    for f in ["music.wav", "notes.mid", "scored.mp4", "report.png"] {
+        assert!(fs::read(a.join(f)).unwrap() == fs::read(b.join(f)).unwrap(), "{f} differs between runs");
+    }
+
+    let o = undertone(&[&"refine", &a, &"--list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(list.contains("new-melody") && list.contains("genre=pop") && !list.contains("genre=ambient"), "{list}");
+
+    let before = fs::read(a.join("notes.mid")).unwrap();
+    let o = undertone(&[&"refine", &a, &"--like"]);
+    assert!(o.status.success());
+    assert_eq!(fs::read(a.join("notes.mid")).unwrap(), before, "liking changes nothing");
+
+    let o = undertone(&[&"refine", &a, &"--option", &"new-melody", &"--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(fs::read(a.join("notes.mid")).unwrap(), before, "a new melody was written");
+    assert_eq!(entries(&a), OUTPUTS.to_vec());
+    let r = report(&a);
+    assert_eq!(r["preferences"]["melody_variation"], 1);
+
+    let o = undertone(&[&"refine", &a, &"--option", &"louder"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--list"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let missing = dir.path().join("nope.mp4");
+    assert_rejected(&[&"score", &missing, &"-o", &out], &out, "nope.mp4", "not found");
+}
+
+#[test]
+fn a_text_file_is_not_a_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let f = dir.path().join("notes.mp4");
+    fs::write(&f, "this is a shopping list, not a film\n".repeat(200)).unwrap();
+    assert_rejected(&[&"score", &f, &"-o", &out], &out, "notes.mp4", "not a video");
+}
+
+#[test]
+fn audio_only_file_has_no_video_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let f = dir.path().join("tone.m4a");
+    let ok = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert_rejected(&[&"score", &f, &"-o", &out], &out, "tone.m4a", "no video stream");
+}
+
+#[test]
+fn zero_length_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let f = dir.path().join("empty.mp4");
+    fs::write(&f, b"").unwrap();
+    assert_rejected(&[&"score", &f, &"-o", &out], &out, "empty.mp4", "empty");
+}
+
+#[test]
+fn truncated_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let f = dir.path().join("cut.mp4");
+    let bytes = fs::read(clip("bikes.mp4")).unwrap();
+    fs::write(&f, &bytes[..bytes.len() / 3]).unwrap();
+    assert_rejected(&[&"score", &f, &"-o", &out], &out, "cut.mp4", "truncated");
+}
+
+#[test]
+fn unwritable_output_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    fs::write(&blocker, b"x").unwrap();
+    let out = blocker.join("out");
+    let o = undertone(&[&"score", &clip("bikes.mp4"), &"-o", &out]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("a-file/out") && err.contains("cannot write output folder"), "{err}");
+    assert_eq!(fs::read(&blocker).unwrap(), b"x");
+}
+
+#[test]
+fn unknown_option_values_list_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let video = clip("bikes.mp4");
+    let o = undertone(&[&"score", &video, &"-o", &out, &"--genre", &"disco"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("disco") && stderr(&o).contains("lofi"), "{}", stderr(&o));
+    let o = undertone(&[&"score", &video, &"-o", &out, &"--energy", &"7"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("0.0 to 1.0"), "{}", stderr(&o));
+    let o = undertone(&[&"score", &video, &"-o", &out, &"--tempo", &"fast"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("BPM"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
