@@ -1,0 +1,418 @@
+//! `undertone run`: the live appliance.
+//!
+//! Reads the config (`/etc/undertone/config.toml` or `--config`), applies the flags, and
+//! runs until `--duration` is over, the file source ends, or SIGTERM/SIGINT arrives:
+//! the ALSA playback thread (its sample position is the master clock), the capture
+//! supervisor (camera or file, reopened with backoff; `--realtime` paces a file like a
+//! camera), `/metrics` and `/healthz`, systemd notification (READY once running,
+//! WATCHDOG from this loop, STATUS on every state change), and the JSON report, rewritten
+//! atomically every few seconds and at the end.
+//!
+//! What plays: `--play WAV` loops a WAV file through the whole audio path (installation
+//! check, soak tests). The music engine (extract → plan → compose → render into the ring)
+//! plugs into the same loop once the live planner exists; see `docs/design/live.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::live::clock::{Clock, RealClock};
+use crate::live::config::{Config, SourceSpec, DEFAULT_CONFIG_PATH};
+use crate::live::device::{Capture, CaptureEvent, DeviceState};
+use crate::live::metrics::{Metrics, MetricsServer};
+use crate::live::notify::{watchdog_interval, Notifier};
+use crate::music::{CHANNELS, SAMPLE_RATE};
+use crate::sink::alsa::{AlsaOptions, PlaybackStats};
+use crate::sink::{AlsaSink, Sink, WavSink};
+use crate::source::{AnalysisSize, CaptureRequest, FileSource, Source, SourceError, V4l2Source};
+
+/// How often the report is rewritten during a run: a crash loses at most this much.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// Longest the loop waits for a missing camera before doing its other work (audio
+/// top-up, watchdog): a fraction of the audio ring, so the ring never runs dry waiting.
+const CAPTURE_MAX_WAIT: Duration = Duration::from_millis(20);
+/// Samples moved into the ring per top-up step (20 ms of stereo).
+const TOPUP_SAMPLES: usize = SAMPLE_RATE as usize / 50 * CHANNELS as usize;
+/// Window of the frame-rate gauge.
+const FPS_WINDOW: Duration = Duration::from_secs(1);
+/// Watchdog interval when systemd did not set one (the loop still proves it is alive).
+const DEFAULT_WATCHDOG: Duration = Duration::from_secs(5);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Config file (default /etc/undertone/config.toml; defaults apply when that one is absent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Frame source: v4l2:/dev/videoN or file:CLIP (overrides `source`).
+    #[arg(long, value_name = "SPEC")]
+    pub source: Option<String>,
+    /// Replay a file source at its own frame rate, as a camera would deliver it.
+    #[arg(long)]
+    pub realtime: bool,
+    /// ALSA PCM to play on (overrides `audio_device`; list them with `aplay -L`).
+    #[arg(long, value_name = "PCM")]
+    pub audio_device: Option<String>,
+    /// Stop after this many seconds (default: run until SIGTERM or the end of a file source).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// JSON report of the run (overrides `report`).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Also record what is played to this WAV file (overrides `record`).
+    #[arg(long, value_name = "WAV")]
+    pub record: Option<PathBuf>,
+    /// Metrics address IP:PORT (overrides `listen`; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Loop this WAV (48 kHz, mono or stereo) through the audio path instead of music.
+    #[arg(long, value_name = "WAV")]
+    pub play: Option<PathBuf>,
+}
+
+/// The config the run uses: file, then flags; validated as a whole.
+pub fn effective_config(args: &Args) -> anyhow::Result<(Config, PathBuf)> {
+    let (mut cfg, path) = match &args.config {
+        Some(p) => (Config::load(p)?, p.clone()),
+        None => {
+            let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+            (Config::load_or_default(&p)?, p)
+        }
+    };
+    if let Some(s) = &args.source {
+        cfg.source = s.clone();
+    }
+    cfg.realtime |= args.realtime;
+    if let Some(d) = &args.audio_device {
+        cfg.audio_device = d.clone();
+    }
+    if let Some(r) = &args.report {
+        cfg.report = Some(r.clone());
+    }
+    if let Some(r) = &args.record {
+        cfg.record = Some(r.clone());
+    }
+    if let Some(l) = &args.listen {
+        cfg.listen = l.clone();
+    }
+    // Flags are checked like config keys; the message names both places they may come from.
+    cfg.validate(Path::new(&format!(
+        "{} with the command-line flags",
+        path.display()
+    )))?;
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--duration {d}: give a positive number of seconds");
+        }
+    }
+    Ok((cfg, path))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// One state change of a device, for the report.
+#[derive(Debug, Clone, Serialize)]
+struct StateChange {
+    /// Seconds since the run started.
+    t: f64,
+    state: DeviceState,
+}
+
+/// The JSON report of a run.
+#[derive(Debug, Clone, Serialize)]
+struct RunReport {
+    source: String,
+    audio_device: String,
+    /// Seconds the run lasted (so far).
+    duration: f64,
+    /// Why it ended (`running` while it goes on).
+    stopped_by: &'static str,
+    frames_seen: u64,
+    /// Mean analysis frame rate.
+    fps: f64,
+    camera_states: Vec<StateChange>,
+    audio_states: Vec<StateChange>,
+    /// The playback thread's counters (underruns, reopens, position...).
+    audio: PlaybackStats,
+    /// Audio seconds queued ahead of the listener: lowest seen while playing, and last.
+    headroom_min: Option<f64>,
+    headroom_last: f64,
+}
+
+fn write_report(path: &Path, r: &RunReport) -> anyhow::Result<()> {
+    let text = serde_json::to_vec_pretty(r)?;
+    crate::fsutil::write_atomic(path, &text)
+        .with_context(|| format!("{}: cannot write the report", path.display()))
+}
+
+/// A WAV to loop, as interleaved stereo f32.
+fn load_play(path: &Path) -> anyhow::Result<Vec<f32>> {
+    let mut r = hound::WavReader::open(path)
+        .with_context(|| format!("{}: cannot read the WAV", path.display()))?;
+    let spec = r.spec();
+    if spec.sample_rate != SAMPLE_RATE || !(1..=2).contains(&spec.channels) {
+        bail!(
+            "{}: {} Hz, {} channels; --play takes 48000 Hz mono or stereo (convert with `sox IN -r 48000 OUT.wav`)",
+            path.display(),
+            spec.sample_rate,
+            spec.channels
+        );
+    }
+    let v: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>()?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>()
+                .map(|s| s.map(|s| s as f32 * scale))
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let v = if spec.channels == 1 {
+        v.iter().flat_map(|&s| [s, s]).collect()
+    } else {
+        v
+    };
+    if v.is_empty() {
+        bail!("{}: the WAV has no samples", path.display());
+    }
+    Ok(v)
+}
+
+/// Either source the config can name.
+enum AnySource {
+    V4l2(V4l2Source),
+    File(FileSource),
+}
+
+impl Source for AnySource {
+    fn info(&self) -> &crate::source::SourceInfo {
+        match self {
+            AnySource::V4l2(s) => s.info(),
+            AnySource::File(s) => s.info(),
+        }
+    }
+    fn next_frame(&mut self) -> Result<Option<crate::source::Frame>, SourceError> {
+        match self {
+            AnySource::V4l2(s) => s.next_frame(),
+            AnySource::File(s) => s.next_frame(),
+        }
+    }
+}
+
+fn open_source(spec: &SourceSpec, cfg: &Config) -> Result<AnySource, SourceError> {
+    let analysis = AnalysisSize::default();
+    Ok(match spec {
+        SourceSpec::V4l2(dev) => AnySource::V4l2(V4l2Source::open(
+            dev,
+            CaptureRequest {
+                width: cfg.width,
+                height: cfg.height,
+                fps: cfg.fps.round() as u32,
+            },
+            analysis,
+        )?),
+        SourceSpec::File(p) => AnySource::File(FileSource::open(p, analysis)?),
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (cfg, _) = effective_config(&args)?;
+    let spec = cfg.source_spec().map_err(anyhow::Error::msg)?;
+    let play = args.play.as_deref().map(load_play).transpose()?;
+    STOP.store(false, Ordering::SeqCst);
+    install_signal_handlers();
+    let clock = RealClock::new();
+    let notifier = Notifier::from_env()?;
+    let watchdog = watchdog_interval().unwrap_or(DEFAULT_WATCHDOG);
+
+    let metrics = Metrics::new();
+    let listen = cfg.listen_addr().map_err(anyhow::Error::msg)?;
+    let mut server = MetricsServer::start(listen, metrics.clone())?;
+    eprintln!("undertone: metrics on http://{}/metrics", server.addr());
+
+    let ring_frames = cfg.audio_buffer_ms as usize * SAMPLE_RATE as usize / 1000;
+    let mut sink = AlsaSink::start(
+        &cfg.audio_device,
+        AlsaOptions {
+            ring_frames,
+            realtime: cfg.realtime_audio,
+        },
+    )?;
+    let status = sink.status();
+    metrics.attach_playback(status.clone());
+    let mut record = cfg.record.as_deref().map(WavSink::create).transpose()?;
+
+    let source_name = spec.to_string();
+    let mut capture = Capture::new(source_name.clone(), || open_source(&spec, &cfg), &clock);
+    let camera_state = capture.state_handle();
+
+    let mut report = RunReport {
+        source: source_name.clone(),
+        audio_device: cfg.audio_device.clone(),
+        duration: 0.0,
+        stopped_by: "running",
+        frames_seen: 0,
+        fps: 0.0,
+        camera_states: vec![],
+        audio_states: vec![],
+        audio: status.snapshot(),
+        headroom_min: None,
+        headroom_last: 0.0,
+    };
+    let t0 = clock.now();
+    let mut play_pos = 0usize;
+    let mut last_cam = None;
+    let mut last_audio = None;
+    let mut last_watchdog = t0;
+    let mut last_report = t0;
+    let mut fps_window = (t0, 0u64);
+    // File pacing: (first pts, run time it was shown at).
+    let mut pace: Option<(f64, Duration)> = None;
+    let mut ready = false;
+    let stopped_by = loop {
+        let now = clock.now();
+        let elapsed = now - t0;
+        if STOP.load(Ordering::SeqCst) {
+            break "signal";
+        }
+        if args.duration.is_some_and(|d| elapsed.as_secs_f64() >= d) {
+            break "duration";
+        }
+
+        // Audio: keep the ring topped up without blocking this loop.
+        if let Some(pcm) = &play {
+            while sink.free_samples() >= TOPUP_SAMPLES {
+                let mut chunk = [0.0f32; TOPUP_SAMPLES];
+                for c in chunk.iter_mut() {
+                    *c = pcm[play_pos];
+                    play_pos = (play_pos + 1) % pcm.len();
+                }
+                sink.write(&chunk)?;
+                if let Some(r) = record.as_mut() {
+                    r.write(&chunk)?;
+                }
+            }
+            let headroom = sink.headroom_frames() as f64 / SAMPLE_RATE as f64;
+            if status.state() == DeviceState::Running && status.snapshot().ring_frames > 0 {
+                metrics.record_headroom(headroom);
+                report.headroom_min = Some(
+                    report
+                        .headroom_min
+                        .map_or(headroom, |m: f64| m.min(headroom)),
+                );
+            }
+            report.headroom_last = headroom;
+        }
+
+        // Video: one frame (or one open attempt / backoff step).
+        match capture.poll(CAPTURE_MAX_WAIT) {
+            CaptureEvent::Frame(f) => {
+                report.frames_seen += 1;
+                metrics.frames.fetch_add(1, Ordering::Relaxed);
+                if cfg.realtime && matches!(spec, SourceSpec::File(_)) {
+                    let (pts0, at) = *pace.get_or_insert((f.pts, clock.now() - t0));
+                    let due = at + Duration::from_secs_f64((f.pts - pts0).max(0.0));
+                    let run_now = clock.now() - t0;
+                    if due > run_now {
+                        clock.sleep(due - run_now);
+                    }
+                }
+            }
+            CaptureEvent::NoFrame(_) => {}
+            CaptureEvent::End => break "end of file",
+        }
+        let now = clock.now();
+        if now - fps_window.0 >= FPS_WINDOW {
+            let n = report.frames_seen - fps_window.1;
+            metrics
+                .fps
+                .set(n as f64 / (now - fps_window.0).as_secs_f64());
+            fps_window = (now, report.frames_seen);
+        }
+
+        // State changes: log, report, systemd status.
+        let t = (now - t0).as_secs_f64();
+        let cam = camera_state.load();
+        metrics.camera.store(cam);
+        let audio = status.state();
+        if last_cam != Some(cam) || last_audio != Some(audio) {
+            if last_cam != Some(cam) {
+                report.camera_states.push(StateChange { t, state: cam });
+            }
+            if last_audio != Some(audio) {
+                tracing::info!(device = %cfg.audio_device, state = audio.name(), "audio state");
+                report.audio_states.push(StateChange { t, state: audio });
+            }
+            last_cam = Some(cam);
+            last_audio = Some(audio);
+            let line = format!("camera {}, audio {}", cam.name(), audio.name());
+            if !ready {
+                notifier.ready(&line)?;
+                ready = true;
+            } else {
+                notifier.status(&line)?;
+            }
+        }
+        // Watchdog from the processing loop itself: a wedged loop stops feeding it.
+        if now - last_watchdog >= watchdog / 2 {
+            notifier.watchdog()?;
+            last_watchdog = now;
+        }
+        if let Some(path) = &cfg.report {
+            if now - last_report >= REPORT_EVERY {
+                report.duration = t;
+                report.audio = status.snapshot();
+                report.fps = report.frames_seen as f64 / t.max(1e-9);
+                write_report(path, &report)?;
+                last_report = now;
+            }
+        }
+    };
+
+    tracing::info!(reason = stopped_by, "stopping");
+    notifier.stopping()?;
+    let t = (clock.now() - t0).as_secs_f64();
+    // A signal stops now (what is queued is dropped); a duration or file end plays out.
+    if stopped_by == "signal" {
+        sink.abort();
+    } else {
+        sink.stop()?;
+    }
+    if let Some(mut r) = record.take() {
+        r.stop()?;
+    }
+    server.stop();
+    report.stopped_by = stopped_by;
+    report.duration = t;
+    report.audio = status.snapshot();
+    report.fps = report.frames_seen as f64 / t.max(1e-9);
+    if let Some(path) = &cfg.report {
+        write_report(path, &report)?;
+    }
+    eprintln!(
+        "undertone: {stopped_by} after {t:.1} s: {} frames, {} underruns, audio {}",
+        report.frames_seen,
+        report.audio.underruns,
+        report.audio.state.name()
+    );
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! The ALSA sink through real alsa-lib, without a sound card:
+//! - ALSA's `file` PCM (consumes instantly) checks that exactly the samples pushed come out;
+//! - a *paced* PCM, PulseAudio's null sink through the ALSA `pulse` plugin, checks real-time
+//!   behaviour: pacing, an underrun counted and recovered, a server that dies and returns.
+//!
+//! Each paced test starts its own PulseAudio (own runtime folder and socket) and stops it.
+//! The PCMs are defined once per process in an asoundrc under `$XDG_CONFIG_HOME`, with the
+//! server socket and recording file as arguments. Timing is asserted only where timing is
+//! the behaviour under test, with bounds generous enough for a loaded 2-core machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use undertone::live::device::DeviceState;
+use undertone::sink::alsa::{AlsaOptions, PERIOD_FRAMES};
+use undertone::sink::{AlsaSink, Sink};
+
+const RATE: usize = 48_000;
+
+/// The PCM definitions every test uses (see the module comment).
+const ASOUNDRC: &str = r#"
+pcm.utpulse {
+  @args [ SERVER ]
+  @args.SERVER { type string }
+  type pulse
+  device "nullsink"
+  server $SERVER
+  handle_underrun true
+}
+pcm.utpaced {
+  @args [ SERVER FILE ]
+  @args.SERVER { type string }
+  @args.FILE { type string }
+  type file
+  slave.pcm { type pulse device "nullsink" server $SERVER handle_underrun true }
+  file $FILE
+  format "wav"
+}
+"#;
+
+static SETUP: Once = Once::new();
+
+/// Points alsa-lib at our asoundrc. Runs before any test touches ALSA (every test calls
+/// it first), so no other thread reads the environment while it changes.
+fn setup() {
+    SETUP.call_once(|| {
+        let dir = std::env::temp_dir().join(format!("undertone-live-alsa-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("alsa")).unwrap();
+        std::fs::write(dir.join("alsa/asoundrc"), ASOUNDRC).unwrap();
+        std::env::set_var("XDG_CONFIG_HOME", &dir);
+    });
+}
+
+/// A private PulseAudio with a 48 kHz stereo null sink, killed on drop.
+struct Pulse {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Pulse {
+    fn start(dir: &Path) -> Pulse {
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let socket = dir.join("native");
+        let _ = std::fs::remove_file(&socket);
+        let conf = dir.join("pa.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                // norewinds=1: without it the first blocking write stalls ~1.85 s (RECIPES.md).
+                "load-module module-null-sink sink_name=nullsink rate=48000 channels=2 norewinds=1\n\
+                 load-module module-native-protocol-unix auth-anonymous=1 socket={}\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("pulseaudio")
+            .args(["-n", "-F"])
+            .arg(&conf)
+            .args([
+                "--exit-idle-time=-1",
+                "--daemonize=no",
+                "--log-target=stderr",
+            ])
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("HOME", dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run pulseaudio: install it (tools/setup.sh does)");
+        // Wait for the server to listen (it is an external process starting, not a timing check).
+        let t0 = Instant::now();
+        while !socket.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "pulseaudio did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Pulse {
+            child,
+            dir: dir.to_path_buf(),
+            socket,
+        }
+    }
+
+    fn server(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// The paced PCM, recording what it plays to `wav`.
+    fn paced(&self, wav: &Path) -> String {
+        format!(
+            "utpaced:SERVER=\"{}\",FILE=\"{}\"",
+            self.server(),
+            wav.display()
+        )
+    }
+
+    /// The paced PCM, no recording.
+    fn pcm(&self) -> String {
+        format!("utpulse:SERVER=\"{}\"", self.server())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = Pulse::start(&self.dir.clone());
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Frames whose samples encode their index (exact in 16 bits): left = k, right = -k.
+fn ramp(start: usize, frames: usize) -> Vec<f32> {
+    (start..start + frames)
+        .flat_map(|i| {
+            let k = (i % 20_000) as f32 - 10_000.0;
+            [k / 32767.0, -k / 32767.0]
+        })
+        .collect()
+}
+
+fn to_i16(v: &[f32]) -> Vec<i16> {
+    v.iter().map(|&x| (x * 32767.0).round() as i16).collect()
+}
+
+fn read_wav(path: &Path) -> Vec<i16> {
+    let mut r = hound::WavReader::open(path).unwrap();
+    assert_eq!(r.spec().sample_rate, 48_000);
+    assert_eq!(r.spec().channels, 2);
+    assert_eq!(r.spec().bits_per_sample, 16);
+    r.samples::<i16>().map(|s| s.unwrap()).collect()
+}
+
+fn opts() -> AlsaOptions {
+    AlsaOptions {
+        ring_frames: RATE,
+        // Tests run unprivileged in CI; the warning path is what they exercise.
+        realtime: true,
+    }
+}
+
+#[test]
+fn file_pcm_gets_exactly_the_samples_pushed() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.wav");
+    let mut sink =
+        AlsaSink::start(&format!("file:FILE={},FORMAT=wav", out.display()), opts()).unwrap();
+    let status = sink.status();
+    // 3 s through a 1 s ring, in uneven chunks that do not align with periods.
+    let total = 3 * RATE + 123;
+    let all = ramp(0, total);
+    for chunk in all.chunks(2 * 7_777) {
+        sink.write(chunk).unwrap();
+    }
+    sink.stop().unwrap();
+    let st = status.snapshot();
+    assert_eq!(st.ring_frames, total as u64);
+    assert_eq!(
+        st.position, total as u64,
+        "the clock counts every frame played"
+    );
+    assert_eq!(st.underruns, 0);
+    assert_eq!(st.reopens, 0);
+    assert!(status.is_finished());
+    assert_eq!(
+        read_wav(&out),
+        to_i16(&all),
+        "exactly the samples pushed, in order"
+    );
+    assert!(
+        sink.write(&[0.0, 0.0]).is_err(),
+        "a stopped sink refuses audio"
+    );
+}
+
+#[test]
+fn unknown_pcm_is_a_clear_error() {
+    setup();
+    let e = AlsaSink::start("no_such_pcm_anywhere", opts())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("no_such_pcm_anywhere") && e.contains("aplay -L"),
+        "{e}"
+    );
+}
+
+#[test]
+fn paced_pcm_plays_in_real_time_without_underruns() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(dir.path());
+    let rec = dir.path().join("rec.wav");
+    let mut sink = AlsaSink::start(&pulse.paced(&rec), opts()).unwrap();
+    let status = sink.status();
+    let seconds = 2.0;
+    let total = (seconds * RATE as f64) as usize;
+    let all = ramp(0, total);
+    let t0 = Instant::now();
+    // Pushed in 20 ms pieces, like an engine rendering ahead; write blocks while the ring is full.
+    for chunk in all.chunks(2 * 960) {
+        sink.write(chunk).unwrap();
+    }
+    let mut max_headroom = 0u64;
+    // The ring (1 s) holds the last second; watch the clock advance while it plays out.
+    while !status.is_finished() && t0.elapsed() < Duration::from_secs(10) {
+        max_headroom = max_headroom.max(sink.headroom_frames());
+        if sink.queued_samples() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(status.state(), DeviceState::Running);
+    sink.stop().unwrap();
+    let wall = t0.elapsed().as_secs_f64();
+    let st = status.snapshot();
+    // Real time: 2 s of audio takes about 2 s (never much less: it is paced; a loaded
+    // machine may add a little, never seconds).
+    assert!(
+        wall >= seconds * 0.9 && wall <= seconds + 2.0,
+        "2 s of audio took {wall:.2} s"
+    );
+    assert_eq!(st.underruns, 0, "{st:?}");
+    assert_eq!(st.ring_frames, total as u64);
+    assert!(
+        max_headroom > PERIOD_FRAMES as u64,
+        "headroom {max_headroom} frames"
+    );
+    assert_eq!(read_wav(&rec), to_i16(&all));
+}
+
+#[test]
+fn starved_ring_counts_the_underrun_and_playback_recovers() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(dir.path());
+    let rec = dir.path().join("rec.wav");
+    let mut sink = AlsaSink::start(&pulse.paced(&rec), opts()).unwrap();
+    let status = sink.status();
+    let first = ramp(0, RATE / 2);
+    sink.write(&first).unwrap();
+    // Starve: push nothing until the device has played everything and then some.
+    let t0 = Instant::now();
+    while status.snapshot().starved == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "never starved: {:?}",
+            status.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let second = ramp(RATE / 2, RATE / 2);
+    sink.write(&second).unwrap();
+    let t1 = Instant::now();
+    while status.snapshot().ring_frames < RATE as u64 {
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "did not resume: {:?}",
+            status.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mid = status.snapshot();
+    sink.stop().unwrap();
+    let st = status.snapshot();
+    assert!(st.starved >= 1, "{st:?}");
+    assert!(st.underruns >= 1, "the device ran dry: counted ({st:?})");
+    assert_eq!(
+        mid.state,
+        DeviceState::Running,
+        "recovered, still running: {mid:?}"
+    );
+    assert_eq!(
+        st.reopens, 0,
+        "an underrun is recovered in place, not by reopening"
+    );
+    // Everything pushed was played, in order (the gap is silence the device made, not ours).
+    let mut want = first.clone();
+    want.extend_from_slice(&second);
+    assert_eq!(read_wav(&rec), to_i16(&want));
+}
+
+#[test]
+fn lost_audio_server_is_reopened_and_the_engine_never_blocks() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pulse = Pulse::start(dir.path());
+    let mut sink = AlsaSink::start(&pulse.pcm(), opts()).unwrap();
+    let status = sink.status();
+    let chunk = ramp(0, RATE / 50);
+    let t0 = Instant::now();
+    let mut phase = 0;
+    let mut saw_missing = false;
+    let mut pos_at_kill = 0;
+    // Play 20 ms chunks for a while; kill the server at 1 s, restart it at 2.5 s.
+    while t0.elapsed() < Duration::from_secs(12) {
+        let w = Instant::now();
+        sink.write(&chunk)
+            .expect("write must not fail while the device is away");
+        assert!(
+            w.elapsed() < Duration::from_secs(3),
+            "write blocked {:?}",
+            w.elapsed()
+        );
+        let t = t0.elapsed().as_secs_f64();
+        if phase == 0 && t > 1.0 {
+            pos_at_kill = status.position();
+            pulse.kill();
+            phase = 1;
+        } else if phase == 1 && t > 2.5 {
+            saw_missing = status.state() == DeviceState::Missing;
+            assert!(
+                status.position() > pos_at_kill,
+                "the clock runs on while the device is away"
+            );
+            pulse.restart();
+            phase = 2;
+        } else if phase == 2
+            && status.snapshot().reopens >= 1
+            && status.state() == DeviceState::Running
+        {
+            break;
+        }
+    }
+    let st = status.snapshot();
+    sink.stop().unwrap();
+    assert!(saw_missing, "state while the server was gone: {st:?}");
+    assert!(st.reopens >= 1, "{st:?}");
+    assert_eq!(st.state, DeviceState::Running, "{st:?}");
+    assert!(st.discarded_frames > 0, "{st:?}");
+    assert_ne!(st.last_errno, 0);
+}
