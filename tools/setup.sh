@@ -15,6 +15,7 @@ APT_PACKAGES=(
   ffmpeg                        # video decode (file source) and mp4 muxing
   fluidsynth fluid-soundfont-gm # template rendering tools and the MIT FluidR3_GM SoundFont
   sox alsa-utils libasound2-plugins
+  pulseaudio                    # paced ALSA tests: a null sink through the pulse plugin
   python3-venv python3-pip
   nodejs npm
 )
