@@ -1,7 +1,33 @@
 //! `extract` stage: per-frame motion speed, motion saliency, transition evidence and
 //! visual-beat (impact) envelope, then cuts, visual beats and a visual tempo.
+//!
+//! | file | what |
+//! |---|---|
+//! | `model.rs` | the extraction ONNX model (dense motion maps + transition evidence) run by tract |
+//! | `features.rs` | speed and motion saliency (camera-motion fit) from the flow map |
+//! | `post.rs` | cut probability and detection, gradual transitions, impact, beats, tempo |
+//! | `plot.rs` | the PNG `undertone analyze --png` writes |
+//!
+//! Design and measured figures: `docs/design/extraction.md`.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use crate::source::{
+    convert::resize_area, AnalysisSize, FileSource, Frame, Source, SourceError, MIN_ANALYSIS_SIDE,
+};
+
+mod features;
+mod model;
+pub mod plot;
+mod post;
+
+pub use features::{saliency, Saliency, NOISE_PX};
+pub use model::{Evidence, ExtractModel, PairMaps};
+pub use post::{CUT_WINDOW, MIN_CUT_GAP_S};
 
 /// Features of one frame (computed from it and the frame before).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -50,4 +76,381 @@ pub struct Analysis {
     pub visual_beats: Vec<f64>,
     /// Visual tempo estimate in BPM, when the motion has a rhythm.
     pub visual_tempo_bpm: Option<f64>,
+}
+
+/// Why extraction failed. Each message is one line naming the input and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{path}: the extraction model is missing; run from the source checkout, pass --data DIR, or rebuild it with tools/train/extract/build_model.py")]
+    ModelMissing { path: PathBuf },
+    #[error("{path}: not a usable extraction model ({detail}); rebuild it with tools/train/extract/build_model.py")]
+    ModelInvalid { path: PathBuf, detail: String },
+    #[error("{path}: the extraction model failed on a frame ({detail})")]
+    Inference { path: PathBuf, detail: String },
+    #[error("frame at {pts:.3} s is {width}x{height}: too small to analyse (needs at least {min}x{min})")]
+    FrameTooSmall {
+        pts: f64,
+        width: u32,
+        height: u32,
+        min: u32,
+    },
+    #[error("frame at {pts:.3} s: {detail}")]
+    BadFrame { pts: f64, detail: String },
+    #[error("{path}: only {frames} video frame(s); analysis needs at least 2")]
+    TooShort { path: PathBuf, frames: usize },
+}
+
+/// File name of the extraction model under `<data root>/models/extract/`.
+pub const MODEL_FILE: &str = "extract_v1.onnx";
+
+/// The extraction model inside a data root (`--data`, `$UNDERTONE_DATA`, the checkout).
+pub fn default_model_path(data_root: &Path) -> PathBuf {
+    data_root.join("models").join("extract").join(MODEL_FILE)
+}
+
+/// Frames wider or taller than this are area-resampled to the analysis size before the
+/// model sees them (a camera or caller may hand over full-size frames).
+const MAX_MODEL_WIDTH: u32 = 2 * crate::source::ANALYSIS_WIDTH;
+const MAX_MODEL_HEIGHT: u32 = 4 * crate::source::ANALYSIS_WIDTH;
+/// Frame interval used until the stream shows its own (and when timestamps are broken).
+const DEFAULT_DT: f64 = 1.0 / 30.0;
+/// Frames of per-frame records kept behind the output (look-back of the cut gap).
+const KEEP_BEHIND: usize = 32;
+
+#[derive(Debug, Clone)]
+struct Rec {
+    t: f64,
+    speed: f32,
+    saliency: f32,
+    mad: f32,
+    structure: f32,
+    /// Directogram in diagonals per second.
+    dgram: [f32; model::DIRECTIONS],
+    p: Option<f32>,
+    cut: bool,
+}
+
+/// Streaming extractor: push frames in presentation order, get [`FeatureFrame`]s back
+/// [`Extractor::LATENCY_FRAMES`] frames later (the cut detector looks that far ahead).
+pub struct Extractor {
+    model: ExtractModel,
+    prev: Option<(u32, u32, Vec<u8>, f64)>,
+    dt: f64,
+    recs: VecDeque<Rec>,
+    /// Index (in `recs`) of the next record to emit.
+    next: usize,
+    cuts: Vec<Transition>,
+    history: Option<Vec<post::History>>,
+    last_cut_emitted: bool,
+}
+
+impl Extractor {
+    /// Output latency in frames: the cut decision for frame t needs frames up to t + 4.
+    pub const LATENCY_FRAMES: usize = 2 * CUT_WINDOW;
+
+    /// Loads the extraction model (see [`default_model_path`]).
+    pub fn load(model_path: &Path) -> Result<Self, ExtractError> {
+        Ok(Extractor {
+            model: ExtractModel::load(model_path)?,
+            prev: None,
+            dt: DEFAULT_DT,
+            recs: VecDeque::new(),
+            next: 0,
+            cuts: Vec::new(),
+            history: None,
+            last_cut_emitted: false,
+        })
+    }
+
+    /// Keeps a compact per-frame history for the offline passes (gradual transitions).
+    fn keep_history(&mut self) {
+        self.history = Some(Vec::new());
+    }
+
+    /// Resamples and crops a frame to what the model takes (sides multiples of 8).
+    fn prepare(frame: &Frame) -> Result<(u32, u32, Vec<u8>), ExtractError> {
+        let (w, h) = (frame.width, frame.height);
+        if frame.gray.len() as u64 != w as u64 * h as u64 {
+            return Err(ExtractError::BadFrame {
+                pts: frame.pts,
+                detail: format!(
+                    "{w}x{h} needs {} luma bytes, got {}",
+                    w as u64 * h as u64,
+                    frame.gray.len()
+                ),
+            });
+        }
+        if w < MIN_ANALYSIS_SIDE || h < MIN_ANALYSIS_SIDE {
+            return Err(ExtractError::FrameTooSmall {
+                pts: frame.pts,
+                width: w,
+                height: h,
+                min: MIN_ANALYSIS_SIDE,
+            });
+        }
+        let (mut w, mut h, mut gray) = (w, h, std::borrow::Cow::Borrowed(&frame.gray));
+        if w > MAX_MODEL_WIDTH || h > MAX_MODEL_HEIGHT {
+            let (aw, ah) = AnalysisSize::default().frame_size(w, h);
+            gray = std::borrow::Cow::Owned(resize_area(&frame.gray, w, h, aw, ah));
+            (w, h) = (aw, ah);
+        }
+        let m = model::MODEL_MULTIPLE;
+        let (cw, ch) = (w / m * m, h / m * m);
+        if (cw, ch) == (w, h) {
+            return Ok((w, h, gray.into_owned()));
+        }
+        let (x0, y0) = (((w - cw) / 2) as usize, ((h - ch) / 2) as usize);
+        let mut out = Vec::with_capacity((cw * ch) as usize);
+        for y in 0..ch as usize {
+            let row = (y0 + y) * w as usize + x0;
+            out.extend_from_slice(&gray[row..row + cw as usize]);
+        }
+        Ok((cw, ch, out))
+    }
+
+    /// Adds one frame; returns the features of an earlier frame once its look-ahead is
+    /// complete (`None` while the pipeline fills).
+    pub fn push(&mut self, frame: &Frame) -> Result<Option<FeatureFrame>, ExtractError> {
+        let (w, h, gray) = Self::prepare(frame)?;
+        let rec = match self.prev.take() {
+            Some((pw, ph, pg, pt)) if (pw, ph) == (w, h) => {
+                let dt = frame.pts - pt;
+                if dt > 1e-4 && dt < 1.0 {
+                    self.dt = dt;
+                } else {
+                    debug!(
+                        pts = frame.pts,
+                        dt, "irregular timestamp; using the last frame interval"
+                    );
+                }
+                let maps = self.model.run(&pg, &gray, w, h)?;
+                self.record(frame.pts, w, h, &maps)
+            }
+            other => {
+                if let Some((pw, ph, ..)) = other {
+                    warn!(from = ?(pw, ph), to = ?(w, h), "frame size changed; restarting motion analysis");
+                }
+                // First frame (or first after a size change): no motion yet.
+                Rec {
+                    t: frame.pts,
+                    speed: 0.0,
+                    saliency: 0.0,
+                    mad: 0.0,
+                    structure: 0.0,
+                    dgram: [0.0; 8],
+                    p: None,
+                    cut: false,
+                }
+            }
+        };
+        self.prev = Some((w, h, gray, frame.pts));
+        self.recs.push_back(rec);
+        self.fill_probabilities(false);
+        Ok(self.emit(false))
+    }
+
+    /// Flushes the frames still waiting for look-ahead (end of stream).
+    pub fn finish(&mut self) -> Vec<FeatureFrame> {
+        self.fill_probabilities(true);
+        let mut out = Vec::new();
+        while let Some(f) = self.emit(true) {
+            out.push(f);
+        }
+        out
+    }
+
+    /// Hard cuts detected so far (taken: each is returned once).
+    pub fn take_transitions(&mut self) -> Vec<Transition> {
+        std::mem::take(&mut self.cuts)
+    }
+
+    fn record(&mut self, t: f64, w: u32, h: u32, maps: &PairMaps) -> Rec {
+        let diag = ((w * w + h * h) as f32).sqrt();
+        let per_s = 1.0 / (diag * self.dt as f32);
+        let speed = features::mean_magnitude(&maps.dx, &maps.dy) * per_s;
+        let sal = features::saliency(&maps.dx, &maps.dy, &maps.conf, maps.bw, maps.bh).saliency;
+        let mut dgram = maps.evidence.directogram;
+        dgram.iter_mut().for_each(|d| *d *= per_s);
+        if let Some(hist) = self.history.as_mut() {
+            hist.push(post::History {
+                t,
+                speed,
+                mad: maps.evidence.mad,
+                luma_sd: maps.evidence.luma_sd,
+                thumb: maps.thumb.clone(),
+            });
+        }
+        Rec {
+            t,
+            speed,
+            saliency: sal,
+            mad: maps.evidence.mad,
+            structure: maps.evidence.structure,
+            dgram,
+            p: None,
+            cut: false,
+        }
+    }
+
+    fn fill_probabilities(&mut self, at_end: bool) {
+        let n = self.recs.len();
+        let mad: Vec<f32> = self.recs.iter().map(|r| r.mad).collect();
+        let st: Vec<f32> = self.recs.iter().map(|r| r.structure).collect();
+        for i in 0..n {
+            if self.recs[i].p.is_none() && (at_end || i + CUT_WINDOW < n) {
+                // The first frame of a stream (no pair) is never a cut.
+                let first = i == 0 && self.recs[i].mad == 0.0 && self.next == 0;
+                self.recs[i].p = Some(if first {
+                    0.0
+                } else {
+                    post::cut_probability(&mad, &st, i)
+                });
+            }
+        }
+    }
+
+    fn emit(&mut self, at_end: bool) -> Option<FeatureFrame> {
+        let i = self.next;
+        let n = self.recs.len();
+        if i >= n || (!at_end && i + 2 * CUT_WINDOW >= n) {
+            return None;
+        }
+        let known = self.recs.iter().take_while(|r| r.p.is_some()).count();
+        let p: Vec<f32> = self
+            .recs
+            .iter()
+            .take(known)
+            .map(|r| r.p.unwrap_or(0.0))
+            .collect();
+        let t: Vec<f64> = self.recs.iter().take(known).map(|r| r.t).collect();
+        let cut = post::is_cut(&p, &t, i);
+        let impact = if i == 0 || cut || self.last_cut_emitted {
+            0.0 // no meaningful motion change across a cut or at the start
+        } else {
+            post::impact(&self.recs[i - 1].dgram, &self.recs[i].dgram)
+        };
+        let r = &mut self.recs[i];
+        r.cut = cut;
+        if cut {
+            self.cuts.push(Transition {
+                t: r.t,
+                end: r.t,
+                kind: TransitionKind::Cut,
+                confidence: p[i],
+            });
+        }
+        self.last_cut_emitted = cut;
+        let out = FeatureFrame {
+            t: r.t,
+            speed: r.speed,
+            saliency: r.saliency,
+            transition: p[i],
+            impact,
+        };
+        self.next += 1;
+        while self.next > KEEP_BEHIND {
+            self.recs.pop_front();
+            self.next -= 1;
+        }
+        Some(out)
+    }
+}
+
+/// Cost of an extraction run (for `analyze`'s summary and the benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ExtractStats {
+    /// Frames analysed.
+    pub frames: usize,
+    /// Wall-clock seconds spent inside [`Extractor::push`] (model + post-processing), not
+    /// counting decoding (which runs in ffmpeg, in parallel).
+    pub extract_seconds: f64,
+    /// Wall-clock seconds of the whole analysis including waiting for the decoder.
+    pub total_seconds: f64,
+}
+
+/// Analyses a whole video file: per-frame features, hard cuts and gradual transitions,
+/// visual beats and tempo. `progress` gets the seconds of video done.
+pub fn analyze_file(
+    path: &Path,
+    model_path: &Path,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Analysis, ExtractError> {
+    analyze_file_with_stats(path, model_path, progress).map(|(a, _)| a)
+}
+
+/// [`analyze_file`], also returning what the extraction cost.
+pub fn analyze_file_with_stats(
+    path: &Path,
+    model_path: &Path,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(Analysis, ExtractStats), ExtractError> {
+    let t_start = std::time::Instant::now();
+    let mut busy = std::time::Duration::ZERO;
+    let mut extractor = Extractor::load(model_path)?;
+    extractor.keep_history();
+    let mut source = FileSource::open(path, AnalysisSize::default())?;
+    let info = source.info().clone();
+    let mut frames = Vec::new();
+    while let Some(frame) = source.next_frame()? {
+        let t = frame.pts;
+        let t0 = std::time::Instant::now();
+        let out = extractor.push(&frame)?;
+        busy += t0.elapsed();
+        if let Some(f) = out {
+            frames.push(f);
+        }
+        progress(t);
+    }
+    frames.extend(extractor.finish());
+    let stats = ExtractStats {
+        frames: frames.len(),
+        extract_seconds: busy.as_secs_f64(),
+        total_seconds: t_start.elapsed().as_secs_f64(),
+    };
+    if frames.len() < 2 {
+        return Err(ExtractError::TooShort {
+            path: path.to_path_buf(),
+            frames: frames.len(),
+        });
+    }
+    let fps = info.fps;
+    let mut transitions = extractor.take_transitions();
+    let cut_times: Vec<f64> = transitions.iter().map(|c| c.t).collect();
+    let history = extractor.history.take().unwrap_or_default();
+    let gradual = post::gradual_transitions(&history, &cut_times, fps);
+    for g in &gradual {
+        for f in frames
+            .iter_mut()
+            .filter(|f| f.t >= g.t - 1e-9 && f.t <= g.end + 1e-9)
+        {
+            f.transition = f.transition.max(g.confidence.max(0.5));
+        }
+    }
+    transitions.extend(gradual);
+    transitions.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let times: Vec<f64> = frames.iter().map(|f| f.t).collect();
+    let impact: Vec<f32> = frames.iter().map(|f| f.impact).collect();
+    let visual_beats = post::visual_beats(&times, &impact);
+    let visual_tempo_bpm = post::visual_tempo(&impact, fps, visual_beats.len());
+    let last = frames.last().map_or(0.0, |f| f.t);
+    let duration = info.duration.unwrap_or(last + 1.0 / fps).max(last);
+    debug!(
+        frames = frames.len(),
+        transitions = transitions.len(),
+        beats = visual_beats.len(),
+        "analysis"
+    );
+    let analysis = Analysis {
+        duration,
+        fps,
+        width: info.width,
+        height: info.height,
+        frames,
+        transitions,
+        visual_beats,
+        visual_tempo_bpm,
+    };
+    Ok((analysis, stats))
 }

@@ -1,0 +1,208 @@
+//! Per-frame motion features from the model's block flow map: speed and motion saliency.
+//!
+//! **Speed** is the mean flow magnitude over the frame, in frame diagonals per second:
+//! `mean_b |f_b| / diagonal / dt` — the same quantity as CMT's mean Farneback magnitude,
+//! made independent of resolution and frame rate.
+//!
+//! **Motion saliency** is how conspicuous the motion is against the rest of the frame. The
+//! camera's own motion is modelled as an affine flow field (pan, tilt, zoom, roll), fitted
+//! robustly over the textured blocks; what it does not explain is object motion. With `R_top`
+//! the mean residual of the most-moving 5 % of blocks, `R_med` the median residual and `G` the
+//! mean camera-motion magnitude (all pixels per frame):
+//!
+//! `saliency = clamp((R_top - R_med) / (R_top + G + NOISE_PX), 0, 1)`
+//!
+//! A lone mover on a still background: `R_top` = its speed, `G` ≈ `R_med` ≈ 0 → near 1.
+//! A pan or zoom over a still scene: the affine fit absorbs it, `R_top` is small and `G`
+//! large → near 0. Everything moving in different directions (water, a crowd): `R_med` is
+//! large → low. A still frame: `R_top` below the noise floor → near 0.
+
+/// Flow residual (pixels/frame at the analysis size) below which motion is indistinguishable
+/// from estimation noise; it keeps a still frame's saliency near zero.
+pub const NOISE_PX: f32 = 0.5;
+/// Share of blocks whose residual counts as "the mover" (5 %, at least MIN_TOP blocks).
+const TOP_SHARE: f32 = 0.05;
+const MIN_TOP: usize = 3;
+/// Texture confidence at which a block gets half weight in the camera-motion fit.
+const CONF_HALF: f32 = 2e-4;
+/// Robust (Cauchy) reweighting rounds for the camera-motion fit.
+const IRLS_ROUNDS: usize = 4;
+/// Smallest residual scale in the Cauchy weights (pixels/frame).
+const MIN_SCALE_PX: f32 = 0.25;
+
+/// Mean flow magnitude in pixels per frame.
+pub fn mean_magnitude(dx: &[f32], dy: &[f32]) -> f32 {
+    if dx.is_empty() {
+        return 0.0;
+    }
+    dx.iter()
+        .zip(dy)
+        .map(|(a, b)| (a * a + b * b).sqrt())
+        .sum::<f32>()
+        / dx.len() as f32
+}
+
+/// Solves the 3x3 symmetric system `m x = r` (Cramer's rule); `None` if singular.
+fn solve3(m: [[f64; 3]; 3], r: [f64; 3]) -> Option<[f64; 3]> {
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(m);
+    if d.abs() < 1e-12 {
+        return None;
+    }
+    let mut x = [0.0; 3];
+    for (k, xk) in x.iter_mut().enumerate() {
+        let mut mk = m;
+        for i in 0..3 {
+            mk[i][k] = r[i];
+        }
+        *xk = det(mk) / d;
+    }
+    Some(x)
+}
+
+/// Camera motion and saliency of one block flow map (`bw * bh` blocks, row-major).
+pub struct Saliency {
+    pub saliency: f32,
+    /// Mean magnitude of the fitted camera motion, pixels/frame.
+    pub camera: f32,
+    /// Per-block residual (object motion) magnitude, pixels/frame.
+    pub residual: Vec<f32>,
+}
+
+/// Fits the affine camera motion and scores saliency (see the module docs).
+pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> Saliency {
+    let n = bw * bh;
+    if n == 0 {
+        return Saliency {
+            saliency: 0.0,
+            camera: 0.0,
+            residual: Vec::new(),
+        };
+    }
+    // Block centres, normalised to about -1..1 on the long side.
+    let scale = bw.max(bh) as f64 / 2.0;
+    let pos: Vec<(f64, f64)> = (0..n)
+        .map(|i| {
+            (
+                ((i % bw) as f64 + 0.5 - bw as f64 / 2.0) / scale,
+                ((i / bw) as f64 + 0.5 - bh as f64 / 2.0) / scale,
+            )
+        })
+        .collect();
+    let base: Vec<f64> = conf
+        .iter()
+        .map(|&c| (c.max(0.0) / (c.max(0.0) + CONF_HALF)) as f64 + 1e-3)
+        .collect();
+    let mut w = base.clone();
+    let mut a = [0.0f64; 3];
+    let mut b = [0.0f64; 3];
+    let mut residual = vec![0f32; n];
+    for round in 0..=IRLS_ROUNDS {
+        let mut m = [[0.0f64; 3]; 3];
+        let (mut rx, mut ry) = ([0.0f64; 3], [0.0f64; 3]);
+        for i in 0..n {
+            let phi = [1.0, pos[i].0, pos[i].1];
+            for r in 0..3 {
+                for c in 0..3 {
+                    m[r][c] += w[i] * phi[r] * phi[c];
+                }
+                rx[r] += w[i] * phi[r] * dx[i] as f64;
+                ry[r] += w[i] * phi[r] * dy[i] as f64;
+            }
+        }
+        // Tiny ridge on the slope terms keeps a degenerate (one-row) grid solvable.
+        m[1][1] += 1e-6;
+        m[2][2] += 1e-6;
+        if let (Some(sa), Some(sb)) = (solve3(m, rx), solve3(m, ry)) {
+            a = sa;
+            b = sb;
+        }
+        for i in 0..n {
+            let (x, y) = pos[i];
+            let ex = dx[i] as f64 - (a[0] + a[1] * x + a[2] * y);
+            let ey = dy[i] as f64 - (b[0] + b[1] * x + b[2] * y);
+            residual[i] = (ex * ex + ey * ey).sqrt() as f32;
+        }
+        if round == IRLS_ROUNDS {
+            break;
+        }
+        let mut sorted = residual.clone();
+        sorted.sort_by(f32::total_cmp);
+        let sigma = (1.4826 * sorted[n / 2]).max(MIN_SCALE_PX) as f64;
+        for i in 0..n {
+            let r = residual[i] as f64 / sigma;
+            w[i] = base[i] / (1.0 + r * r);
+        }
+    }
+    let camera = pos
+        .iter()
+        .map(|&(x, y)| {
+            let (u, v) = (a[0] + a[1] * x + a[2] * y, b[0] + b[1] * x + b[2] * y);
+            (u * u + v * v).sqrt() as f32
+        })
+        .sum::<f32>()
+        / n as f32;
+    let mut sorted = residual.clone();
+    sorted.sort_by(|p, q| q.total_cmp(p));
+    let k = ((n as f32 * TOP_SHARE).round() as usize)
+        .max(MIN_TOP)
+        .min(n);
+    let top = sorted[..k].iter().sum::<f32>() / k as f32;
+    let med = sorted[n / 2];
+    let s = ((top - med) / (top + camera + NOISE_PX)).clamp(0.0, 1.0);
+    Saliency {
+        saliency: s,
+        camera,
+        residual,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(bw: usize, bh: usize, f: impl Fn(usize, usize) -> (f32, f32)) -> (Vec<f32>, Vec<f32>) {
+        let mut dx = Vec::new();
+        let mut dy = Vec::new();
+        for y in 0..bh {
+            for x in 0..bw {
+                let (u, v) = f(x, y);
+                dx.push(u);
+                dy.push(v);
+            }
+        }
+        (dx, dy)
+    }
+
+    // Flow fields written out on purpose to isolate the definition (the real-footage checks
+    // are in tests/extract_saliency.rs).
+    #[test]
+    fn lone_mover_scores_high_pan_and_zoom_low() {
+        let (bw, bh) = (20, 11);
+        let conf = vec![1e-3; bw * bh];
+        let (dx, dy) = grid(bw, bh, |x, y| {
+            if (8..11).contains(&x) && (4..7).contains(&y) {
+                (4.0, 0.5)
+            } else {
+                (0.0, 0.0)
+            }
+        });
+        let lone = saliency(&dx, &dy, &conf, bw, bh).saliency;
+        let (dx, dy) = grid(bw, bh, |_, _| (5.0, -1.0));
+        let pan = saliency(&dx, &dy, &conf, bw, bh).saliency;
+        let (dx, dy) = grid(bw, bh, |x, y| {
+            ((x as f32 - 9.5) * 0.3, (y as f32 - 5.0) * 0.3)
+        });
+        let zoom = saliency(&dx, &dy, &conf, bw, bh).saliency;
+        let still = saliency(&vec![0.0; bw * bh], &vec![0.0; bw * bh], &conf, bw, bh).saliency;
+        assert!(lone > 0.7, "lone mover {lone}");
+        assert!(
+            pan < 0.1 && zoom < 0.1 && still < 0.05,
+            "pan {pan} zoom {zoom} still {still}"
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! File source: `ffprobe` reads the stream's facts, then one `ffmpeg` subprocess decodes
+//! from the start (no seeking: some files give garbage after a seek), converts to constant
+//! rate at the analysis rate, scales to the analysis size with area averaging and pipes
+//! raw 8-bit luma. ffmpeg runs in its own process, and a reader thread keeps a queue of
+//! decoded frames, so decoding overlaps extraction.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+use super::{AnalysisSize, Frame, Source, SourceError, SourceInfo};
+
+/// Frames decoded ahead of the consumer: about a second of video, so a slow extraction
+/// step never stalls ffmpeg and vice versa (160x90 luma = 14 kB a frame).
+const FRAME_QUEUE: usize = 32;
+/// Lines of ffmpeg's stderr kept for error messages.
+const STDERR_LINES: usize = 8;
+
+/// Frames of a video file at the analysis size and rate.
+pub struct FileSource {
+    path: PathBuf,
+    info: SourceInfo,
+    rx: Receiver<Msg>,
+    child: Arc<Mutex<Child>>,
+    pid: u32,
+    done: bool,
+}
+
+enum Msg {
+    Frame(Frame),
+    End(Result<(), SourceError>),
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    streams: Vec<ProbeStream>,
+    format: Option<ProbeFormat>,
+}
+
+#[derive(Deserialize)]
+struct ProbeStream {
+    codec_type: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    avg_frame_rate: Option<String>,
+    r_frame_rate: Option<String>,
+    duration: Option<String>,
+    nb_frames: Option<String>,
+    disposition: Option<ProbeDisposition>,
+}
+
+#[derive(Deserialize)]
+struct ProbeDisposition {
+    #[serde(default)]
+    attached_pic: u8,
+}
+
+#[derive(Deserialize)]
+struct ProbeFormat {
+    duration: Option<String>,
+}
+
+fn rate(s: &Option<String>) -> Option<f64> {
+    let s = s.as_deref()?;
+    let (n, d) = s.split_once('/').unwrap_or((s, "1"));
+    let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+    (d > 0.0 && n > 0.0).then(|| n / d)
+}
+
+fn num(s: &Option<String>) -> Option<f64> {
+    s.as_deref()?
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+}
+
+/// The last meaningful line of ffmpeg's stderr, for one-line error messages.
+fn last_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .last()
+        .unwrap_or("no message")
+        .to_string()
+}
+
+/// Reads the stream facts with ffprobe and classifies unreadable inputs.
+fn probe(path: &Path) -> Result<SourceInfo, SourceError> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| SourceError::Tool {
+            tool: "ffprobe",
+            source,
+        })?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let detail = last_line(&stderr);
+        let p = path.to_path_buf();
+        // ffmpeg's wording for containers whose index or header is cut off.
+        let corrupt = [
+            "moov atom not found",
+            "truncat",
+            "End of file",
+            "corrupt",
+            "Invalid NAL",
+            "error reading header",
+        ];
+        if corrupt.iter().any(|k| stderr.contains(k)) {
+            return Err(SourceError::Corrupt { path: p, detail });
+        }
+        return Err(SourceError::NotAVideo { path: p, detail });
+    }
+    let probe: Probe = serde_json::from_slice(&out.stdout).map_err(|e| SourceError::NotAVideo {
+        path: path.to_path_buf(),
+        detail: format!("unreadable ffprobe output: {e}"),
+    })?;
+    let video = probe.streams.iter().find(|s| {
+        s.codec_type.as_deref() == Some("video")
+            && s.disposition.as_ref().map_or(true, |d| d.attached_pic == 0)
+    });
+    let Some(v) = video else {
+        return Err(SourceError::NoVideoStream {
+            path: path.to_path_buf(),
+        });
+    };
+    let (width, height) = match (v.width, v.height) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
+        _ => {
+            return Err(SourceError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "the video stream has no frame size".into(),
+            })
+        }
+    };
+    let fps = rate(&v.avg_frame_rate)
+        .or_else(|| rate(&v.r_frame_rate))
+        .unwrap_or(0.0);
+    let duration =
+        num(&v.duration).or_else(|| probe.format.as_ref().and_then(|f| num(&f.duration)));
+    if num(&v.nb_frames) == Some(0.0) || duration == Some(0.0) {
+        return Err(SourceError::ZeroLength {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(SourceInfo {
+        width,
+        height,
+        fps,
+        duration,
+    })
+}
+
+impl FileSource {
+    /// Opens `path` and starts decoding it at the analysis size and rate.
+    pub fn open(path: &Path, analysis: AnalysisSize) -> Result<Self, SourceError> {
+        let p = path.to_path_buf();
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SourceError::NotFound { path: p.clone() },
+            _ => SourceError::Io {
+                path: p.clone(),
+                source: e,
+            },
+        })?;
+        if meta.is_file() && meta.len() == 0 {
+            return Err(SourceError::Empty { path: p });
+        }
+        let mut info = probe(path)?;
+        let fps = analysis.rate(info.fps);
+        let (aw, ah) = analysis.frame_size(info.width, info.height);
+        info.fps = fps;
+        debug!(path = %path.display(), w = info.width, h = info.height, fps, aw, ah, "file source");
+        // fps: constant rate (variable-rate files and >30 fps inputs become regular frames);
+        // scale with area averaging (see convert::resize_area for why).
+        let filter = format!("fps={fps},scale={aw}:{ah}:flags=area,format=gray");
+        let mut child = Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-v", "error", "-i"])
+            .arg(path)
+            .args([
+                "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-f", "rawvideo", "-pix_fmt",
+                "gray", "-",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| SourceError::Tool {
+                tool: "ffmpeg",
+                source,
+            })?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let child = Arc::new(Mutex::new(child));
+        let (tx, rx) = sync_channel(FRAME_QUEUE);
+
+        // stderr drainer: keeps the last lines (a chatty ffmpeg must never block on a full pipe).
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let err_thread = {
+            let tail = tail.clone();
+            thread::Builder::new()
+                .name("ffmpeg-stderr".into())
+                .spawn(move || {
+                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                        let mut t = tail.lock().expect("stderr tail lock");
+                        if t.len() == STDERR_LINES {
+                            t.pop_front();
+                        }
+                        t.push_back(line);
+                    }
+                })
+                .map_err(|source| SourceError::Io {
+                    path: p.clone(),
+                    source,
+                })?
+        };
+        let reader_child = child.clone();
+        let rp = p.clone();
+        thread::Builder::new()
+            .name("ffmpeg-frames".into())
+            .spawn(move || {
+                let frame_len = (aw * ah) as usize;
+                let mut out = BufReader::with_capacity(frame_len * 4, stdout);
+                let mut n: u64 = 0;
+                let end = loop {
+                    let mut buf = vec![0u8; frame_len];
+                    match read_full(&mut out, &mut buf) {
+                        Ok(len) if len == frame_len => {
+                            let frame = Frame { pts: n as f64 / fps, width: aw, height: ah, gray: buf };
+                            n += 1;
+                            if tx.send(Msg::Frame(frame)).is_err() {
+                                return; // consumer dropped the source
+                            }
+                        }
+                        Ok(len) => break Some(len),
+                        Err(e) => {
+                            let _ = tx.send(Msg::End(Err(SourceError::Io { path: rp.clone(), source: e })));
+                            return;
+                        }
+                    }
+                };
+                let status = reader_child.lock().expect("child lock").wait();
+                let _ = err_thread.join();
+                let detail = tail.lock().expect("stderr tail lock").iter().cloned().collect::<Vec<_>>().join(" | ");
+                let ok = matches!(status, Ok(s) if s.success());
+                let partial = end.unwrap_or(0) > 0;
+                let result = if !ok || partial {
+                    let detail = if detail.is_empty() { "ffmpeg stopped".to_string() } else { last_line(&detail.replace(" | ", "\n")) };
+                    if n == 0 {
+                        Err(SourceError::Corrupt { path: rp.clone(), detail })
+                    } else {
+                        Err(SourceError::Truncated { path: rp.clone(), frames: n, detail })
+                    }
+                } else if n == 0 {
+                    Err(SourceError::ZeroLength { path: rp.clone() })
+                } else {
+                    if !detail.is_empty() {
+                        // Decodable with damage (a few broken packets): the frames are usable.
+                        warn!(path = %rp.display(), frames = n, "ffmpeg reported decode errors: {}", last_line(&detail.replace(" | ", "\n")));
+                    }
+                    Ok(())
+                };
+                let _ = tx.send(Msg::End(result));
+            })
+            .map_err(|source| SourceError::Io { path: p.clone(), source })?;
+        Ok(FileSource {
+            path: p,
+            info,
+            rx,
+            child,
+            pid,
+            done: false,
+        })
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Process id of the ffmpeg decoder (for supervision and tests).
+    pub fn decoder_pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+/// Reads until `buf` is full or EOF; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+impl Source for FileSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Msg::Frame(f)) => Ok(Some(f)),
+            Ok(Msg::End(r)) => {
+                self.done = true;
+                r.map(|()| None)
+            }
+            Err(_) => {
+                self.done = true;
+                Err(SourceError::Truncated {
+                    path: self.path.clone(),
+                    frames: 0,
+                    detail: "the decoder thread stopped".into(),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for FileSource {
+    fn drop(&mut self) {
+        // Stop ffmpeg if the consumer quits early; the reader thread then sees EOF and exits.
+        if let Ok(mut c) = self.child.lock() {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! Extraction on real footage: cuts on a montage with known cut times, no cuts on fast
+//! continuous motion, saliency on inputs that isolate it, and bad inputs.
+//!
+//! Inputs are built here with ffmpeg from the real clips of `testdata/clips/` (run
+//! `tools/clips/fetch.sh` first). Comparisons with OpenCV and PySceneDetect live in
+//! `tools/eval/extract_eval.py` (third-party tools, Python), throughput in `tools/bench/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use undertone::extract::{self, Analysis, ExtractError, Extractor, TransitionKind};
+use undertone::source::{AnalysisSize, FileSource, Frame, Source, SourceError};
+
+fn model() -> PathBuf {
+    extract::default_model_path(&common::root())
+}
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn analyze(path: &Path) -> Analysis {
+    extract::analyze_file(path, &model(), &mut |_| {})
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn cut_frames(a: &Analysis) -> Vec<i64> {
+    a.transitions
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Cut)
+        .map(|t| (t.t * a.fps).round() as i64)
+        .collect()
+}
+
+/// F1 of `found` against `truth` with a tolerance of ±`tol` frames (one-to-one matching).
+fn f1(found: &[i64], truth: &[i64], tol: i64) -> f64 {
+    let mut left: Vec<i64> = truth.to_vec();
+    let mut hit = 0;
+    for &c in found {
+        if let Some(k) = left.iter().position(|&t| (t - c).abs() <= tol) {
+            left.remove(k);
+            hit += 1;
+        }
+    }
+    let p = if found.is_empty() {
+        1.0
+    } else {
+        hit as f64 / found.len() as f64
+    };
+    let r = if truth.is_empty() {
+        1.0
+    } else {
+        hit as f64 / truth.len() as f64
+    };
+    if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    }
+}
+
+/// Montage segments: (clip, start s). Each runs SEG_S seconds; neighbours come from different
+/// clips or distant shots, and no segment contains a cut of its own (checked by PySceneDetect
+/// and by eye: the trailer's cuts are at 24.7, 36.0, 37.5, 41.2 and 43.7 s, bikes' at 7.5 s).
+const SEGMENTS: [(&str, f64); 12] = [
+    ("bigbuckbunny.mp4", 0.0),
+    ("carphone_pristine.mp4", 0.0),
+    ("trailer_bbb.mp4", 25.5),
+    ("bikes.mp4", 0.3),
+    ("bigbuckbunny.mp4", 3.2),
+    ("trailer_bbb.mp4", 38.0),
+    ("carphone_pristine.mp4", 2.2),
+    ("bikes.mp4", 3.0),
+    ("trailer_bbb.mp4", 44.5),
+    ("bigbuckbunny.mp4", 1.6),
+    ("bikes.mp4", 8.0),
+    ("trailer_bbb.mp4", 31.0),
+];
+const SEG_S: f64 = 1.6;
+const MONTAGE_FPS: f64 = 25.0;
+/// The dissolve appended after the hard-cut part: its start and length (seconds).
+const DISSOLVE_S: f64 = 1.0;
+
+/// Builds the montage: 12 real segments joined by hard cuts, then a 1 s dissolve into one
+/// more segment. Returns the file, the cut frame indices and the dissolve's start/end (s).
+fn build_montage(dir: &Path) -> (PathBuf, Vec<i64>, (f64, f64)) {
+    let out = dir.join("montage.mp4");
+    let mut args: Vec<String> = Vec::new();
+    let mut filter = String::new();
+    let all: Vec<(&str, f64, f64)> = SEGMENTS
+        .iter()
+        .map(|&(c, s)| (c, s, SEG_S))
+        .chain(std::iter::once(("carphone_pristine.mp4", 0.5, 3.0)))
+        .collect();
+    for (i, (clip, start, len)) in all.iter().enumerate() {
+        args.extend([
+            "-ss".into(),
+            format!("{start}"),
+            "-t".into(),
+            format!("{len}"),
+            "-i".into(),
+        ]);
+        args.push(common::clip(clip).to_string_lossy().into_owned());
+        filter += &format!(
+            "[{i}:v]fps={MONTAGE_FPS},scale=320:180:flags=area,setsar=1,format=yuv420p,trim=duration={len},setpts=PTS-STARTPTS[v{i}];"
+        );
+    }
+    let n = SEGMENTS.len();
+    for i in 0..n {
+        filter += &format!("[v{i}]");
+    }
+    let hard_len = n as f64 * SEG_S;
+    let offset = hard_len - DISSOLVE_S;
+    filter += &format!(
+        "concat=n={n}:v=1:a=0[hard];[hard][v{n}]xfade=transition=fade:duration={DISSOLVE_S}:offset={offset}[out]"
+    );
+    args.extend([
+        "-filter_complex".into(),
+        filter,
+        "-map".into(),
+        "[out]".into(),
+    ]);
+    args.extend(
+        [
+            "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", "-an",
+        ]
+        .map(String::from),
+    );
+    args.push(out.to_string_lossy().into_owned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&refs);
+    let per = (SEG_S * MONTAGE_FPS).round() as i64;
+    let cuts = (1..n as i64).map(|k| k * per).collect();
+    (out, cuts, (offset, offset + DISSOLVE_S))
+}
+
+#[test]
+fn montage_cuts_f1_and_dissolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, truth, (d0, d1)) = build_montage(dir.path());
+    let a = analyze(&path);
+    let found = cut_frames(&a);
+    let score = f1(&found, &truth, 2);
+    println!("montage: cuts at {truth:?}, found {found:?}, F1 {score:.3}");
+    assert!(
+        score >= 0.95,
+        "cut F1 {score:.3} < 0.95: truth {truth:?}, found {found:?}"
+    );
+    // The dissolve is reported as a gradual transition overlapping it, and not as a cut.
+    let grad: Vec<_> = a
+        .transitions
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Gradual)
+        .collect();
+    println!("dissolve {d0:.2}-{d1:.2} s; gradual transitions {grad:?}");
+    assert!(
+        grad.iter().any(|g| g.t < d1 && g.end > d0),
+        "dissolve {d0}-{d1} s not found: {grad:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|&c| (c as f64 / a.fps) > d0 - 0.1 && (c as f64 / a.fps) < d1 + 0.1),
+        "dissolve taken for a cut"
+    );
+    // Every feature carries its frame's timestamp, in order, one per frame.
+    assert!(a.frames.windows(2).all(|w| w[1].t > w[0].t));
+    assert!(a
+        .frames
+        .iter()
+        .all(|f| (0.0..=1.0).contains(&f.saliency) && (0.0..=1.0).contains(&f.transition)));
+}
+
+#[test]
+fn fast_continuous_motion_is_not_a_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    // A handheld-style whip pan: a 320x180 window racing across a real 1280x720 frame with shake.
+    let pan = dir.path().join("whip.mp4");
+    ffmpeg(&[
+        "-ss",
+        "26",
+        "-i",
+        common::clip("trailer_bbb.mp4").to_str().unwrap(),
+        "-frames:v",
+        "1",
+        "-f",
+        "image2",
+        dir.path().join("still.png").to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-loop",
+        "1",
+        "-framerate",
+        "25",
+        "-t",
+        "3",
+        "-i",
+        dir.path().join("still.png").to_str().unwrap(),
+        "-vf",
+        "crop=480:270:x='mod(t*420\\,760)+20*sin(t*23)':y='200+25*sin(t*17)',scale=320:180,format=yuv420p",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        pan.to_str().unwrap(),
+    ]);
+    // Real fast motion: the bikes clip's racing shots before its one cut (7.5 s).
+    let bikes = dir.path().join("bikes.mp4");
+    ffmpeg(&[
+        "-i",
+        common::clip("bikes.mp4").to_str().unwrap(),
+        "-t",
+        "7.2",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        bikes.to_str().unwrap(),
+    ]);
+    for p in [&pan, &bikes] {
+        let a = analyze(p);
+        let mean_speed = a.frames.iter().map(|f| f.speed).sum::<f32>() / a.frames.len() as f32;
+        println!(
+            "{}: mean speed {mean_speed:.3} diag/s, cuts {:?}",
+            p.display(),
+            cut_frames(&a)
+        );
+        assert!(
+            cut_frames(&a).is_empty(),
+            "{}: fast motion reported as cuts {:?}",
+            p.display(),
+            cut_frames(&a)
+        );
+        assert!(
+            mean_speed > 0.1,
+            "{}: the test input should move fast ({mean_speed})",
+            p.display()
+        );
+    }
+}
+
+fn mean_saliency(a: &Analysis) -> f32 {
+    let f = &a.frames[2..];
+    f.iter().map(|f| f.saliency).sum::<f32>() / f.len() as f32
+}
+
+#[test]
+fn lone_mover_is_more_salient_than_pan_or_zoom() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    // Real pictures, synthetic camera: a still frame of the trailer as the scene, a real patch
+    // (a crop of the bikes clip) as the lone mover. Only the motion differs between inputs.
+    ffmpeg(&[
+        "-ss",
+        "39",
+        "-i",
+        common::clip("trailer_bbb.mp4").to_str().unwrap(),
+        "-frames:v",
+        "1",
+        &d("bg.png"),
+    ]);
+    ffmpeg(&[
+        "-ss",
+        "2",
+        "-i",
+        common::clip("bikes.mp4").to_str().unwrap(),
+        "-frames:v",
+        "1",
+        "-vf",
+        "crop=120:120:260:80",
+        &d("patch.png"),
+    ]);
+    let common_out = [
+        "-t", "3", "-r", "25", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p",
+    ];
+    let lone = d("lone.mp4");
+    let mut a = vec![
+        "-loop",
+        "1",
+        "-framerate",
+        "25",
+        "-i",
+        &d("bg.png"),
+        "-loop",
+        "1",
+        "-framerate",
+        "25",
+        "-i",
+    ];
+    let patch = d("patch.png");
+    a.push(&patch);
+    let f = "[0:v]scale=640:360[bg];[bg][1:v]overlay=x='40+t*150':y='120+30*sin(t*4)':shortest=1";
+    a.extend(["-filter_complex", f]);
+    a.extend(common_out);
+    a.push(&lone);
+    ffmpeg(&a);
+    let pan = d("pan.mp4");
+    let mut a = vec!["-loop", "1", "-framerate", "25", "-i", &d("bg.png")];
+    let bgp = d("bg.png");
+    a[5] = &bgp;
+    a.extend([
+        "-vf",
+        "crop=640:360:x='100+t*150':y='150+10*sin(t*2)',scale=640:360",
+    ]);
+    a.extend(common_out);
+    a.push(&pan);
+    ffmpeg(&a);
+    let zoom = d("zoom.mp4");
+    let mut a = vec!["-loop", "1", "-framerate", "25", "-i", &bgp];
+    a.extend([
+        "-vf",
+        "zoompan=z='1+0.01*on':d=1:x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':s=640x360:fps=25",
+    ]);
+    a.extend(common_out);
+    a.push(&zoom);
+    ffmpeg(&a);
+    let (sl, sp, sz) = (
+        mean_saliency(&analyze(Path::new(&lone))),
+        mean_saliency(&analyze(Path::new(&pan))),
+        mean_saliency(&analyze(Path::new(&zoom))),
+    );
+    println!("mean saliency: lone mover {sl:.3}, pan {sp:.3}, zoom {sz:.3}");
+    assert!(sl > 0.4, "lone mover saliency {sl}");
+    assert!(
+        sl > 2.0 * sp && sl > 2.0 * sz,
+        "lone {sl} vs pan {sp} / zoom {sz}"
+    );
+}
+
+#[test]
+fn speed_is_resolution_and_rate_independent() {
+    // The same real footage at two sizes and two rates gives the same speed in diagonals/s.
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::clip("bikes.mp4");
+    let a_path = dir.path().join("a.mp4");
+    let b_path = dir.path().join("b.mp4");
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-t",
+        "6",
+        "-vf",
+        "scale=640:272",
+        "-r",
+        "25",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "16",
+        a_path.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-t",
+        "6",
+        "-vf",
+        "scale=320:136",
+        "-r",
+        "12.5",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "16",
+        b_path.to_str().unwrap(),
+    ]);
+    let mean = |a: &Analysis| a.frames.iter().map(|f| f.speed).sum::<f32>() / a.frames.len() as f32;
+    let (ma, mb) = (mean(&analyze(&a_path)), mean(&analyze(&b_path)));
+    println!("mean speed 640x272@25: {ma:.4}, 320x136@12.5: {mb:.4} diag/s");
+    assert!((ma - mb).abs() / ma < 0.25, "{ma} vs {mb}");
+}
+
+// ---------- bad input ----------
+
+fn open_err(p: &Path) -> SourceError {
+    match FileSource::open(p, AnalysisSize::default()) {
+        Err(e) => e,
+        Ok(mut s) => loop {
+            match s.next_frame() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("{}: expected an error, got a clean end", p.display()),
+                Err(e) => break e,
+            }
+        },
+    }
+}
+
+#[test]
+fn bad_files_give_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let missing = d("missing.mp4");
+    let e = open_err(&missing);
+    assert!(matches!(e, SourceError::NotFound { .. }), "{e}");
+    std::fs::write(d("empty.mp4"), b"").unwrap();
+    let e = open_err(&d("empty.mp4"));
+    assert!(matches!(e, SourceError::Empty { .. }), "{e}");
+    std::fs::write(
+        d("notes.mp4"),
+        b"these are not the frames you are looking for\n".repeat(50),
+    )
+    .unwrap();
+    let e = open_err(&d("notes.mp4"));
+    assert!(matches!(e, SourceError::NotAVideo { .. }), "{e}");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=1",
+        d("tone.wav").to_str().unwrap(),
+    ]);
+    let e = open_err(&d("tone.wav"));
+    assert!(matches!(e, SourceError::NoVideoStream { .. }), "{e}");
+    // The real trailer cut in half: its index (moov) sits at the end, so nothing is readable.
+    let bytes = std::fs::read(common::clip("trailer_bbb.mp4")).unwrap();
+    std::fs::write(d("half.mp4"), &bytes[..bytes.len() / 2]).unwrap();
+    let e = open_err(&d("half.mp4"));
+    assert!(matches!(e, SourceError::Corrupt { .. }), "{e}");
+    for (name, e) in [
+        ("missing", open_err(&missing)),
+        ("half", open_err(&d("half.mp4"))),
+    ] {
+        let msg = e.to_string();
+        assert!(!msg.contains('\n') && msg.contains(".mp4"), "{name}: {msg}");
+    }
+    // Through the extraction API the same errors pass unchanged.
+    let e = extract::analyze_file(&d("tone.wav"), &model(), &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(e, ExtractError::Source(SourceError::NoVideoStream { .. })),
+        "{e}"
+    );
+    let e = extract::analyze_file(
+        Path::new("/nonexistent/x.mp4"),
+        &d("nomodel.onnx"),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("nomodel.onnx"), "{e}");
+}
+
+#[test]
+fn truncated_and_vanishing_streams_end_cleanly_or_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // An MPEG-TS stream (what a capture pipe carries) cut at 60 % of its bytes.
+    let ts = dir.path().join("bikes.ts");
+    ffmpeg(&[
+        "-i",
+        common::clip("bikes.mp4").to_str().unwrap(),
+        "-c:v",
+        "libx264",
+        "-crf",
+        "23",
+        "-f",
+        "mpegts",
+        ts.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&ts).unwrap();
+    let cut = dir.path().join("cut.ts");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let mut s = FileSource::open(&cut, AnalysisSize::default()).unwrap();
+    let mut n = 0;
+    let end = loop {
+        match s.next_frame() {
+            Ok(Some(_)) => n += 1,
+            other => break other,
+        }
+    };
+    println!("truncated TS: {n} frames, then {end:?}");
+    assert!(
+        n > 100 && n < 200,
+        "{n} frames of a 250-frame clip cut at 60 %"
+    );
+    match end {
+        Ok(None) => {}
+        Err(e @ SourceError::Truncated { .. }) => assert!(e.to_string().contains("cut.ts")),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(Some(_)) => unreachable!(),
+    }
+
+    // A source that vanishes mid-stream: the decoder process dies (killed like an OOM kill).
+    // The frames already decoded are delivered, then one clear error; nothing hangs.
+    let mut s =
+        FileSource::open(&common::clip("trailer_bbb.mp4"), AnalysisSize::default()).unwrap();
+    for _ in 0..10 {
+        s.next_frame().unwrap().unwrap();
+    }
+    let ok = Command::new("kill")
+        .arg("-9")
+        .arg(s.decoder_pid().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill failed");
+    let mut n = 10;
+    let err = loop {
+        match s.next_frame() {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => panic!("a killed decoder must not look like a clean end"),
+            Err(e) => break e,
+        }
+    };
+    println!("decoder killed after {n} frames: {err}");
+    assert!(
+        n < 1323,
+        "all frames arrived although the decoder was killed"
+    );
+    assert!(
+        matches!(err, SourceError::Truncated { .. }) && err.to_string().contains("trailer_bbb.mp4"),
+        "{err}"
+    );
+    assert!(
+        matches!(s.next_frame(), Ok(None)),
+        "after the error the source stays ended"
+    );
+}
+
+#[test]
+fn odd_frame_sizes() {
+    let mut x = Extractor::load(&model()).unwrap();
+    let frame = |w: u32, h: u32, pts: f64, seed: u32| Frame {
+        pts,
+        width: w,
+        height: h,
+        gray: (0..w * h)
+            .map(|i| ((i.wrapping_mul(2654435761).wrapping_add(seed)) >> 24) as u8)
+            .collect(),
+    };
+    let e = x.push(&frame(1, 1, 0.0, 0)).unwrap_err();
+    assert!(
+        matches!(e, ExtractError::FrameTooSmall { .. }) && e.to_string().contains("1x1"),
+        "{e}"
+    );
+    let bad = Frame {
+        pts: 0.0,
+        width: 100,
+        height: 100,
+        gray: vec![0; 10],
+    };
+    assert!(matches!(
+        x.push(&bad).unwrap_err(),
+        ExtractError::BadFrame { .. }
+    ));
+    // Odd widths and heights, and a frame far bigger than the analysis size, all run.
+    for (w, h) in [(161, 91), (33, 47), (4097, 2161)] {
+        let mut x = Extractor::load(&model()).unwrap();
+        let mut out = Vec::new();
+        for k in 0..8 {
+            out.extend(x.push(&frame(w, h, k as f64 / 30.0, k)).unwrap());
+        }
+        out.extend(x.finish());
+        assert_eq!(out.len(), 8, "{w}x{h}");
+        assert!(
+            out.iter()
+                .all(|f| f.speed.is_finite() && f.saliency.is_finite()),
+            "{w}x{h}: {out:?}"
+        );
+    }
+    // A 1x1 and an odd-width video file: the source scales them to the analysis size.
+    let dir = tempfile::tempdir().unwrap();
+    for (w, h) in [(1, 1), (161, 91)] {
+        let p = dir.path().join(format!("v{w}x{h}.mkv"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={w}x{h}:rate=25:duration=1"),
+            "-c:v",
+            "ffv1",
+            p.to_str().unwrap(),
+        ]);
+        let a = analyze(&p);
+        assert_eq!(a.frames.len(), 25, "{w}x{h}");
+        assert_eq!((a.width, a.height), (w, h));
+    }
+}
