@@ -28,7 +28,7 @@ if [ -z "$bin" ]; then
   if [ -x "$root/target/release/undertone" ]; then bin=$root/target/release/undertone
   elif [ -x "$root/target/debug/undertone" ]; then
     bin=$root/target/debug/undertone
-    echo "warning: using the debug build ($bin); build with 'cargo build --release -p undertone' for real figures" >&2
+    echo "note: using target/debug ($bin); the shipped binary is 'cargo build --release -p undertone'" >&2
   else echo "tools/bench/score.sh: no undertone binary: run 'cargo build --release -p undertone'" >&2; exit 2
   fi
 fi
