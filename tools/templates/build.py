@@ -30,6 +30,7 @@ import patterns as P
 SAMPLE_RATE = 48_000
 CHANNELS = 2
 RENDER_LOOPS = 3  # render 3 loops and keep the middle one: it starts with the previous loop's tails
+LEAD_IN_BARS = 1  # silent bar before the loops: room for parts played early (Part.lead_ms)
 LAYER_LUFS = [-23.0, -21.5, -20.0]  # backing loudness per layer: sparse is quieter, and the melody sits on top
 PEAK_CEILING = 0.89  # -1 dBFS sample peak per template, headroom for the melody mix
 VORBIS_QUALITY = "4"  # libvorbis -q 4 (~128 kbit/s stereo): transparent for backing, keeps the folder small
@@ -41,12 +42,14 @@ def template_id(style: str, prog: str, layer: int) -> str:
     return f"{style}_{prog}_l{layer}"
 
 
-def write_midi(path: Path, parts: list[P.Part], tempo: float, loops: int, tail_bars: int = 0) -> None:
+def write_midi(path: Path, parts: list[P.Part], tempo: float, loops: int, tail_bars: int = 0, lead_in_bars: int = 0) -> None:
+    """One part per track; with `lead_in_bars` (rendering), parts with `lead_ms` are
+    played that much early (the lead-in bar makes room for the first bar's notes)."""
     mid = mido.MidiFile(type=1, ticks_per_beat=P.TPB)
     conductor = mido.MidiTrack()
     conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0))
     conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    end = (loops * P.BARS + tail_bars) * P.BAR
+    end = (lead_in_bars + loops * P.BARS + tail_bars) * P.BAR
     conductor.append(mido.MetaMessage("end_of_track", time=end))
     mid.tracks.append(conductor)
     for part in parts:
@@ -55,9 +58,10 @@ def write_midi(path: Path, parts: list[P.Part], tempo: float, loops: int, tail_b
         if part.channel != P.DRUMS:
             tr.append(mido.Message("program_change", channel=part.channel, program=part.program, time=0))
         evs = []
+        lead = int(round(part.lead_ms / 1000.0 * tempo / 60.0 * P.TPB)) if lead_in_bars else 0
         for k in range(loops):
             for t, d, p, v in part.notes:
-                t0 = t + k * P.BARS * P.BAR
+                t0 = t + k * P.BARS * P.BAR + lead_in_bars * P.BAR - lead
                 evs.append((t0 + d, 0, mido.Message("note_off", channel=part.channel, note=p, velocity=0)))
                 evs.append((t0, 1, mido.Message("note_on", channel=part.channel, note=p, velocity=v)))
         evs.sort(key=lambda e: (e[0], e[1]))
@@ -121,13 +125,16 @@ def main() -> None:
                 midi_rel = f"midi/{tid}.mid"
                 write_midi(args.out / midi_rel, parts, style.tempo, loops=1)
                 render_mid = args.work / f"{tid}.render.mid"
-                write_midi(render_mid, parts, style.tempo, loops=RENDER_LOOPS, tail_bars=1)
-                audio = render(args.font, render_mid, args.work / f"{tid}.render.wav")
+                write_midi(render_mid, parts, style.tempo, loops=RENDER_LOOPS, tail_bars=1, lead_in_bars=LEAD_IN_BARS)
+                audio = render(args.font, render_mid, args.work / f"{tid}.render.wav")[LEAD_IN_BARS * frames :]
                 loop_frames = P.BARS * frames
-                loop = audio[loop_frames : 2 * loop_frames].copy()
-                if loop.shape[0] != loop_frames:
+                # File = [first bar from silence][seamless loop]: a section starts with the
+                # fresh bar (no ghost tails of the loop's own last bar), then continues into
+                # the loop at its second bar.
+                loop = np.concatenate([audio[:frames], audio[loop_frames : 2 * loop_frames]])
+                if loop.shape[0] != loop_frames + frames:
                     sys.exit(f"{tid}: render too short ({audio.shape[0]} frames)")
-                lufs = meter.integrated_loudness(loop)
+                lufs = meter.integrated_loudness(loop[frames:])
                 gain = 10 ** ((LAYER_LUFS[layer] - lufs) / 20)
                 peak = float(np.max(np.abs(loop))) * gain
                 if peak > PEAK_CEILING:
@@ -152,6 +159,7 @@ def main() -> None:
                     "audio": audio_rel,
                     "midi": midi_rel,
                     "frames": loop_frames,
+                    "intro_frames": frames,
                     "sha256": sha,
                 })
                 print(f"{tid}: {lufs:.1f} LUFS, gain {20 * np.log10(gain):+.1f} dB, "

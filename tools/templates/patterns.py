@@ -51,9 +51,16 @@ class Part:
     channel: int
     program: int
     notes: list[tuple[int, int, int, int]] = field(default_factory=list)  # (tick, dur, pitch, vel)
+    # Played this many milliseconds early when rendered: bowed strings and horns speak
+    # slowly, and producers pull such tracks ahead so their attack lands on the beat
+    # (measured: FluidR3's strings put librosa's beats ~15 ms late otherwise).
+    lead_ms: float = 0.0
 
     def add(self, tick: int, dur: int, pitch: int, vel: int) -> None:
-        self.notes.append((int(tick), max(1, int(dur)), int(pitch), max(1, min(127, int(vel)))))
+        # Notes end by their bar's end: the next bar may change chord, and a note ringing
+        # across the bar line would blur which chord sounds on its downbeat.
+        dur = min(int(dur), BAR - int(tick) % BAR - 5)
+        self.notes.append((int(tick), max(1, dur), int(pitch), max(1, min(127, int(vel)))))
 
 
 def in_range(pc: int, lo: int) -> int:
@@ -130,8 +137,10 @@ def lofi(chords: list[Chord], layer: int, rng: random.Random) -> list[Part]:
     hum = Humanizer(rng)
     swing = 30  # 16th swing of a lazy boom-bap feel, in ticks
     keys = Part("keys", 0, 4)  # Rhodes EP
-    for b, v in enumerate(chord_voicings(chords, 53, 72, sevenths=True)):
+    for b, (c, v) in enumerate(zip(chords, chord_voicings(chords, 53, 72, sevenths=True))):
         t = b * BAR
+        # Left hand: the root, so the seventh voicing (Cmaj7 holds an Em triad) keeps its name.
+        keys.add(t, int(3.8 * TPB), bass_note(c, 41), hum(58))
         for p in v:
             keys.add(t, int(1.5 * TPB), p, hum(62))
             keys.add(t + int(2.5 * TPB), int(1.4 * TPB), p, hum(54))
@@ -231,20 +240,26 @@ def ambient(chords: list[Chord], layer: int, rng: random.Random) -> list[Part]:
 
 def cinematic(chords: list[Chord], layer: int, rng: random.Random) -> list[Part]:
     hum = Humanizer(rng, 5)
-    strings = Part("strings", 0, 49)  # slow strings, sustained
+    strings = Part("strings", 0, 49, lead_ms=30.0)  # slow strings, sustained
     for b, v in enumerate(chord_voicings(chords, 55, 74)):
         for p in v:
             strings.add(b * BAR, BAR - 10, p, hum(70 + 6 * layer))
-    ostinato = Part("ostinato", 1, 48)  # string ensemble, short notes
+    ostinato = Part("ostinato", 1, 48, lead_ms=25.0)  # string ensemble, short notes
+    pizz = Part("pizzicato", 5, 45, lead_ms=20.0)  # doubles the ostinato: a sharp attack marks each 8th
     for b, c in enumerate(chords):
         r, f = bass_note(c, 38), in_range(fifth(c), 38)
         seq = [r, r, f, r, r + 12, r, f, r]
         for e in range(8):
             ostinato.add(b * BAR + e * TPB // 2, TPB // 2 - 90, seq[e], hum(86 if e % 2 == 0 else 68))
-    parts = [strings, ostinato]
+            pizz.add(b * BAR + e * TPB // 2, TPB // 2 - 60, seq[e] + 12, hum(84 if e % 2 == 0 else 62))
+    # A soft side-stick ticking 8ths (the "clock" of modern trailer scores) keeps the pulse
+    # clear under the bowed parts in every layer.
+    tick = Part("tick", DRUMS, 0)
+    drum_grid(tick, hum, RIM, list(range(8)), [40, 26])
+    parts = [strings, ostinato, pizz, tick]
     if layer >= 1:
         timp = Part("timpani", 2, 47)
-        horns = Part("horns", 3, 60)
+        horns = Part("horns", 3, 60, lead_ms=30.0)
         for b, (c, v) in enumerate(zip(chords, chord_voicings(chords, 53, 67))):
             timp.add(b * BAR, TPB, bass_note(c, 40), hum(96))
             timp.add(b * BAR + 2 * TPB, TPB, bass_note(c, 40), hum(80))
@@ -270,14 +285,14 @@ def acoustic(chords: list[Chord], layer: int, rng: random.Random) -> list[Part]:
     parts = []
     voic = chord_voicings(chords, 55, 70)
     if layer == 0 or layer == 2:
-        pick = Part("fingerpicking", 0, 25 if layer == 0 else 24)
+        pick = Part("fingerpicking", 0, 25 if layer == 0 else 24, lead_ms=15.0)
         for b, (c, v) in enumerate(zip(chords, voic)):
             seq = [bass_note(c, 40), v[0], v[1], v[2], in_range(fifth(c), 40), v[1], v[2], v[0] + 12]
             for e in range(8):
                 pick.add(b * BAR + e * TPB // 2, TPB, seq[e], hum(74 if e % 4 == 0 else 60))
         parts.append(pick)
     if layer >= 1:
-        strum = Part("strum", 1, 25)  # steel guitar
+        strum = Part("strum", 1, 25, lead_ms=25.0)  # steel guitar; the strum's spread centres late
         # D . D U . U D U  (8ths): the common folk-pop strum
         pattern = [(0, 1, 82), (2, 1, 70), (3, -1, 58), (5, -1, 62), (6, 1, 72), (7, -1, 56)]
         for b, (c, v) in enumerate(zip(chords, voic)):
@@ -291,7 +306,7 @@ def acoustic(chords: list[Chord], layer: int, rng: random.Random) -> list[Part]:
             bass.add(b * BAR, int(1.5 * TPB), bass_note(c, 28), hum(84))
             bass.add(b * BAR + 2 * TPB, TPB, in_range(fifth(c), 28), hum(74))
             bass.add(b * BAR + 3 * TPB, TPB, bass_note(c, 28), hum(70))
-        drums = Part("percussion", DRUMS, 0)
+        drums = Part("percussion", DRUMS, 0, lead_ms=15.0)
         drum_grid(drums, hum, SHAKER, list(range(8)), [58, 40])
         parts += [strum, bass, drums]
         if layer >= 2:
@@ -315,7 +330,7 @@ STYLES = [
     Style("lofi", 80.0, "calm", "calm", lofi, ["electric piano", "bass", "drums", "pad"]),
     Style("pop", 120.0, "happy", "dark", pop, ["piano", "bass", "drums", "synth pad"]),
     Style("ambient", 72.0, "calm", "dark", ambient, ["pad", "harp", "fretless bass", "shaker", "strings"]),
-    Style("cinematic", 90.0, "epic", "dark", cinematic, ["strings", "timpani", "horns", "toms", "contrabass"]),
+    Style("cinematic", 90.0, "epic", "dark", cinematic, ["strings", "pizzicato", "timpani", "horns", "toms", "contrabass"]),
     Style("acoustic", 100.0, "happy", "calm", acoustic, ["steel guitar", "nylon guitar", "acoustic bass", "shaker", "cajon"]),
 ]
 

@@ -66,6 +66,8 @@ pub struct TemplateInfo {
     pub midi: String,
     /// Frames (per channel) in the audio loop.
     pub frames: u64,
+    /// Frames of the first bar rendered from silence that precede the loop in the file.
+    pub intro_frames: u64,
     /// SHA-256 of the audio file, hex.
     pub sha256: String,
 }
@@ -185,21 +187,24 @@ impl Library {
             .min_by_key(|t| (t.info.layer as i32 - layer as i32).abs())
     }
 
-    /// Decodes a template's audio loop: interleaved stereo f32 at [`SAMPLE_RATE`].
-    pub fn decode(&self, template: &TemplateInfo) -> Result<Vec<f32>, RenderError> {
+    /// Decodes a template's audio: (loop, intro), both interleaved stereo f32 at
+    /// [`SAMPLE_RATE`].
+    pub fn decode(&self, template: &TemplateInfo) -> Result<(Vec<f32>, Vec<f32>), RenderError> {
         let path = self.dir.join(&template.audio);
-        let pcm = decode_ogg(&path).map_err(|message| RenderError::Template {
+        let mut pcm = decode_ogg(&path).map_err(|message| RenderError::Template {
             path: path.clone(),
             message,
         })?;
         let frames = pcm.len() / CHANNELS as usize;
-        if frames as u64 != template.frames {
+        let want = template.frames + template.intro_frames;
+        if frames as u64 != want {
             return Err(RenderError::Template {
                 path,
-                message: format!("decodes to {frames} frames, the index says {}; rebuild with tools/templates/build.sh", template.frames),
+                message: format!("decodes to {frames} frames, the index says {want}; rebuild with tools/templates/build.sh"),
             });
         }
-        Ok(pcm)
+        let lp = pcm.split_off(template.intro_frames as usize * CHANNELS as usize);
+        Ok((lp, pcm))
     }
 }
 
@@ -346,6 +351,17 @@ fn check_template(dir: &Path, t: &TemplateInfo) -> Vec<Problem> {
             format!(
                 "{} frames but {} bars at {} BPM are {expect:.0}",
                 t.frames, t.bars, t.tempo_bpm
+            ),
+        ));
+    }
+    if t.intro_frames != 0 && t.intro_frames != t.bar_frames() as u64 {
+        out.push(problem(
+            &t.id,
+            &apath,
+            format!(
+                "intro of {} frames is not one bar ({})",
+                t.intro_frames,
+                t.bar_frames()
             ),
         ));
     }

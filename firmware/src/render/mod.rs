@@ -26,8 +26,8 @@ pub use master::MasterReport;
 
 use crate::midi::{MidiTrack, TimedNote, DRUM_CHANNEL};
 use crate::music::{
-    Chord, Key, NoteSet, Progression, CHANNELS, PROGRESSIONS, PROGRESSION_BARS, SAMPLE_RATE,
-    TICKS_PER_BAR,
+    Chord, Key, NoteSet, Progression, BEATS_PER_BAR, CHANNELS, PROGRESSIONS, PROGRESSION_BARS,
+    SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT,
 };
 use crate::plan::BarPlan;
 use crate::style::StyleVector;
@@ -78,9 +78,11 @@ const MELODY_CENTER: f32 = 74.0;
 /// starts mid-waveform, short enough to keep the downbeat's attack.
 const FADE_IN_SECONDS: f64 = 0.005;
 
-/// The previous segment keeps sounding this many beats into the new section and fades
-/// out (equal-power), so the change happens on the beat without a gap.
-const CROSSFADE_BEATS: f64 = 0.5;
+/// At a join the old segment's sound is carried this long into the new section and faded
+/// out (equal-power), so the change happens on the beat without a gap or a click. The
+/// carried sound is the old segment's last moments mirrored in time (continuous at the
+/// join, and free of the old template's next downbeat, which would double the new one).
+const JOIN_TAIL_SECONDS: f64 = 0.08;
 
 /// The piece ends with this fade-out when trimmed to its length.
 const END_FADE_SECONDS: f64 = 1.0;
@@ -117,8 +119,11 @@ pub struct Rendered {
     /// The templates' chord/bass/drum parts on the output tick timeline (bar `i` starts at
     /// `i * TICKS_PER_BAR`); channel 0 is left for the melody.
     pub backing: Vec<MidiTrack>,
-    /// The melody as heard: the input notes fitted to the template chords and transposed.
+    /// The melody as heard: the input notes fitted to the template chords and transposed
+    /// (same bars and bar-relative ticks as the input; write these to `notes.mid`).
     pub melody: Vec<NoteSet>,
+    /// General MIDI program of the lead instrument of the first section.
+    pub melody_program: u8,
     pub master: MasterReport,
 }
 
@@ -132,15 +137,18 @@ struct Segment {
     transpose: i32,
     /// The chords seen so far in this section (to re-check the progression).
     chords: Vec<Chord>,
+    /// The last bar was cut short: restart the loop on the next bar's own position.
+    restart: bool,
 }
 
 pub struct Renderer {
     library: Library,
     synth: MelodySynth,
     current: Option<Segment>,
-    /// Previous segment fading out: player and its rate.
-    fading: Option<(LoopPlayer, f64)>,
-    scratch: Vec<f32>,
+    /// The last [`JOIN_TAIL_SECONDS`] of the previous bar's backing (interleaved).
+    tail: Vec<f32>,
+    /// A join starts at the next bar: carry `tail` into it.
+    fade_tail: bool,
 }
 
 impl Renderer {
@@ -161,8 +169,8 @@ impl Renderer {
             library,
             synth,
             current: None,
-            fading: None,
-            scratch: Vec::new(),
+            tail: Vec::new(),
+            fade_tail: false,
         })
     }
 
@@ -199,7 +207,7 @@ impl Renderer {
         if new_section {
             let seg = self.start_segment(bar, style, &section_chords, 0, Vec::new())?;
             join = self.current.is_some();
-            self.begin_fade(bar);
+            self.begin_fade();
             self.current = Some(seg);
             self.synth.set_instrument(style.instrument);
         } else {
@@ -215,7 +223,8 @@ impl Renderer {
                     s.chords.clone(),
                 )
             };
-            if !fits {
+            let restart = self.current.as_ref().is_some_and(|s| s.restart);
+            if !fits || restart {
                 chords.extend(section_chords.iter().copied());
                 let seg = self.start_segment(bar, style, &chords, pos, Vec::new())?;
                 let seg = Segment { first_bar, ..seg };
@@ -225,7 +234,7 @@ impl Renderer {
                     "progression re-matched mid-section"
                 );
                 join = true;
-                self.begin_fade(bar);
+                self.begin_fade();
                 self.current = Some(seg);
             }
         }
@@ -235,8 +244,12 @@ impl Renderer {
         }
         let pos = ((bar.index - seg.first_bar) as usize) % PROGRESSION_BARS;
         let info = &seg.template.info;
-        let native = info.bar_frames();
+        let beats = bar_beats(bar);
+        let native = info.bar_frames() * beats as usize / BEATS_PER_BAR as usize;
         seg.player.next(native, out);
+        // After a bar cut short the loop is mid-bar: the next bar of this segment
+        // restarts the player on its own bar (a join), so template bars stay aligned.
+        seg.restart = beats < BEATS_PER_BAR;
         let rate = native as f64 / frames.max(1) as f64;
         if join || bar.index == 0 {
             let n = ((FADE_IN_SECONDS * SAMPLE_RATE as f64) as usize).min(frames);
@@ -246,25 +259,30 @@ impl Renderer {
                 out[i * CH + 1] *= g;
             }
         }
-        if let Some((mut old, old_rate)) = self.fading.take() {
-            let beat = frames as f64 / crate::music::BEATS_PER_BAR as f64;
-            let n = ((beat * CROSSFADE_BEATS) as usize).min(frames);
-            self.scratch.resize(n * CH, 0.0);
-            old.next((n as f64 * old_rate).round() as usize, &mut self.scratch);
+        if std::mem::take(&mut self.fade_tail) {
+            // Mirror: tail frame k..0 backwards, so the carried sound continues the old
+            // signal sample-for-sample at the join.
+            let n = (self.tail.len() / CH).min(frames);
+            let last = self.tail.len() / CH;
             for i in 0..n {
                 let g = (std::f32::consts::FRAC_PI_2 * i as f32 / n as f32).cos();
-                out[i * CH] += self.scratch[i * CH] * g;
-                out[i * CH + 1] += self.scratch[i * CH + 1] * g;
+                let k = last - 1 - i;
+                out[i * CH] += self.tail[k * CH] * g;
+                out[i * CH + 1] += self.tail[k * CH + 1] * g;
             }
         }
+        let keep = ((JOIN_TAIL_SECONDS * SAMPLE_RATE as f64) as usize).min(frames);
+        self.tail.clear();
+        self.tail.extend_from_slice(&out[(frames - keep) * CH..]);
         // Melody.
         let chord = seg.progression.chords[pos];
         let fitted = notes.map(|n| fit::fit_bar(n, chord, seg.progression.key, seg.transpose));
         let mut synth_notes = Vec::new();
         let t0 = self.synth.now();
-        let per_tick = frames as f64 / TICKS_PER_BAR as f64;
+        let bar_ticks = beats * TICKS_PER_BEAT;
+        let per_tick = frames as f64 / bar_ticks as f64;
         if let Some(f) = &fitted {
-            for n in &f.notes {
+            for n in f.notes.iter().filter(|n| n.start < bar_ticks) {
                 synth_notes.push(SynthNote {
                     start: t0 + (n.start as f64 * per_tick).round() as u64,
                     frames: (n.duration as f64 * per_tick).round() as u64,
@@ -308,10 +326,9 @@ impl Renderer {
         ))
     }
 
-    fn begin_fade(&mut self, bar: &BarPlan) {
-        if let Some(old) = self.current.take() {
-            let rate = (bar.tempo_bpm / old.template.info.tempo_bpm).max(1e-3);
-            self.fading = Some((old.player, rate));
+    fn begin_fade(&mut self) {
+        if self.current.take().is_some() {
+            self.fade_tail = true;
         }
     }
 
@@ -343,7 +360,7 @@ impl Renderer {
                 ))
             })?
             .clone();
-        let pcm = self.library.decode(&template.info)?;
+        let (pcm, intro) = self.library.decode(&template.info)?;
         let rate = bar.tempo_bpm / template.info.tempo_bpm;
         if !(0.25..=4.0).contains(&rate) {
             return Err(RenderError::Input(format!(
@@ -351,8 +368,14 @@ impl Renderer {
                 bar.index, bar.tempo_bpm, template.info.tempo_bpm
             )));
         }
-        let start = (pos % PROGRESSION_BARS) * template.info.bar_frames();
-        let player = LoopPlayer::new(pcm, start, rate);
+        // A section starting on the progression's first bar plays the bar recorded from
+        // silence, then the loop from its second bar; elsewhere the loop itself.
+        let bar_frames = template.info.bar_frames();
+        let player = if pos % PROGRESSION_BARS == 0 && !intro.is_empty() {
+            LoopPlayer::new(pcm, intro, bar_frames, rate)
+        } else {
+            LoopPlayer::new(pcm, Vec::new(), (pos % PROGRESSION_BARS) * bar_frames, rate)
+        };
         let transpose = melody_transpose(style, progression.key);
         tracing::debug!(bar = bar.index, template = %template.info.id, rate, transpose, "segment starts");
         Ok(Segment {
@@ -363,6 +386,7 @@ impl Renderer {
             player,
             transpose,
             chords: seen,
+            restart: false,
         })
     }
 
@@ -380,7 +404,8 @@ impl Renderer {
     ) -> Result<Rendered, RenderError> {
         validate(bars, styles, length_samples)?;
         self.current = None;
-        self.fading = None;
+        self.tail.clear();
+        self.fade_tail = false;
         let by_bar: BTreeMap<u32, &NoteSet> = notes.iter().map(|n| (n.bar, n)).collect();
         let mut pcm = vec![0.0f32; length_samples * CH];
         let mut out_bars = Vec::with_capacity(bars.len());
@@ -406,7 +431,8 @@ impl Renderer {
                 &mut backing,
                 &seg.template,
                 r.progression_bar as usize,
-                bar.index,
+                bar,
+                bars[0].start,
             );
             out_bars.push(r);
         }
@@ -424,14 +450,21 @@ impl Renderer {
             gain_db = master.gain_db,
             "rendered"
         );
+        let melody_program = synth::program_of(styles[0].instrument);
         Ok(Rendered {
             pcm,
             bars: out_bars,
             backing: assign_channels(backing),
             melody,
+            melody_program,
             master,
         })
     }
+}
+
+/// Beats actually played in a bar (1..=4; the planner cuts bars short before a section).
+fn bar_beats(bar: &BarPlan) -> u32 {
+    (bar.beats as u32).clamp(1, BEATS_PER_BAR)
 }
 
 fn frame_of(seconds: f64) -> usize {
@@ -511,11 +544,14 @@ fn add_backing(
     tracks: &mut BTreeMap<(String, u8, u8), MidiTrack>,
     t: &Template,
     pos: usize,
-    bar_index: u32,
+    bar: &BarPlan,
+    t0: f64,
 ) {
     let lo = pos as u64 * TICKS_PER_BAR as u64;
-    let hi = lo + TICKS_PER_BAR as u64;
-    let base = bar_index as u64 * TICKS_PER_BAR as u64;
+    let hi = lo + (bar_beats(bar) * TICKS_PER_BEAT) as u64;
+    // Output tick timeline: ticks at the bar's tempo from the first bar (constant tempo
+    // offline, so short bars shift everything after them as they do in the audio).
+    let base = ((bar.start - t0) * bar.tempo_bpm / 60.0 * TICKS_PER_BEAT as f64).round() as u64;
     for part in &t.parts {
         let key = (
             format!("{} {}", t.info.style_name(), part.name),
@@ -531,6 +567,7 @@ fn add_backing(
         for n in part.notes.iter().filter(|n| n.tick >= lo && n.tick < hi) {
             tr.notes.push(TimedNote {
                 tick: base + n.tick - lo,
+                duration: n.duration.min(hi - n.tick),
                 ..*n
             });
         }
@@ -571,3 +608,5 @@ impl TemplateInfo {
             .unwrap_or_default()
     }
 }
+#[cfg(test)]
+mod tests;

@@ -19,25 +19,31 @@ pub struct LoopPlayer {
     pcm: Vec<f32>,
     /// Frames in one loop.
     loop_frames: usize,
-    /// Read cursor in loop frames (the next input frame to hand to the stretcher or copy).
+    /// The template's first bar rendered from silence, played before the loop when the
+    /// segment starts on the progression's first bar (interleaved; empty otherwise).
+    intro: Vec<f32>,
+    /// Frames of `intro` already played.
+    intro_pos: usize,
+    /// Read cursor in loop frames (the next loop frame to hand on after the intro).
     cursor: usize,
     stretch: Option<Stretch>,
-    /// Native frames per planned frame the stretcher was set up for.
-    rate: f64,
     scratch: Vec<f32>,
 }
 
 impl LoopPlayer {
     /// A player that starts at `start_frame` of the loop, to be played at `rate` native
-    /// frames per output frame (planned tempo / native tempo).
-    pub fn new(pcm: Vec<f32>, start_frame: usize, rate: f64) -> Self {
+    /// frames per output frame (planned tempo / native tempo). With a non-empty `intro`
+    /// (the first bar from silence), `start_frame` must be the loop's second bar: the
+    /// intro plays first and the loop continues from there.
+    pub fn new(pcm: Vec<f32>, intro: Vec<f32>, start_frame: usize, rate: f64) -> Self {
         let loop_frames = pcm.len() / CH;
         let mut p = LoopPlayer {
             pcm,
             loop_frames,
+            intro,
+            intro_pos: 0,
             cursor: start_frame % loop_frames.max(1),
             stretch: None,
-            rate,
             scratch: Vec::new(),
         };
         if !is_unity(rate) {
@@ -46,39 +52,38 @@ impl LoopPlayer {
         p
     }
 
-    /// The loop position (frames) that will be played next.
-    pub fn position(&self) -> usize {
-        self.cursor
+    fn intro_frames(&self) -> usize {
+        self.intro.len() / CH
     }
 
     fn start_stretch(&mut self, rate: f64) {
         let mut st = Stretch::preset_cheaper(CH as u32, SAMPLE_RATE);
         let in_lat = st.input_latency();
         let out_lat = st.output_latency();
-        // Pre-roll: the loop material just before the start (the loop is seamless, so
-        // this is what would have played), up to the stretcher's input latency ahead.
+        // Pre-roll: what would have played before the start (silence before an intro,
+        // else the loop itself, which is seamless), then the stretcher's input latency.
         let pre = 2 * in_lat;
         let mut seek = Vec::new();
-        self.read_into(
-            &mut seek,
-            self.cursor + self.loop_frames * 4 - pre,
-            pre + in_lat,
-        );
+        if self.intro.is_empty() {
+            self.peek_loop(&mut seek, self.cursor + self.loop_frames * 4 - pre, pre);
+        } else {
+            seek.resize(pre * CH, 0.0);
+        }
+        let mut ahead = Vec::new();
+        self.read(&mut ahead, in_lat);
+        seek.extend_from_slice(&ahead);
         st.seek(&seek, rate);
-        self.cursor = (self.cursor + in_lat) % self.loop_frames;
         // Drain the output latency so the next output frame is aligned with the start.
         let drain_in = (out_lat as f64 * rate).round() as usize;
         let mut input = Vec::new();
-        self.read_into(&mut input, self.cursor, drain_in);
-        self.cursor = (self.cursor + drain_in) % self.loop_frames;
+        self.read(&mut input, drain_in);
         let mut trash = vec![0.0f32; out_lat * CH];
         st.process(&input, &mut trash);
         self.stretch = Some(st);
-        self.rate = rate;
     }
 
-    /// Copies `frames` loop frames from `start` (wrapping) into `dst` (replacing it).
-    fn read_into(&self, dst: &mut Vec<f32>, start: usize, frames: usize) {
+    /// Copies `frames` loop frames from `start` (wrapping) into `dst` without advancing.
+    fn peek_loop(&self, dst: &mut Vec<f32>, start: usize, frames: usize) {
         dst.clear();
         dst.reserve(frames * CH);
         let mut pos = start % self.loop_frames;
@@ -91,13 +96,24 @@ impl LoopPlayer {
         }
     }
 
-    /// Consumes `in_frames` loop frames and writes `out.len() / 2` frames into `out`
+    /// Reads the next `frames` frames (intro first, then the loop) into `dst`, advancing.
+    fn read(&mut self, dst: &mut Vec<f32>, frames: usize) {
+        let from_intro = frames.min(self.intro_frames() - self.intro_pos);
+        let mut tail = Vec::new();
+        self.peek_loop(&mut tail, self.cursor, frames - from_intro);
+        dst.clear();
+        dst.extend_from_slice(&self.intro[self.intro_pos * CH..(self.intro_pos + from_intro) * CH]);
+        dst.extend_from_slice(&tail);
+        self.intro_pos += from_intro;
+        self.cursor = (self.cursor + frames - from_intro) % self.loop_frames;
+    }
+
+    /// Consumes `in_frames` template frames and writes `out.len() / 2` frames into `out`
     /// (replacing its contents).
     pub fn next(&mut self, in_frames: usize, out: &mut [f32]) {
         let out_frames = out.len() / CH;
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.read_into(&mut scratch, self.cursor, in_frames);
-        self.cursor = (self.cursor + in_frames) % self.loop_frames;
+        self.read(&mut scratch, in_frames);
         match self.stretch.as_mut() {
             None if in_frames == out_frames => out.copy_from_slice(&scratch),
             None => {
@@ -161,7 +177,7 @@ mod tests {
             }
         }
         let planned_beat = 28_800usize; // 100 BPM
-        let mut p = LoopPlayer::new(pcm, 0, native_beat as f64 / planned_beat as f64);
+        let mut p = LoopPlayer::new(pcm, Vec::new(), 0, native_beat as f64 / planned_beat as f64);
         let mut out = vec![0.0f32; planned_beat * 4 * CH];
         let mut all = Vec::new();
         for _ in 0..3 {
@@ -188,10 +204,21 @@ mod tests {
     #[test]
     fn unity_rate_copies_the_loop_exactly() {
         let pcm: Vec<f32> = (0..2000).map(|i| i as f32).collect();
-        let mut p = LoopPlayer::new(pcm.clone(), 900, 1.0);
+        let mut p = LoopPlayer::new(pcm.clone(), Vec::new(), 900, 1.0);
         let mut out = vec![0.0f32; 400];
         p.next(200, &mut out);
         assert_eq!(&out[..200], &pcm[1800..2000]);
         assert_eq!(&out[200..], &pcm[..200]);
+    }
+
+    #[test]
+    fn intro_plays_first_then_the_loop() {
+        let pcm: Vec<f32> = (0..2000).map(|i| i as f32).collect();
+        let intro: Vec<f32> = vec![-1.0; 100];
+        let mut p = LoopPlayer::new(pcm.clone(), intro, 500, 1.0);
+        let mut out = vec![0.0f32; 300];
+        p.next(150, &mut out);
+        assert!(out[..100].iter().all(|&x| x == -1.0));
+        assert_eq!(&out[100..], &pcm[1000..1200]);
     }
 }

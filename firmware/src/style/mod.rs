@@ -284,6 +284,7 @@ mod tests {
             start: index as f64 * 2.0,
             end: index as f64 * 2.0 + 2.0,
             tempo_bpm: 120.0,
+            beats: 4,
             speed: 0.1,
             saliency: 0.5,
             density_class: 3,

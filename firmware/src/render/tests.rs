@@ -1,0 +1,306 @@
+//! Renders real pieces from the committed library (templates/) and a real tune
+//! (testdata/reel.json: a reel from O'Neill's 1850 collection) and checks the samples;
+//! breaks copies of the library to check every load error.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::cmds::templates::{demo_plan, styles_per_bar};
+use crate::music::{Genre, Preferences};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn reel() -> Vec<NoteSet> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/render/testdata/reel.json"),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_value(v["notes"].clone()).unwrap()
+}
+
+fn renderer() -> Renderer {
+    let lib = Library::load(&default_library_dir(&repo())).expect("committed library loads");
+    Renderer::new(lib, &default_soundfont_path(&repo())).expect("committed font loads")
+}
+
+fn piece(genre: Genre, tempo: f64, seconds: f64) -> (Vec<BarPlan>, Vec<NoteSet>, Vec<StyleVector>) {
+    let prefs = Preferences {
+        genre: Some(genre),
+        ..Default::default()
+    };
+    let (bars, notes) = demo_plan(&reel(), tempo, seconds, 4, &prefs);
+    let styles = styles_per_bar(&bars, &notes);
+    (bars, notes, styles)
+}
+
+#[test]
+fn renders_a_mastered_piece_of_exact_length_with_joins() {
+    let mut r = renderer();
+    let (bars, notes, styles) = piece(Genre::Pop, 100.0, 21.3);
+    let len = (21.3 * SAMPLE_RATE as f64) as usize;
+    let out = r.render(&bars, &notes, &styles, len).unwrap();
+    assert_eq!(out.pcm.len(), len * 2);
+    // Loudness and peak, measured independently by ebur128.
+    let lufs = master::loudness(&out.pcm);
+    assert!((lufs - master::TARGET_LUFS).abs() <= 1.0, "{lufs} LUFS");
+    let tp = master::true_peak_dbtp(&out.pcm);
+    assert!(tp <= -1.0, "true peak {tp} dBTP");
+    assert!(
+        out.pcm.iter().all(|x| x.is_finite() && x.abs() < 1.0),
+        "clipped or non-finite samples"
+    );
+    // Sections every 4 bars: a join at each section start, the layer rises with energy.
+    let joins: Vec<u32> = out
+        .bars
+        .iter()
+        .filter(|b| b.join)
+        .map(|b| b.index)
+        .collect();
+    assert_eq!(joins, vec![4, 8]);
+    assert!(out.bars.last().unwrap().layer > out.bars[0].layer);
+    // Each section plays the progression the planner chose, from its first bar.
+    for (b, plan) in out.bars.iter().zip(&bars) {
+        let p = PROGRESSIONS.iter().find(|p| p.id == b.progression).unwrap();
+        assert_eq!(
+            p.chords[b.progression_bar as usize], plan.chord,
+            "bar {}",
+            b.index
+        );
+    }
+    // The end fades out: the last 10 ms are far quieter than the piece.
+    let tail: f32 = out.pcm[(len - 480) * 2..]
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        / 960.0;
+    let body: f32 = out.pcm.iter().map(|x| x * x).sum::<f32>() / out.pcm.len() as f32;
+    assert!(tail < body * 0.01, "tail {tail} body {body}");
+}
+
+#[test]
+fn fitted_melody_is_consonant_and_keeps_velocity() {
+    let mut r = renderer();
+    let (bars, notes, styles) = piece(Genre::Lofi, 90.0, 16.0);
+    let out = r
+        .render(&bars, &notes, &styles, (16.0 * SAMPLE_RATE as f64) as usize)
+        .unwrap();
+    let (mut strong, mut strong_ct, mut all, mut out_key) = (0, 0, 0, 0);
+    for (f, b) in out.melody.iter().zip(&out.bars) {
+        let p = PROGRESSIONS.iter().find(|p| p.id == b.progression).unwrap();
+        let chord = p.chords[b.progression_bar as usize].pitch_classes();
+        for n in f.notes.iter().filter(|n| n.track == 0) {
+            all += 1;
+            out_key += usize::from(!p.key.scale().contains(&(n.pitch % 12)));
+            if n.start % 960 == 0 {
+                strong += 1;
+                strong_ct += usize::from(chord.contains(&(n.pitch % 12)));
+            }
+        }
+    }
+    assert!(
+        strong > 10 && strong_ct as f64 / strong as f64 >= 0.85,
+        "{strong_ct}/{strong} chord tones on strong beats"
+    );
+    assert!(
+        (out_key as f64) <= 0.05 * all as f64,
+        "{out_key}/{all} out of key"
+    );
+    // Velocities are the input's: per-bar means follow the input's per-bar means.
+    for (f, src) in out.melody.iter().zip(&notes) {
+        let a: u32 = f.notes.iter().map(|n| n.velocity as u32).sum();
+        let b: u32 = src.notes.iter().map(|n| n.velocity as u32).sum();
+        assert_eq!(a, b, "bar {}", f.bar);
+    }
+    // Louder bars of the input are louder in the audio (melody on top of the backing).
+    assert!(!out.backing.is_empty() && out.backing.iter().all(|t| t.channel != 0));
+}
+
+#[test]
+fn same_input_renders_the_same_samples() {
+    let (bars, notes, styles) = piece(Genre::Ambient, 110.0, 6.0);
+    let len = 6 * SAMPLE_RATE as usize;
+    let a = renderer().render(&bars, &notes, &styles, len).unwrap();
+    let b = renderer().render(&bars, &notes, &styles, len).unwrap();
+    assert!(a.pcm == b.pcm);
+}
+
+#[test]
+fn short_bar_before_a_section_keeps_the_grid() {
+    let mut r = renderer();
+    let (mut bars, notes, styles) = piece(Genre::Acoustic, 100.0, 12.0);
+    // Cut bar 3 to 2 beats; shift the rest (what the planner does before a cut).
+    let beat = 60.0 / 100.0;
+    bars[3].beats = 2;
+    bars[3].end = bars[3].start + 2.0 * beat;
+    for i in 4..bars.len() {
+        let d = 4.0 * 60.0 / 100.0;
+        bars[i].start = bars[i - 1].end;
+        bars[i].end = bars[i].start + d;
+    }
+    let len = (11.0 * SAMPLE_RATE as f64) as usize;
+    let out = r.render(&bars, &notes, &styles, len).unwrap();
+    assert_eq!(out.pcm.len(), len * 2);
+    assert!(out.bars[4].join);
+    assert!(out.pcm.iter().all(|x| x.abs() < 1.0));
+}
+
+/// A writable copy of the committed library.
+fn library_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = default_library_dir(&repo());
+    for sub in ["audio", "midi"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for e in std::fs::read_dir(src.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    for f in ["index.json", "melody.sf2"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+fn edit_index(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("index.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+fn load_err(dir: &Path) -> String {
+    match Library::load(dir) {
+        Ok(_) => panic!("library in {} loaded but is broken", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_or_corrupt_template_is_a_load_error() {
+    let d = library_copy();
+    let victim = d.path().join("audio/pop_I-V-vi-IV_l1.ogg");
+    std::fs::remove_file(&victim).unwrap();
+    let e = load_err(d.path());
+    assert!(
+        e.contains("pop_I-V-vi-IV_l1") && e.contains("missing"),
+        "{e}"
+    );
+
+    let d = library_copy();
+    let victim = d.path().join("audio/lofi_I-vi-IV-V_l2.ogg");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n / 2..n / 2 + 64].fill(0x55);
+    std::fs::write(&victim, &bytes).unwrap();
+    let e = load_err(d.path());
+    assert!(
+        e.contains("lofi_I-vi-IV-V_l2") && e.contains("checksum"),
+        "{e}"
+    );
+
+    // Truncated file whose checksum was updated: caught by decoding, before any render.
+    let d = library_copy();
+    let victim = d.path().join("audio/ambient_IV-I-V-vi_l0.ogg");
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..60]).unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes[..60]));
+    edit_index(d.path(), |v| {
+        for t in v["templates"].as_array_mut().unwrap() {
+            if t["id"] == "ambient_IV-I-V-vi_l0" {
+                t["sha256"] = sha.clone().into();
+            }
+        }
+    });
+    let e = load_err(d.path());
+    assert!(e.contains("ambient_IV-I-V-vi_l0"), "{e}");
+}
+
+#[test]
+fn index_entry_pointing_nowhere_and_bad_format_are_load_errors() {
+    let d = library_copy();
+    edit_index(d.path(), |v| {
+        v["templates"][3]["audio"] = "audio/nowhere.ogg".into()
+    });
+    let e = load_err(d.path());
+    assert!(e.contains("nowhere.ogg") && e.contains("missing"), "{e}");
+
+    let d = library_copy();
+    edit_index(d.path(), |v| v["sample_rate"] = 44_100.into());
+    assert!(load_err(d.path()).contains("44100 Hz"));
+
+    let d = library_copy();
+    edit_index(d.path(), |v| v["templates"][0]["channels"] = 1.into());
+    assert!(load_err(d.path()).contains("not a valid template index"));
+
+    let d = library_copy();
+    std::fs::write(d.path().join("index.json"), b"{ not json").unwrap();
+    assert!(load_err(d.path()).contains("not a valid template index"));
+}
+
+#[test]
+fn wrong_rate_or_channel_count_is_a_load_error() {
+    // Real Vorbis streams at 44.1 kHz stereo and 48 kHz mono (made by
+    // tools/templates/make_bad_fixtures.sh from a template) under a template's name.
+    for (fixture, want) in [("wrong_rate.ogg", "44100 Hz"), ("mono.ogg", "x 1 channels")] {
+        let d = library_copy();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/render/testdata")
+            .join(fixture);
+        let bytes = std::fs::read(&src).unwrap();
+        std::fs::write(d.path().join("audio/cinematic_I-V-vi-IV_l0.ogg"), &bytes).unwrap();
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        edit_index(d.path(), |v| {
+            for t in v["templates"].as_array_mut().unwrap() {
+                if t["id"] == "cinematic_I-V-vi-IV_l0" {
+                    t["sha256"] = sha.clone().into();
+                }
+            }
+        });
+        let e = load_err(d.path());
+        assert!(
+            e.contains("cinematic_I-V-vi-IV_l0") && e.contains(want),
+            "{fixture}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_soundfont_that_is_not_sf2_is_a_load_error() {
+    let lib = Library::load(&default_library_dir(&repo())).unwrap();
+    let not_sf2 = default_library_dir(&repo()).join("audio/lofi_I-V-vi-IV_l0.ogg");
+    let e = Renderer::new(lib.clone(), &not_sf2)
+        .err()
+        .expect("an .ogg is not a SoundFont")
+        .to_string();
+    assert!(e.contains("not a SoundFont 2"), "{e}");
+    let e = Renderer::new(lib, Path::new("/nonexistent/melody.sf2"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("cannot open"), "{e}");
+}
+
+#[test]
+fn committed_library_checks_clean() {
+    let lib = Library::load(&default_library_dir(&repo())).unwrap();
+    assert_eq!(lib.check(), vec![]);
+    assert_eq!(lib.templates().len(), 5 * PROGRESSIONS.len() * 3);
+    for g in [
+        Genre::Lofi,
+        Genre::Pop,
+        Genre::Ambient,
+        Genre::Cinematic,
+        Genre::Acoustic,
+    ] {
+        assert_eq!(lib.layers(g), vec![0, 1, 2]);
+    }
+}
+
+use sha2::Digest;
