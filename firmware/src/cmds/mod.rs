@@ -15,8 +15,9 @@ pub mod templates;
 #[derive(Debug, Parser)]
 #[command(name = "undertone", version, about, long_about = None)]
 pub struct Cli {
-    /// Log level filter (e.g. `info`, `debug`, `undertone=trace`); also `RUST_LOG`.
-    #[arg(long, global = true, default_value = "warn")]
+    /// Log level filter (e.g. `info`, `debug`, `undertone=trace`); also `RUST_LOG`. tract's opset
+    /// notice is hidden by default: the models are checked against onnxruntime instead.
+    #[arg(long, global = true, default_value = "warn,tract_onnx=error")]
     pub log: String,
     /// Folder with models/ and templates/ (default: $UNDERTONE_DATA, the source checkout, or /usr/share/undertone).
     #[arg(long, global = true, value_name = "DIR")]

@@ -20,9 +20,13 @@ pub const TEMPO_MAX_BPM: f64 = 132.0;
 const TEMPO_STEP_BPM: f64 = 0.1;
 /// How far (relative) the search may stray from the target tempo.
 const TEMPO_SEARCH_SPAN: f64 = 0.12;
-/// A cut closer than this to the previous section start (in beats) starts no new section:
-/// a section of one beat sounds like a stumble, not a change.
-pub const MIN_SECTION_BEATS: i64 = 2;
+/// A cut that falls on the same beat as the previous section start opens no new section (two
+/// cuts within one beat are one change); any later cut does, even one beat on: the music must
+/// answer every cut.
+pub const MIN_SECTION_BEATS: i64 = 1;
+/// Warping: a cut this close to a beat counts as on it (the issue's ±50 ms), so a stretch that
+/// cannot reach the beat exactly within ±MAX_WARP may stop this short of it.
+const WARP_HIT_TOLERANCE_S: f64 = 0.045;
 /// A cut this close after a beat still counts as on that beat (one frame at 25 fps).
 const ON_BEAT_TOLERANCE_S: f64 = 0.04;
 /// Cost weights of the tempo search: a bar cut short costs 1; straying 10 % from the target
@@ -185,20 +189,21 @@ fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64) -> (f64, Grid) {
             continue;
         }
         let last = *section_beats.last().unwrap();
-        let lo = ((o_prev + d / (1.0 + MAX_WARP)) / beat).ceil() as i64;
-        let hi = ((o_prev + d / (1.0 - MAX_WARP)) / beat).floor() as i64;
+        let (o_min, o_max) = (o_prev + d / (1.0 + MAX_WARP), o_prev + d / (1.0 - MAX_WARP));
+        let lo = ((o_min - WARP_HIT_TOLERANCE_S) / beat).ceil() as i64;
+        let hi = ((o_max + WARP_HIT_TOLERANCE_S) / beat).floor() as i64;
         let choice = (lo..=hi)
             .filter(|&b| b - last >= MIN_SECTION_BEATS)
             .map(|b| {
-                let rate = d / (b as f64 * beat - o_prev);
+                let o = (b as f64 * beat).clamp(o_min, o_max);
+                let rate = d / (o - o_prev);
                 let short = if (b - last) % bar != 0 { 1.0 } else { 0.0 };
-                (short + COST_WARP_RATE * (rate - 1.0).abs(), b, rate)
+                (short + COST_WARP_RATE * (rate - 1.0).abs(), b, o, rate)
             })
             .min_by(|a, b| a.0.total_cmp(&b.0));
         match choice {
-            Some((ccost, b, rate)) => {
+            Some((ccost, b, o, rate)) => {
                 cost += ccost;
-                let o = b as f64 * beat;
                 segments.push(Warp {
                     input_start: i_prev,
                     input_end: c.t,
@@ -290,7 +295,11 @@ mod tests {
         for c in &cs {
             let o = g.time_map.to_output(c.t);
             let k = (o / beat).round();
-            assert!((o - k * beat).abs() < 1e-6, "cut {} lands at {o}", c.t);
+            assert!(
+                (o - k * beat).abs() <= WARP_HIT_TOLERANCE_S + 1e-9,
+                "cut {} lands at {o}",
+                c.t
+            );
         }
         assert!((g.time_map.to_input(g.time_map.to_output(11.0)) - 11.0).abs() < 1e-9);
     }

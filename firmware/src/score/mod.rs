@@ -113,9 +113,21 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     let dur_hint = mux::probe_duration(&opts.input).unwrap_or(0.0);
     progress.stage("analyzing video", (dur_hint * 1000.0) as u64);
     let t = Instant::now();
-    let analysis = extract::analyze_file(&opts.input, &model, &mut |secs: f64| {
-        progress.set((secs * 1000.0) as u64)
-    })?;
+    // The note model, the templates and the SoundFont load on another thread while the video is
+    // decoded and analysed, so their start-up cost is hidden behind the decode.
+    let (analysis, engines) = std::thread::scope(|scope| {
+        let loader = std::thread::Builder::new()
+            .name("load-engines".into())
+            .spawn_scoped(scope, || Engines::load(&opts.data_root))
+            .expect("spawn loader thread");
+        let analysis = extract::analyze_file(&opts.input, &model, &mut |secs: f64| {
+            progress.set((secs * 1000.0) as u64)
+        });
+        let engines = loader.join().expect("loader thread panicked");
+        (analysis, engines)
+    });
+    let analysis = analysis?;
+    let mut engines = engines?;
     timings.analyze = t.elapsed().as_secs_f64();
     info!(
         frames = analysis.frames.len(),
@@ -127,7 +139,7 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
         &analysis,
         &opts.prefs,
         opts.warp,
-        &opts.data_root,
+        &mut engines,
         &mut timings,
         progress,
     )?;
@@ -152,12 +164,28 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     Ok(report)
 }
 
+/// The loaded models and libraries of the music stages.
+pub struct Engines {
+    pub composer: Composer,
+    pub renderer: Renderer,
+}
+
+impl Engines {
+    /// Loads (and checks) the note model, the template library and the melody SoundFont.
+    pub fn load(data_root: &Path) -> Result<Self, ScoreError> {
+        let composer = Composer::load(&Composer::default_model_path(data_root))?;
+        let library = render::Library::load(&render::default_library_dir(data_root))?;
+        let renderer = Renderer::new(library, &render::default_soundfont_path(data_root))?;
+        Ok(Engines { composer, renderer })
+    }
+}
+
 /// Plan → compose → style → render, from an analysis (shared by `score` and `refine`).
 pub fn make_music(
     analysis: &Analysis,
     prefs: &Preferences,
     warp: bool,
-    data_root: &Path,
+    engines: &mut Engines,
     timings: &mut Timings,
     progress: &mut dyn Progress,
 ) -> Result<Scored, ScoreError> {
@@ -168,7 +196,7 @@ pub fn make_music(
 
     let t = Instant::now();
     progress.stage("composing", plan.bars.len() as u64);
-    let mut composer = Composer::load(&Composer::default_model_path(data_root))?;
+    let composer = &mut engines.composer;
     composer.start(
         prefs
             .seed
@@ -210,8 +238,7 @@ pub fn make_music(
 
     let t = Instant::now();
     progress.stage("rendering", 0);
-    let library = render::Library::load(&render::default_library_dir(data_root))?;
-    let mut renderer = Renderer::new(library, &render::default_soundfont_path(data_root))?;
+    let renderer = &mut engines.renderer;
     let length = (plan.duration * SAMPLE_RATE as f64).round() as usize;
     let rendered = renderer.render(&plan.bars, &notes, &styles, length)?;
     timings.render = t.elapsed().as_secs_f64();
@@ -260,22 +287,29 @@ fn write_outputs(
         }
     })?;
     let report = Report::new(input, analysis, scored, prefs, warp);
-    plot::draw(&staging.path("report.png"), &report).map_err(|e| ScoreError::Output {
+    let wav = staging.path("music.wav");
+    let out = staging.path("scored.mp4");
+    let png = staging.path("report.png");
+    // ffmpeg muxes (a separate process) while this thread draws the picture.
+    let (muxed, drawn) = std::thread::scope(|scope| {
+        let muxer = scope.spawn(|| match video {
+            VideoFrom::Input(p) => mux::mux(
+                p,
+                &wav,
+                &out,
+                if warp { Some(&scored.plan.warps) } else { None },
+                analysis.fps,
+            ),
+            VideoFrom::Previous(p) => mux::mux(p, &wav, &out, None, analysis.fps),
+        });
+        let drawn = plot::draw(&png, &report);
+        (muxer.join().expect("mux thread panicked"), drawn)
+    });
+    muxed?;
+    drawn.map_err(|e| ScoreError::Output {
         path: staging.final_dir.display().to_string(),
         reason: format!("report.png: {e}"),
     })?;
-    let wav = staging.path("music.wav");
-    let out = staging.path("scored.mp4");
-    match video {
-        VideoFrom::Input(p) => mux::mux(
-            p,
-            &wav,
-            &out,
-            if warp { Some(&scored.plan.warps) } else { None },
-            analysis.fps,
-        )?,
-        VideoFrom::Previous(p) => mux::mux(p, &wav, &out, None, analysis.fps)?,
-    }
     Ok(report)
 }
 
@@ -310,6 +344,7 @@ fn midi_tracks(scored: &Scored) -> Vec<MidiTrack> {
     // them onto the planned bars, dropping what falls past a short bar's end.
     for t in &scored.rendered.backing {
         let mut t = t.clone();
+        t.name = part_name(&t).into();
         t.notes = t
             .notes
             .iter()
@@ -328,6 +363,18 @@ fn midi_tracks(scored: &Scored) -> Vec<MidiTrack> {
         tracks.push(t);
     }
     tracks
+}
+
+/// The documented part name (`docs/ref/outputs.md`) of a template track.
+fn part_name(t: &MidiTrack) -> &'static str {
+    let n = t.name.to_lowercase();
+    if t.channel == midi::DRUM_CHANNEL || n.contains("drum") || n.contains("perc") {
+        "drums"
+    } else if n.contains("bass") {
+        "bass"
+    } else {
+        "chords"
+    }
 }
 
 /// 16-bit stereo WAV at the output rate.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::ValueEnum;
 
 use super::{
-    make_music, write_outputs, Progress, Report, ScoreError, Staging, Timings, VideoFrom,
+    make_music, write_outputs, Engines, Progress, Report, ScoreError, Staging, Timings, VideoFrom,
     ANALYSIS_FILE, OUTPUT_FILES,
 };
 use crate::extract::Analysis;
@@ -209,11 +209,12 @@ pub fn apply(
     })?;
     let prefs = refined_preferences(&report, opt);
     let mut timings = Timings::default();
+    let mut engines = Engines::load(data_root)?;
     let scored = make_music(
         &analysis,
         &prefs,
         report.output.warped,
-        data_root,
+        &mut engines,
         &mut timings,
         progress,
     )?;
