@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::compose::sampler::Sampling;
 use crate::compose::{BarControls, Composer};
-use crate::midi::{MidiTrack, TimedNote, write_midi};
+use crate::midi::{write_midi, MidiTrack, TimedNote};
 use crate::music::{Chord, ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +42,13 @@ pub struct Args {
     /// The note model (default: models/notes/notes_int8.onnx in the data folder).
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
+    /// Print a timing line (JSON: model steps, sampled tokens, seconds, tokens/s) after writing.
+    #[arg(long)]
+    pub timing: bool,
+    /// Write every token fed to the model (JSON lines `[cache_cleared, token...]`), for the
+    /// benchmark that replays the same steps through onnxruntime.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub steps_out: Option<PathBuf>,
     /// Output MIDI file.
     #[arg(short, long, value_name = "FILE.mid")]
     pub output: PathBuf,
@@ -117,7 +124,9 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         sampling.top_p = p;
     }
     composer.set_sampling(sampling);
+    composer.record_steps(args.steps_out.is_some());
     composer.start(args.seed);
+    let t0 = std::time::Instant::now();
     let chords = if args.chords.is_empty() {
         PROGRESSIONS[0].chords.to_vec()
     } else {
@@ -150,6 +159,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         }
         count += set.notes.len();
     }
+    let secs = t0.elapsed().as_secs_f64();
     const NAMES: [&str; 4] = ["melody", "voice 2", "voice 3", "voice 4"];
     let parts: Vec<MidiTrack> = tracks
         .into_iter()
@@ -169,6 +179,23 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         args.bars,
         count
     );
+    if args.timing {
+        let (steps, written) = composer.token_counts();
+        let line = serde_json::json!({
+            "bars": args.bars, "model_steps": steps, "sampled_tokens": written, "seconds": secs,
+            "sampled_tokens_per_s": written as f64 / secs, "ms_per_model_step": 1e3 * secs / steps.max(1) as f64,
+        });
+        println!("{line}");
+    }
+    if let Some(path) = &args.steps_out {
+        let lines: Vec<String> = composer
+            .take_recorded()
+            .iter()
+            .map(|(fresh, t)| serde_json::json!([fresh, t]).to_string())
+            .collect();
+        crate::fsutil::write_atomic(path, (lines.join("\n") + "\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 

@@ -104,6 +104,12 @@ pub struct Composer {
     steps: u64,
     /// Tokens the sampler wrote since load (not counting refeeds), for benchmarks.
     written: u64,
+    /// When recording (benchmarks): every token fed, with `true` where the cache was cleared before it.
+    recorded: Option<Vec<(bool, Token)>>,
+    /// The cache was cleared and nothing fed since.
+    fresh: bool,
+    /// Window restarts since load.
+    restarts: u64,
 }
 
 impl std::fmt::Debug for Composer {
@@ -132,6 +138,9 @@ impl Composer {
             sampling: Sampling::default(),
             steps: 0,
             written: 0,
+            recorded: None,
+            fresh: true,
+            restarts: 0,
         })
     }
 
@@ -143,8 +152,23 @@ impl Composer {
     /// Starts a new piece (clears the KV cache), seeded.
     pub fn start(&mut self, seed: u64) {
         self.past = self.model.empty_past();
+        self.fresh = true;
         self.window.clear();
         self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
+    /// Starts (or stops) recording every token fed to the model, so a benchmark can replay the
+    /// exact same steps through another runtime.
+    pub fn record_steps(&mut self, on: bool) {
+        self.recorded = on.then(Vec::new);
+    }
+
+    /// The recorded steps: (cache cleared before it, token).
+    pub fn take_recorded(&mut self) -> Vec<(bool, Token)> {
+        self.recorded
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Changes temperature / top-p from the next token on.
@@ -154,6 +178,16 @@ impl Composer {
 
     pub fn model(&self) -> &NoteModel {
         &self.model
+    }
+
+    /// Tokens in the KV cache.
+    pub fn past_len(&self) -> usize {
+        NoteModel::past_len(&self.past)
+    }
+
+    /// Window restarts (cache refills) since load.
+    pub fn window_restarts(&self) -> u64 {
+        self.restarts
     }
 
     /// (tokens fed to the model, tokens sampled) since load.
@@ -185,6 +219,10 @@ impl Composer {
         let (logits, present) = self.model.step(&token, past)?;
         self.past = present;
         self.steps += 1;
+        if let Some(r) = self.recorded.as_mut() {
+            r.push((self.fresh, token));
+        }
+        self.fresh = false;
         Ok(logits)
     }
 
@@ -203,11 +241,20 @@ impl Composer {
         }
         let drop = self.window.len() - kept;
         self.window.drain(..drop);
-        self.past = self.model.empty_past();
         let tokens: Vec<Token> = self.window.iter().flatten().copied().collect();
-        for t in tokens {
-            self.feed(t)?;
+        self.past = self.model.empty_past();
+        if !tokens.is_empty() {
+            // One call for the whole refill: tract runs it as matrix products, an order of
+            // magnitude faster than feeding the tokens one by one.
+            let (_, present) = self.model.refill(&tokens)?;
+            self.past = present;
+            self.steps += tokens.len() as u64;
+            if let Some(r) = self.recorded.as_mut() {
+                r.extend(tokens.iter().enumerate().map(|(i, t)| (i == 0, *t)));
+            }
         }
+        self.fresh = self.past_len() == 0;
+        self.restarts += 1;
         tracing::debug!(bars = kept, tokens = total, "note model window restarted");
         Ok(())
     }
@@ -216,7 +263,7 @@ impl Composer {
     pub fn next_bar(&mut self, bar: u32, controls: &BarControls) -> Result<NoteSet, ComposeError> {
         Self::check_controls(controls)?;
         let max_len = self.model.card().max_len;
-        if NoteModel::past_len(&self.past) + MAX_BAR_TOKENS > max_len {
+        if self.past_len() + MAX_BAR_TOKENS > max_len {
             self.restart_window()?;
         }
         let ctrl = [

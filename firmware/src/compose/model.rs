@@ -5,6 +5,7 @@
 //! outputs the next token's logits per field (`family`, `pos`, `pitch` `[tracks, 128]`,
 //! `duration`, `note_strength`, `track`) and `present` (the cache with P + 1 entries).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -35,6 +36,9 @@ pub struct ModelCard {
     pub field_sizes: Vec<usize>,
     pub outputs: Vec<String>,
 }
+
+/// Name of the graph's symbolic token-count dimension (the export's `Dim("tokens")`).
+const TOKENS_DIM: &str = "tokens";
 
 /// Names of the logits outputs, in graph order.
 const OUTPUTS: [&str; 6] = [
@@ -76,6 +80,8 @@ impl Logits {
 pub struct NoteModel {
     /// Kept between steps: tract reuses its buffers instead of allocating a new state per token.
     state: TypedSimpleState,
+    /// The same graph with a symbolic token count, to refill the cache in one call.
+    refill_state: TypedSimpleState,
     card: ModelCard,
     path: PathBuf,
 }
@@ -150,7 +156,13 @@ impl NoteModel {
         let model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(&bytes))
             .map_err(invalid)?;
-        let typed = model.into_typed().map_err(invalid)?;
+        // Two plans from the same graph: decoding with the token count fixed at 1 (tract picks
+        // kernels for that exact shape), and refilling the cache with a symbolic token count.
+        let model = model.into_typed().map_err(invalid)?;
+        let tokens = model.symbols.sym(TOKENS_DIM);
+        let typed = model
+            .set_symbols(&HashMap::from([(tokens, TDim::Val(1))]))
+            .map_err(invalid)?;
         Self::check_graph(path, &typed, &card)?;
         let plan = typed
             .into_optimized()
@@ -158,9 +170,16 @@ impl NoteModel {
             .into_runnable()
             .map_err(invalid)?;
         let state = plan.spawn().map_err(invalid)?;
+        let refill = model
+            .into_optimized()
+            .map_err(invalid)?
+            .into_runnable()
+            .map_err(invalid)?;
+        let refill_state = refill.spawn().map_err(invalid)?;
         tracing::info!(model = %shown, layers = card.layers, heads = card.heads, "note model loaded");
         Ok(NoteModel {
             state,
+            refill_state,
             card,
             path: path.to_path_buf(),
         })
@@ -254,17 +273,36 @@ impl NoteModel {
 
     /// Feeds one token after `past`; returns the next token's logits and the grown cache.
     pub fn step(&mut self, token: &Token, past: TValue) -> Result<(Logits, TValue), ComposeError> {
+        self.run(std::slice::from_ref(token), past, false)
+    }
+
+    /// Feeds `tokens` into an empty cache in one call (a window restart); returns the logits
+    /// after the last one and the cache holding all of them.
+    pub fn refill(&mut self, tokens: &[Token]) -> Result<(Logits, TValue), ComposeError> {
+        let past = self.empty_past();
+        self.run(tokens, past, true)
+    }
+
+    fn run(
+        &mut self,
+        tokens: &[Token],
+        past: TValue,
+        refill: bool,
+    ) -> Result<(Logits, TValue), ComposeError> {
         let step = Self::past_len(&past);
         let err = |e: TractError| ComposeError::Inference {
             path: self.path.display().to_string(),
             step,
             msg: format!("{e:#}"),
         };
-        let tok = Tensor::from_shape::<i64>(&[1, 1, N_FIELDS], token).map_err(err)?;
-        let mut out = self
-            .state
-            .run(tvec![tok.into_tvalue(), past])
-            .map_err(err)?;
+        let flat: Vec<i64> = tokens.iter().flatten().copied().collect();
+        let tok = Tensor::from_shape::<i64>(&[1, tokens.len(), N_FIELDS], &flat).map_err(err)?;
+        let state = if refill {
+            &mut self.refill_state
+        } else {
+            &mut self.state
+        };
+        let mut out = state.run(tvec![tok.into_tvalue(), past]).map_err(err)?;
         let present = out.pop().expect("output count checked at load");
         let v = |i: usize| -> Result<Vec<f32>, ComposeError> {
             Ok(out[i]

@@ -23,6 +23,8 @@ fn controls(density: u8, strength: u8, bar: usize) -> BarControls {
 struct Reference {
     tokens: Vec<Vec<i64>>,
     outputs: std::collections::BTreeMap<String, Vec<Vec<f32>>>,
+    prefill_tokens: usize,
+    prefill_outputs: std::collections::BTreeMap<String, Vec<f32>>,
 }
 
 /// tract against onnxruntime on the reference run committed next to the model.
@@ -73,6 +75,22 @@ fn tract_matches_onnxruntime_reference_vectors() {
     let rate = agree as f64 / total as f64;
     assert!(max_diff <= 0.05, "max abs diff {max_diff}");
     assert!(rate >= 0.99, "argmax agreement {rate}");
+
+    // The window-restart path: the first tokens in one call.
+    let toks: Vec<Token> = r.tokens[..r.prefill_tokens]
+        .iter()
+        .map(|t| t.as_slice().try_into().unwrap())
+        .collect();
+    let (logits, present) = model.refill(&toks).unwrap();
+    assert_eq!(NoteModel::past_len(&present), r.prefill_tokens);
+    for (name, ours) in names.iter().zip(logits.fields()) {
+        let d = ours
+            .iter()
+            .zip(&r.prefill_outputs[*name])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(d <= 0.05, "refill {name}: max abs diff {d}");
+    }
 }
 
 #[test]
@@ -130,11 +148,8 @@ fn long_runs_restart_the_window_and_stay_bounded() {
             .len();
         assert!(NoteModel::past_len(&c.past) <= max_len);
     }
-    let (fed, written) = c.token_counts();
-    assert!(
-        fed > written,
-        "a 40-bar run at the top density must have restarted its window"
-    );
+    // 40 bars at the top density hold far more tokens than the 256-token window.
+    assert!(c.window_restarts() >= 1, "{notes} notes, no window restart");
     assert!(notes > 40);
 }
 

@@ -3,12 +3,13 @@
     .venv/bin/python tools/train/notes/export.py [--ckpt tools/train/work/notes/ckpt.pt]
 
 Graph (one decoding step):
-  inputs   token  int64 [1, 1, N_FIELDS]                 the compound token just written
-           past   f32   [LAYERS, 2, 1, HEADS, P, HEAD_DIM] KV cache of the P tokens before it (P >= 0)
+  inputs   token  int64 [1, T, N_FIELDS]                 the compound token(s) just written (T = 1 when
+                                                         decoding; T > 1 refills the cache in one call)
+           past   f32   [LAYERS, 2, 1, HEADS, P, HEAD_DIM] KV cache of the P tokens before them (P >= 0)
   outputs  family [3], pos [16], pitch [4, 128], duration [32], note_strength [4], track [4]
                                                          logits of the next token's fields
-           present f32 [LAYERS, 2, 1, HEADS, P + 1, HEAD_DIM]
-The token's position is P (read from the cache's shape), so the runtime keeps P < MAX_LEN.
+           present f32 [LAYERS, 2, 1, HEADS, P + T, HEAD_DIM]
+Token positions are P..P+T-1 (read from the shapes), so the runtime keeps P + T <= MAX_LEN.
 
 Writes
   tools/train/work/notes/notes_fp32.onnx, notes_pre.onnx   intermediate
@@ -40,6 +41,8 @@ log = logging.getLogger("export")
 OUT_NAMES = list(HEADS.keys())
 # Steps of the reference run written next to the model (enough to cover several bars).
 REFERENCE_STEPS = 48
+# Tokens fed in one call for the refill reference.
+PREFILL = 16
 
 
 class Step(torch.nn.Module):
@@ -105,12 +108,13 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     int8 = os.path.join(args.out_dir, "notes_int8.onnx")
 
-    tok = torch.zeros(1, 1, tk.N_FIELDS, dtype=torch.int64)
+    tok = torch.zeros(1, 2, tk.N_FIELDS, dtype=torch.int64)
     past = torch.zeros(cfg["layers"], 2, 1, cfg["n_heads"], 3, cfg["d"] // cfg["n_heads"])
     p_dim = torch.export.Dim("past", min=0, max=MAX_LEN - 1)
+    t_dim = torch.export.Dim("tokens", min=1, max=MAX_LEN)
     prog = torch.onnx.export(step, (tok, past), fp32, dynamo=True, input_names=["token", "past"],
                              output_names=[*OUT_NAMES, "present"],
-                             dynamic_shapes={"token": None, "past": {4: p_dim}}, external_data=False,
+                             dynamic_shapes={"token": {1: t_dim}, "past": {4: p_dim}}, external_data=False,
                              opset_version=18)
     del prog
     quant_pre_process(fp32, pre)
@@ -132,7 +136,15 @@ def main():
     d8 = max(float(np.abs(o8[i][k] - o32[i][k]).max()) for i in range(len(rows)) for k in OUT_NAMES)
     log.info("torch vs onnx fp32 max diff %.2e; int8 vs fp32 max diff %.3f", d32, d8)
 
-    ref = {"steps": len(rows), "fields": tk.FIELD_NAMES, "tokens": rows.tolist(),
+    # The refill path: the first PREFILL tokens in one call must give the step-by-step logits.
+    sess = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
+    empty = np.zeros((cfg["layers"], 2, 1, cfg["n_heads"], 0, cfg["d"] // cfg["n_heads"]), dtype=np.float32)
+    pre_out = sess.run(None, {"token": rows[:PREFILL].reshape(1, PREFILL, -1), "past": empty})
+    dpre = max(float(np.abs(pre_out[i] - o8[PREFILL - 1][k]).max()) for i, k in enumerate(OUT_NAMES))
+    log.info("int8 prefill of %d tokens vs step by step: max diff %.3f", PREFILL, dpre)
+    ref = {"steps": len(rows), "fields": tk.FIELD_NAMES, "tokens": rows.tolist(), "prefill_tokens": PREFILL,
+           "prefill_outputs": {k: np.round(pre_out[i].reshape(-1).astype(np.float64), 5).tolist()
+                               for i, k in enumerate(OUT_NAMES)},
            "outputs": {k: [np.round(o[k].reshape(-1).astype(np.float64), 5).tolist() for o in o8] for k in OUT_NAMES},
            "onnxruntime": ort.__version__}
     with open(os.path.join(args.out_dir, "reference.json"), "w") as f:
@@ -143,7 +155,7 @@ def main():
         "ff": cfg["ff"], "max_len": MAX_LEN, "n_fields": tk.N_FIELDS, "field_names": tk.FIELD_NAMES,
         "field_sizes": tk.FIELD_SIZES, "outputs": OUT_NAMES, "train_step": ck["step"],
         "params": sum(p.numel() for p in model.parameters()),
-        "fp32_bytes": os.path.getsize(fp32), "int8_vs_fp32_max_abs_diff": d8, "torch_vs_fp32_max_abs_diff": d32,
+        "fp32_bytes": os.path.getsize(fp32), "int8_vs_fp32_max_abs_diff": d8, "prefill_vs_steps_max_abs_diff": dpre, "torch_vs_fp32_max_abs_diff": d32,
     }
     with open(os.path.join(args.out_dir, "model.json"), "w") as f:
         json.dump(meta, f, indent=1)

@@ -52,12 +52,18 @@ class Block(nn.Module):
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             present = None
         else:
+            p = past.shape[3]
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
             present = torch.stack([k, v])
-            # Single query over the whole cache: no mask needed. Written out (not SDPA) so the
-            # exported graph is plain MatMul/Softmax that every runtime handles.
-            w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.n_heads), dim=-1)
+            # T new queries over P cached + T new keys, causal among the new ones (T = 1 in
+            # decoding: the mask is all zeros; T > 1 refills the cache in one call). Written out
+            # (not SDPA) so the exported graph is plain MatMul/Softmax that every runtime handles.
+            att = q @ k.transpose(-1, -2) / math.sqrt(d // self.n_heads)
+            q_pos = torch.arange(t, device=x.device) + p
+            k_pos = torch.arange(p + t, device=x.device)
+            future = (k_pos.unsqueeze(0) > q_pos.unsqueeze(1)).to(att.dtype)
+            w = torch.softmax(att - future * 1e4, dim=-1)
             a = w @ v
         a = a.transpose(1, 2).reshape(b, t, d)
         x = x + self.proj(a)
@@ -102,14 +108,15 @@ class NoteModel(nn.Module):
         return self.out(h)
 
     def step(self, x, past):
-        """One token: x [B, 1, N_FIELDS], past [layers, 2, B, H, P, dh] -> (logits, present)."""
-        p = past.shape[4]
-        h = self.embed(x, torch.arange(p, p + 1, device=x.device))
+        """T tokens after a cache: x [B, T, N_FIELDS], past [layers, 2, B, H, P, dh] ->
+        (logits of the token after the last one, present [layers, 2, B, H, P + T, dh])."""
+        p, t = past.shape[4], x.shape[1]
+        h = self.embed(x, torch.arange(p, p + t, device=x.device))
         presents = []
         for i, blk in enumerate(self.blocks):
             h, pr = blk(h, past[i])
             presents.append(pr)
-        return self.out(h), torch.stack(presents)
+        return self.out(h[:, -1:]), torch.stack(presents)
 
     def empty_past(self, batch=1):
         c = self.cfg
