@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::music::BEATS_PER_BAR;
 
-/// Largest relative speed change of a warped video segment (the issue's ±8 %).
-pub const MAX_WARP: f64 = 0.08;
+/// Largest relative speed change of a warped video segment: the issue allows ±8 %; plan a
+/// little inside it so frame-rate rounding in the muxed video never takes a segment past it.
+pub const MAX_WARP: f64 = 0.0775;
 /// Lowest and highest tempo the planner picks on its own (background-music range).
 pub const TEMPO_MIN_BPM: f64 = 72.0;
 pub const TEMPO_MAX_BPM: f64 = 132.0;
@@ -217,10 +218,26 @@ fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64) -> (f64, Grid) {
                 o_prev = o;
             }
             None => {
-                // Too close to the last section, or no beat reachable within ±MAX_WARP: leave this
-                // stretch unwarped (it is absorbed by the next segment) and start no section.
+                // No beat is reachable within ±MAX_WARP (a very short shot): leave this stretch
+                // unwarped and start the section on the first beat after the cut, as without warping.
                 cost += COST_WARP_MISS;
-                cut_sections.push(None);
+                let o = o_prev + d;
+                let b = ((o - ON_BEAT_TOLERANCE_S) / beat).ceil() as i64;
+                segments.push(Warp {
+                    input_start: i_prev,
+                    input_end: c.t,
+                    output_start: o_prev,
+                    output_end: o,
+                    rate: 1.0,
+                });
+                if b - last >= MIN_SECTION_BEATS {
+                    section_beats.push(b);
+                    cut_sections.push(Some(b));
+                } else {
+                    cut_sections.push(None);
+                }
+                i_prev = c.t;
+                o_prev = o;
             }
         }
     }
