@@ -189,7 +189,7 @@ pub fn demo_plan(
         let section = i / section_bars;
         let prog = &PROGRESSIONS[section as usize % PROGRESSIONS.len()];
         let pos = ((i - section * section_bars) as usize) % PROGRESSION_BARS;
-        let energy = 0.15 + 0.8 * section as f32 / (sections.max(2) - 1) as f32;
+        let energy = section as f32 / (sections.max(2) - 1) as f32;
         bars.push(BarPlan {
             index: i,
             start: i as f64 * bar_s,
