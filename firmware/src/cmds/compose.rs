@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::compose::sampler::Sampling;
 use crate::compose::{BarControls, Composer};
-use crate::midi::{write_midi, MidiTrack, TimedNote};
+use crate::midi::{MidiTrack, TimedNote, write_midi};
 use crate::music::{Chord, ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +42,10 @@ pub struct Args {
     /// The note model (default: models/notes/notes_int8.onnx in the data folder).
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
+    /// Let the model alone decide where each bar ends (no guard keeping it within one density
+    /// class of the request): measures the learned density control.
+    #[arg(long)]
+    pub no_density_guard: bool,
     /// Print a timing line (JSON: model steps, sampled tokens, seconds, tokens/s) after writing.
     #[arg(long)]
     pub timing: bool,
@@ -125,6 +129,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
     }
     composer.set_sampling(sampling);
     composer.record_steps(args.steps_out.is_some());
+    composer.set_density_guard(!args.no_density_guard);
     composer.start(args.seed);
     let t0 = std::time::Instant::now();
     let chords = if args.chords.is_empty() {

@@ -20,7 +20,7 @@ use tract_onnx::prelude::TValue;
 
 use crate::music::{Chord, DENSITY_CLASSES, Note, NoteSet, STRENGTH_CLASSES};
 use model::{Logits, NoteModel};
-use sampler::{BarState, Sampling, sample};
+use sampler::{BarState, Sampling, density_guard, sample};
 use vocab::*;
 
 /// The controls the note model obeys for one bar.
@@ -110,6 +110,8 @@ pub struct Composer {
     fresh: bool,
     /// Window restarts since load.
     restarts: u64,
+    /// Keep every bar within one density class of the request (see [`sampler::density_guard`]).
+    density_guard: bool,
 }
 
 impl std::fmt::Debug for Composer {
@@ -141,6 +143,7 @@ impl Composer {
             recorded: None,
             fresh: true,
             restarts: 0,
+            density_guard: true,
         })
     }
 
@@ -178,6 +181,11 @@ impl Composer {
 
     pub fn model(&self) -> &NoteModel {
         &self.model
+    }
+
+    /// Turns the density guard on (the default) or off (to measure the learned control alone).
+    pub fn set_density_guard(&mut self, on: bool) {
+        self.density_guard = on;
     }
 
     /// Tokens in the KV cache.
@@ -290,8 +298,18 @@ impl Composer {
         let none_note = [NONE_PITCH, NONE_DUR, NONE_NSTR, NONE_TRACK];
         let mut tokens = vec![token(T_BAR, NONE_POS, none_note, 0)];
         let mut logits = self.feed(tokens[0])?;
+        let (min_notes, max_notes) = if self.density_guard {
+            density_guard(
+                usize::from(controls.density),
+                &self.model.card().density_edges,
+            )
+        } else {
+            (0, usize::MAX)
+        };
         let mut st = BarState {
             tokens: 1,
+            min_notes,
+            max_notes,
             ..Default::default()
         };
         let mut notes = Vec::new();

@@ -17,6 +17,7 @@ use super::vocab::{
     FIELD_SIZES, MAX_DUR16, N_FAMILIES, N_FIELDS, N_PITCH, N_TRACKS, NOTE_STRENGTH_CLASSES,
     STEPS_PER_BAR, Token,
 };
+use crate::music::DENSITY_CLASSES;
 
 /// File name of the machine-readable model card next to the model.
 pub const CARD_FILE: &str = "model.json";
@@ -35,6 +36,8 @@ pub struct ModelCard {
     pub n_fields: usize,
     pub field_sizes: Vec<usize>,
     pub outputs: Vec<String>,
+    /// Most notes per bar of each density class but the last (the corpus octiles).
+    pub density_edges: Vec<f64>,
 }
 
 /// Name of the graph's symbolic token-count dimension (the export's `Dim("tokens")`).
@@ -140,6 +143,16 @@ impl NoteModel {
                 format!(
                     "its card lists fields {:?}, this firmware speaks {:?}",
                     card.field_sizes, FIELD_SIZES
+                ),
+            ));
+        }
+        if card.density_edges.len() != usize::from(DENSITY_CLASSES) - 1 {
+            return Err(shape_err(
+                path,
+                format!(
+                    "its card has {} density edges, this firmware has {} classes",
+                    card.density_edges.len(),
+                    DENSITY_CLASSES
                 ),
             ));
         }

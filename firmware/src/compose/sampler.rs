@@ -30,6 +30,21 @@ pub struct BarState {
     /// Notes written at the current position, and the last one's (track, pitch).
     pub notes_at_pos: usize,
     pub last_note: Option<(usize, usize)>,
+    /// Density guard: the bar may not end before this many notes...
+    pub min_notes: usize,
+    /// ...nor hold more than this many (see [`density_guard`]).
+    pub max_notes: usize,
+}
+
+/// The density guard: the note counts a bar of density class `class` may end with, given the
+/// corpus' class edges (`edges[k]` = most notes of class k). The model decides where inside the
+/// range of the requested class and its two neighbours the bar ends; the guard only keeps a
+/// sampling slip from landing two or more classes away (a safety rail like the token budget:
+/// the learned control is measured with it off, see `undertone compose --no-density-guard`).
+pub fn density_guard(class: usize, edges: &[f64]) -> (usize, usize) {
+    let upper = |k: usize| edges.get(k).map_or(usize::MAX, |e| e.floor() as usize);
+    let min = if class >= 2 { upper(class - 2) + 1 } else { 0 };
+    (min, upper(class + 1))
 }
 
 /// Sampling settings.
@@ -100,13 +115,18 @@ impl BarState {
         // A POS needs room for itself and one NOTE; a NOTE for itself.
         let room = max_tokens.saturating_sub(self.tokens);
         let pos_left = self.pos.map_or(true, |p| p + 1 < STEPS_PER_BAR);
+        let more = self.notes < self.max_notes;
         let bar = self.last_family != 1; // a POS must be followed by a note
-        let pos = self.last_family != 1 && pos_left && room >= 2;
+        let pos = self.last_family != 1 && pos_left && room >= 2 && more;
         let note = self.last_family != 0 && self.notes_at_pos < MAX_NOTES_PER_POS && room >= 1;
-        let note = note && self.track_mask().iter().any(|t| *t);
+        let note = note && more && self.track_mask().iter().any(|t| *t);
         if !(bar || pos || note) {
             // Only reachable after a POS with no room, which the POS rule prevents; end the bar.
             return [true, false, false];
+        }
+        if bar && self.notes < self.min_notes && (pos || note) {
+            // too few notes yet and the bar can still grow: it may not end here
+            return [false, pos, note];
         }
         [bar, pos, note]
     }
@@ -192,6 +212,7 @@ mod tests {
     fn grammar_forbids_going_back_in_the_bar() {
         let mut st = BarState {
             tokens: 1,
+            max_notes: usize::MAX,
             ..Default::default()
         };
         assert_eq!(st.family_mask(64), [true, true, false]);
@@ -203,5 +224,27 @@ mod tests {
         assert!(!st.track_mask()[0]);
         assert!(st.pitch_mask(1)[59] && !st.pitch_mask(1)[60]);
         assert!(st.pitch_mask(2)[80]);
+    }
+
+    #[test]
+    fn density_guard_keeps_bars_within_one_class() {
+        let edges = [5.0, 7.0, 8.0, 9.0, 10.0, 11.0, 15.0];
+        assert_eq!(density_guard(0, &edges), (0, 7));
+        assert_eq!(density_guard(3, &edges), (8, 10));
+        assert_eq!(density_guard(7, &edges), (12, usize::MAX));
+        let mut st = BarState {
+            tokens: 1,
+            min_notes: 2,
+            max_notes: 3,
+            ..Default::default()
+        };
+        st.on_pos(0);
+        st.on_note(0, 70);
+        // one note, two needed: the bar cannot end yet
+        assert_eq!(st.family_mask(64), [false, true, true]);
+        st.on_note(1, 60);
+        st.on_note(2, 50);
+        // three notes, the most allowed: only the bar end is left
+        assert_eq!(st.family_mask(64), [true, false, false]);
     }
 }

@@ -155,6 +155,7 @@ def main():
         "ff": cfg["ff"], "max_len": MAX_LEN, "n_fields": tk.N_FIELDS, "field_names": tk.FIELD_NAMES,
         "field_sizes": tk.FIELD_SIZES, "outputs": OUT_NAMES, "train_step": ck["step"],
         "params": sum(p.numel() for p in model.parameters()),
+        "density_edges": json.load(open(os.path.join(args.out_dir, "tokens.json")))["density_edges_notes_per_bar"],
         "fp32_bytes": os.path.getsize(fp32), "int8_vs_fp32_max_abs_diff": d8, "prefill_vs_steps_max_abs_diff": dpre, "torch_vs_fp32_max_abs_diff": d32,
     }
     with open(os.path.join(args.out_dir, "model.json"), "w") as f:
