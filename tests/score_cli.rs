@@ -9,7 +9,14 @@ use std::process::Command;
 
 use common::{clip, entries, stderr, undertone};
 
-const OUTPUTS: [&str; 6] = ["analysis.json", "music.wav", "notes.mid", "report.json", "report.png", "scored.mp4"];
+const OUTPUTS: [&str; 6] = [
+    "analysis.json",
+    "music.wav",
+    "notes.mid",
+    "report.json",
+    "report.png",
+    "scored.mp4",
+];
 
 fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap()
@@ -22,9 +29,17 @@ fn assert_rejected(args: &[&dyn AsRef<std::ffi::OsStr>], out: &Path, name: &str,
     let err = stderr(&o);
     assert!(!o.status.success(), "expected failure, got success: {err}");
     assert!(err.contains(name), "error should name {name}: {err}");
-    assert!(what.iter().any(|w| err.to_lowercase().contains(w)), "error should say one of {what:?}: {err}");
+    assert!(
+        what.iter().any(|w| err.to_lowercase().contains(w)),
+        "error should say one of {what:?}: {err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(entries(out).is_empty(), "nothing may be left behind in {}: {:?}", out.display(), entries(out));
+    assert!(
+        entries(out).is_empty(),
+        "nothing may be left behind in {}: {:?}",
+        out.display(),
+        entries(out)
+    );
 }
 
 #[test]
@@ -47,10 +62,17 @@ fn scores_a_real_clip_with_all_outputs() {
     assert_eq!((spec.sample_rate, spec.channels), (48_000, 2));
     let samples: Vec<i16> = wav.samples::<i16>().map(|s| s.unwrap()).collect();
     let secs = samples.len() as f64 / 2.0 / 48_000.0;
-    assert!((secs - duration).abs() <= 1.0 / fps + 1e-6, "audio {secs} s vs video {duration} s");
-    let rms = (samples.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    assert!(
+        (secs - duration).abs() <= 1.0 / fps + 1e-6,
+        "audio {secs} s vs video {duration} s"
+    );
+    let rms =
+        (samples.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
     assert!(rms > 500.0, "music is nearly silent (rms {rms})");
-    assert!(samples.iter().all(|&s| s > i16::MIN && s < i16::MAX), "clipped samples");
+    assert!(
+        samples.iter().all(|&s| s > i16::MIN && s < i16::MAX),
+        "clipped samples"
+    );
 
     // notes.mid: a melody track with notes, and the report's per-bar counts add up to it.
     let bytes = fs::read(out.join("notes.mid")).unwrap();
@@ -68,22 +90,49 @@ fn scores_a_real_clip_with_all_outputs() {
     let counted: u64 = bars.iter().map(|b| b["note_count"].as_u64().unwrap()).sum();
     assert!(ons > 0);
     assert_eq!(ons as u64, counted);
-    for key in ["start", "end", "speed", "saliency", "density_class", "strength_class", "section_start", "mean_velocity", "template_id", "style"] {
+    for key in [
+        "start",
+        "end",
+        "speed",
+        "saliency",
+        "density_class",
+        "strength_class",
+        "section_start",
+        "mean_velocity",
+        "template_id",
+        "style",
+    ] {
         assert!(bars[0].get(key).is_some(), "bar field {key} missing");
     }
     assert!(r["tempo_bpm"].as_f64().unwrap() > 40.0);
-    assert!(!r["beats"].as_array().unwrap().is_empty() && !r["downbeats"].as_array().unwrap().is_empty());
+    assert!(
+        !r["beats"].as_array().unwrap().is_empty()
+            && !r["downbeats"].as_array().unwrap().is_empty()
+    );
 
     // scored.mp4 has a video and an audio stream of the video's length.
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(out.join("scored.mp4"))
         .output()
         .unwrap();
     let kinds = String::from_utf8_lossy(&probe.stdout);
-    assert!(kinds.contains("video") && kinds.contains("audio"), "{kinds}");
+    assert!(
+        kinds.contains("video") && kinds.contains("audio"),
+        "{kinds}"
+    );
     // report.png is a PNG.
-    assert_eq!(&fs::read(out.join("report.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(
+        &fs::read(out.join("report.png")).unwrap()[..8],
+        b"\x89PNG\r\n\x1a\n"
+    );
 }
 
 #[test]
@@ -92,26 +141,44 @@ fn same_seed_gives_byte_identical_outputs_and_refine_updates_in_place() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let video = clip("bikes.mp4");
     for out in [&a, &b] {
-        let o = undertone(&[&"score", &video, &"-o", out, &"--seed", &"42", &"--genre", &"ambient", &"--quiet"]);
+        let o = undertone(&[
+            &"score", &video, &"-o", out, &"--seed", &"42", &"--genre", &"ambient", &"--quiet",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
     for f in ["music.wav", "notes.mid", "scored.mp4", "report.png"] {
-        assert!(fs::read(a.join(f)).unwrap() == fs::read(b.join(f)).unwrap(), "{f} differs between runs");
+        assert!(
+            fs::read(a.join(f)).unwrap() == fs::read(b.join(f)).unwrap(),
+            "{f} differs between runs"
+        );
     }
 
     let o = undertone(&[&"refine", &a, &"--list"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let list = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(list.contains("new-melody") && list.contains("genre=pop") && !list.contains("genre=ambient"), "{list}");
+    assert!(
+        list.contains("new-melody")
+            && list.contains("genre=pop")
+            && !list.contains("genre=ambient"),
+        "{list}"
+    );
 
     let before = fs::read(a.join("notes.mid")).unwrap();
     let o = undertone(&[&"refine", &a, &"--like"]);
     assert!(o.status.success());
-    assert_eq!(fs::read(a.join("notes.mid")).unwrap(), before, "liking changes nothing");
+    assert_eq!(
+        fs::read(a.join("notes.mid")).unwrap(),
+        before,
+        "liking changes nothing"
+    );
 
     let o = undertone(&[&"refine", &a, &"--option", &"new-melody", &"--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_ne!(fs::read(a.join("notes.mid")).unwrap(), before, "a new melody was written");
+    assert_ne!(
+        fs::read(a.join("notes.mid")).unwrap(),
+        before,
+        "a new melody was written"
+    );
     assert_eq!(entries(&a), OUTPUTS.to_vec());
     let r = report(&a);
     assert_eq!(r["preferences"]["melody_variation"], 1);
@@ -126,7 +193,12 @@ fn missing_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let missing = dir.path().join("nope.mp4");
-    assert_rejected(&[&"score", &missing, &"-o", &out], &out, "nope.mp4", &["no such file"]);
+    assert_rejected(
+        &[&"score", &missing, &"-o", &out],
+        &out,
+        "nope.mp4",
+        &["no such file"],
+    );
 }
 
 #[test]
@@ -135,7 +207,12 @@ fn a_text_file_is_not_a_video() {
     let out = dir.path().join("out");
     let f = dir.path().join("notes.mp4");
     fs::write(&f, "this is a shopping list, not a film\n".repeat(200)).unwrap();
-    assert_rejected(&[&"score", &f, &"-o", &out], &out, "notes.mp4", &["not a video", "corrupt"]);
+    assert_rejected(
+        &[&"score", &f, &"-o", &out],
+        &out,
+        "notes.mp4",
+        &["not a video", "corrupt"],
+    );
 }
 
 #[test]
@@ -144,12 +221,26 @@ fn audio_only_file_has_no_video_stream() {
     let out = dir.path().join("out");
     let f = dir.path().join("tone.m4a");
     let ok = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac"])
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=2",
+            "-c:a",
+            "aac",
+        ])
         .arg(&f)
         .status()
         .unwrap();
     assert!(ok.success());
-    assert_rejected(&[&"score", &f, &"-o", &out], &out, "tone.m4a", &["no video stream"]);
+    assert_rejected(
+        &[&"score", &f, &"-o", &out],
+        &out,
+        "tone.m4a",
+        &["no video stream"],
+    );
 }
 
 #[test]
@@ -168,7 +259,12 @@ fn truncated_file_is_rejected() {
     let f = dir.path().join("cut.mp4");
     let bytes = fs::read(clip("bikes.mp4")).unwrap();
     fs::write(&f, &bytes[..bytes.len() / 3]).unwrap();
-    assert_rejected(&[&"score", &f, &"-o", &out], &out, "cut.mp4", &["truncated"]);
+    assert_rejected(
+        &[&"score", &f, &"-o", &out],
+        &out,
+        "cut.mp4",
+        &["truncated"],
+    );
 }
 
 #[test]
@@ -180,7 +276,10 @@ fn unwritable_output_folder_is_named() {
     let o = undertone(&[&"score", &clip("bikes.mp4"), &"-o", &out]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("a-file/out") && err.contains("cannot write output folder"), "{err}");
+    assert!(
+        err.contains("a-file/out") && err.contains("cannot write output folder"),
+        "{err}"
+    );
     assert_eq!(fs::read(&blocker).unwrap(), b"x");
 }
 
@@ -191,7 +290,11 @@ fn unknown_option_values_list_the_valid_ones() {
     let video = clip("bikes.mp4");
     let o = undertone(&[&"score", &video, &"-o", &out, &"--genre", &"disco"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("disco") && stderr(&o).contains("lofi"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("disco") && stderr(&o).contains("lofi"),
+        "{}",
+        stderr(&o)
+    );
     let o = undertone(&[&"score", &video, &"-o", &out, &"--energy", &"7"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("0.0 to 1.0"), "{}", stderr(&o));
@@ -199,4 +302,79 @@ fn unknown_option_values_list_the_valid_ones() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("BPM"), "{}", stderr(&o));
     assert!(!out.exists());
+}
+
+#[test]
+fn warp_retimes_the_video_within_eight_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = undertone(&[
+        &"score",
+        &clip("bikes.mp4"),
+        &"-o",
+        &out,
+        &"--warp",
+        &"--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = report(&out);
+    assert_eq!(r["output"]["warped"], true);
+    let warps = r["warps"].as_array().unwrap();
+    assert!(!warps.is_empty());
+    for w in warps {
+        let rate = w["rate"].as_f64().unwrap();
+        assert!((rate - 1.0).abs() <= 0.08, "{w}");
+    }
+    // Every cut whose stretch was warped sits on a downbeat of the music (within 50 ms); a
+    // stretch left at rate 1 is one no beat was reachable from within the limit.
+    let downbeats: Vec<f64> = r["downbeats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let mut on_beat = 0;
+    for c in r["cuts"].as_array().unwrap() {
+        let t = c["t"].as_f64().unwrap();
+        let Some(w) = warps
+            .iter()
+            .find(|w| (w["output_end"].as_f64().unwrap() - t).abs() < 1e-6)
+        else {
+            continue;
+        };
+        if w["rate"].as_f64().unwrap() == 1.0 {
+            continue;
+        }
+        let d = downbeats
+            .iter()
+            .map(|b| (b - t).abs())
+            .fold(f64::MAX, f64::min);
+        assert!(d <= 0.05, "cut at {t} is {d} s from a downbeat");
+        on_beat += 1;
+    }
+    assert!(on_beat > 0, "no cut was warped onto a downbeat");
+    // The warped video is as long as the music.
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(out.join("scored.mp4"))
+        .output()
+        .unwrap();
+    let vdur: f64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let adur = r["output"]["duration"].as_f64().unwrap();
+    assert!(
+        (vdur - adur).abs() < 0.1,
+        "video {vdur} s vs music {adur} s"
+    );
 }
