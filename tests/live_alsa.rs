@@ -3,144 +3,21 @@
 //! - a *paced* PCM, PulseAudio's null sink through the ALSA `pulse` plugin, checks real-time
 //!   behaviour: pacing, an underrun counted and recovered, a server that dies and returns.
 //!
-//! Each paced test starts its own PulseAudio (own runtime folder and socket) and stops it.
-//! The PCMs are defined once per process in an asoundrc under `$XDG_CONFIG_HOME`, with the
-//! server socket and recording file as arguments. Timing is asserted only where timing is
+//! Each paced test starts its own PulseAudio (`live_pulse.rs`) and stops it. Timing is asserted only where timing is
 //! the behaviour under test, with bounds generous enough for a loaded 2-core machine.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+mod live_pulse;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use live_pulse::{setup, Pulse};
 
 use undertone::live::device::DeviceState;
 use undertone::sink::alsa::{AlsaOptions, PERIOD_FRAMES};
 use undertone::sink::{AlsaSink, Sink};
 
 const RATE: usize = 48_000;
-
-/// The PCM definitions every test uses (see the module comment).
-const ASOUNDRC: &str = r#"
-pcm.utpulse {
-  @args [ SERVER ]
-  @args.SERVER { type string }
-  type pulse
-  device "nullsink"
-  server $SERVER
-  handle_underrun true
-}
-pcm.utpaced {
-  @args [ SERVER FILE ]
-  @args.SERVER { type string }
-  @args.FILE { type string }
-  type file
-  slave.pcm { type pulse device "nullsink" server $SERVER handle_underrun true }
-  file $FILE
-  format "wav"
-}
-"#;
-
-static SETUP: Once = Once::new();
-
-/// Points alsa-lib at our asoundrc. Runs before any test touches ALSA (every test calls
-/// it first), so no other thread reads the environment while it changes.
-fn setup() {
-    SETUP.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("undertone-live-alsa-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("alsa")).unwrap();
-        std::fs::write(dir.join("alsa/asoundrc"), ASOUNDRC).unwrap();
-        std::env::set_var("XDG_CONFIG_HOME", &dir);
-    });
-}
-
-/// A private PulseAudio with a 48 kHz stereo null sink, killed on drop.
-struct Pulse {
-    child: Child,
-    dir: PathBuf,
-    socket: PathBuf,
-}
-
-impl Pulse {
-    fn start(dir: &Path) -> Pulse {
-        let run = dir.join("run");
-        std::fs::create_dir_all(&run).unwrap();
-        let socket = dir.join("native");
-        let _ = std::fs::remove_file(&socket);
-        let conf = dir.join("pa.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                // norewinds=1: without it the first blocking write stalls ~1.85 s (RECIPES.md).
-                "load-module module-null-sink sink_name=nullsink rate=48000 channels=2 norewinds=1\n\
-                 load-module module-native-protocol-unix auth-anonymous=1 socket={}\n",
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("pulseaudio")
-            .args(["-n", "-F"])
-            .arg(&conf)
-            .args([
-                "--exit-idle-time=-1",
-                "--daemonize=no",
-                "--log-target=stderr",
-            ])
-            .env("XDG_RUNTIME_DIR", &run)
-            .env("HOME", dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot run pulseaudio: install it (tools/setup.sh does)");
-        // Wait for the server to listen (it is an external process starting, not a timing check).
-        let t0 = Instant::now();
-        while !socket.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "pulseaudio did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Pulse {
-            child,
-            dir: dir.to_path_buf(),
-            socket,
-        }
-    }
-
-    fn server(&self) -> String {
-        format!("unix:{}", self.socket.display())
-    }
-
-    /// The paced PCM, recording what it plays to `wav`.
-    fn paced(&self, wav: &Path) -> String {
-        format!(
-            "utpaced:SERVER=\"{}\",FILE=\"{}\"",
-            self.server(),
-            wav.display()
-        )
-    }
-
-    /// The paced PCM, no recording.
-    fn pcm(&self) -> String {
-        format!("utpulse:SERVER=\"{}\"", self.server())
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        *self = Pulse::start(&self.dir.clone());
-    }
-}
-
-impl Drop for Pulse {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Frames whose samples encode their index (exact in 16 bits): left = k, right = -k.
 fn ramp(start: usize, frames: usize) -> Vec<f32> {

@@ -46,6 +46,9 @@ impl Notifier {
             None => SocketAddr::from_pathname(path).map_err(err)?,
         };
         let sock = UnixDatagram::unbound().map_err(err)?;
+        // Never block the processing loop on a full notify queue (a slow or stuck reader):
+        // a message that does not fit is dropped; the next WATCHDOG/STATUS follows soon.
+        sock.set_nonblocking(true).map_err(err)?;
         Ok(Notifier {
             target: Some((sock, addr, path.to_string())),
         })
@@ -61,12 +64,17 @@ impl Notifier {
         let Some((sock, addr, path)) = &self.target else {
             return Ok(());
         };
-        sock.send_to_addr(msg.as_bytes(), addr)
-            .map(|_| ())
-            .map_err(|source| NotifyError::Socket {
+        match sock.send_to_addr(msg.as_bytes(), addr) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tracing::debug!(socket = %path, "notify queue full; message dropped");
+                Ok(())
+            }
+            Err(source) => Err(NotifyError::Socket {
                 path: path.clone(),
                 source,
-            })
+            }),
+        }
     }
 
     /// `READY=1` with a status line.
@@ -145,6 +153,21 @@ mod tests {
         let server = UnixDatagram::bind_addr(&addr).unwrap();
         let n = Notifier::to_socket(&format!("@{name}")).unwrap();
         n.watchdog().unwrap();
+        let mut buf = [0u8; 64];
+        let k = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..k], b"WATCHDOG=1");
+    }
+
+    #[test]
+    fn a_reader_that_never_reads_does_not_block_the_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier::to_socket(path.to_str().unwrap()).unwrap();
+        // Far more than any datagram queue holds (net.unix.max_dgram_qlen is 512 at most).
+        for _ in 0..10_000 {
+            n.watchdog().unwrap();
+        }
         let mut buf = [0u8; 64];
         let k = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..k], b"WATCHDOG=1");
