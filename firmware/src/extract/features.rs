@@ -7,10 +7,13 @@
 //! **Motion saliency** is how conspicuous the motion is against the rest of the frame. The
 //! camera's own motion is modelled as an affine flow field (pan, tilt, zoom, roll), fitted
 //! robustly over the textured blocks; what it does not explain is object motion. With `R_top`
-//! the mean residual of the most-moving 5 % of blocks, `R_med` the median residual and `G` the
+//! the mean residual of the most-moving 5 % of blocks (inner, textured blocks; residuals weighted
+//! by texture confidence), `R_med` the median residual and `G` the
 //! mean camera-motion magnitude (all pixels per frame):
 //!
-//! `saliency = clamp((R_top - R_med) / (R_top + G + NOISE_PX), 0, 1)`
+//! `saliency = clamp((R_top - R_med) / (R_top + 2·G + NOISE_PX), 0, 1)`
+//!
+//! (the flow map is first 3x3-median filtered; `2·G` because flow error grows with motion).
 //!
 //! A lone mover on a still background: `R_top` = its speed, `G` ≈ `R_med` ≈ 0 → near 1.
 //! A pan or zoom over a still scene: the affine fit absorbs it, `R_top` is small and `G`
@@ -20,6 +23,10 @@
 /// Flow residual (pixels/frame at the analysis size) below which motion is indistinguishable
 /// from estimation noise; it keeps a still frame's saliency near zero.
 pub const NOISE_PX: f32 = 0.5;
+/// Flow error grows with the motion itself (about a third of it for block Lucas-Kanade on a
+/// pyramid without warping): object motion must stand out from that much error of the camera's
+/// motion, so the camera term of the denominator is weighted by this.
+pub const CAMERA_NOISE: f32 = 2.0;
 /// Share of blocks whose residual counts as "the mover" (5 %, at least MIN_TOP blocks).
 const TOP_SHARE: f32 = 0.05;
 const MIN_TOP: usize = 3;
@@ -40,6 +47,25 @@ pub fn mean_magnitude(dx: &[f32], dy: &[f32]) -> f32 {
         .map(|(a, b)| (a * a + b * b).sqrt())
         .sum::<f32>()
         / dx.len() as f32
+}
+
+/// 3x3 median filter of a block map (edges use the neighbours that exist).
+fn median3x3(v: &[f32], bw: usize, bh: usize) -> Vec<f32> {
+    let mut out = vec![0f32; v.len()];
+    let mut win = Vec::with_capacity(9);
+    for y in 0..bh {
+        for x in 0..bw {
+            win.clear();
+            for yy in y.saturating_sub(1)..(y + 2).min(bh) {
+                for xx in x.saturating_sub(1)..(x + 2).min(bw) {
+                    win.push(v[yy * bw + xx]);
+                }
+            }
+            win.sort_by(f32::total_cmp);
+            out[y * bw + x] = win[win.len() / 2];
+        }
+    }
+    out
 }
 
 /// Solves the 3x3 symmetric system `m x = r` (Cramer's rule); `None` if singular.
@@ -75,6 +101,10 @@ pub struct Saliency {
 
 /// Fits the affine camera motion and scores saliency (see the module docs).
 pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> Saliency {
+    // Isolated wrong blocks (a coarse level overshooting on repetitive texture) would read as
+    // lone movers: a 3x3 median keeps coherent movers of 2x2 blocks or more and drops them.
+    let (mdx, mdy) = (median3x3(dx, bw, bh), median3x3(dy, bw, bh));
+    let (dx, dy) = (&mdx[..], &mdy[..]);
     let n = bw * bh;
     if n == 0 {
         return Saliency {
@@ -146,14 +176,24 @@ pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> S
         })
         .sum::<f32>()
         / n as f32;
-    let mut sorted = residual.clone();
+    // Object motion is scored where it can be measured: textured blocks (a flat block's flow
+    // is shrunk to zero, which would read as motion against a moving camera), away from the
+    // border ring (content entering or leaving the frame has no match).
+    let interior = |i: usize| {
+        bw < 5 || bh < 5 || (i % bw > 0 && i % bw < bw - 1 && i / bw > 0 && i / bw < bh - 1)
+    };
+    let mut sorted: Vec<f32> = (0..n)
+        .filter(|&i| interior(i))
+        .map(|i| residual[i] * (base[i] as f32).min(1.0))
+        .collect();
     sorted.sort_by(|p, q| q.total_cmp(p));
-    let k = ((n as f32 * TOP_SHARE).round() as usize)
+    let m = sorted.len();
+    let k = ((m as f32 * TOP_SHARE).round() as usize)
         .max(MIN_TOP)
-        .min(n);
+        .min(m);
     let top = sorted[..k].iter().sum::<f32>() / k as f32;
-    let med = sorted[n / 2];
-    let s = ((top - med) / (top + camera + NOISE_PX)).clamp(0.0, 1.0);
+    let med = sorted[m / 2];
+    let s = ((top - med) / (top + CAMERA_NOISE * camera + NOISE_PX)).clamp(0.0, 1.0);
     Saliency {
         saliency: s,
         camera,

@@ -86,15 +86,16 @@ pub struct History {
     pub thumb: Vec<f32>,
 }
 
-/// Long-range window of the gradual-transition detector (seconds): dissolves and fades in
-/// edited footage last 0.3–2 s.
-const GRADUAL_WINDOW_S: f64 = 0.5;
-/// The frame at the end of the window looks this different from the start (1 - NCC of the
-/// 1/8-size frames) for a transition.
+/// Half-window of the gradual-transition detector (seconds): dissolves and fades in edited
+/// footage last 0.3–2 s; frame t is compared with the frames this far before and after.
+const GRADUAL_HALF_WINDOW_S: f64 = 0.5;
+/// The frames at both ends of the window look this different (1 - NCC of the 1/8-size frames).
 const GRADUAL_MIN_CHANGE: f32 = 0.5;
-/// Motion over the window below which the change is not explained by movement (frame
-/// diagonals): a pan can change the picture as much as a dissolve, but it moves.
-const GRADUAL_MAX_TRAVEL: f32 = 0.06;
+/// In a dissolve the middle frame is a blend of the two ends: the best blend leaves at most this
+/// share of the ends' difference unexplained (a moving picture is no blend of its past and future).
+const GRADUAL_MAX_BLEND_ERR: f32 = 0.2;
+/// Motion over the window (frame diagonals) above which the change is movement, not a transition.
+const GRADUAL_MAX_TRAVEL: f32 = 0.25;
 /// A frame this flat (luma standard deviation) is black/blank: a fade passes through it.
 const FLAT_SD: f32 = 0.02;
 /// Something changes every frame of a transition (mean |diff| >= 1/4 grey level).
@@ -127,29 +128,52 @@ fn ncc_change(a: &[f32], b: &[f32]) -> f32 {
     1.0 - c / (va * vb).sqrt()
 }
 
+/// How far `mid` is from the best blend `(1-α)·a + α·b`, as a share of `|b - a|²`.
+fn blend_error(a: &[f32], mid: &[f32], b: &[f32]) -> f32 {
+    let (mut dd, mut xd) = (0f32, 0f32);
+    for ((&p, &m), &q) in a.iter().zip(mid).zip(b) {
+        dd += (q - p) * (q - p);
+        xd += (m - p) * (q - p);
+    }
+    if dd <= 1e-9 {
+        return 1.0;
+    }
+    let alpha = (xd / dd).clamp(0.0, 1.0);
+    let err: f32 = a
+        .iter()
+        .zip(mid)
+        .zip(b)
+        .map(|((&p, &m), &q)| {
+            let e = m - (p + alpha * (q - p));
+            e * e
+        })
+        .sum();
+    err / dd
+}
+
 /// Gradual transitions (dissolves, fades, wipes) over a whole history, avoiding the given
-/// hard cuts. A frame is inside one when the picture half a second earlier differs strongly,
-/// the change is not explained by accumulated motion, no hard cut lies in between, and the
-/// picture changes on every frame; runs of such frames (or a run of blank frames between two
-/// shots) become one transition from its first to its last frame.
+/// hard cuts. Frame t is inside one when the pictures half a second before and after differ
+/// strongly, t itself is a blend of the two (the dissolve test), the change is not explained by
+/// accumulated motion, no hard cut lies in between, and the picture changes on every frame;
+/// runs of such frames (or a run of blank frames between two shots) become one transition
+/// from its first to its last frame.
 pub fn gradual_transitions(h: &[History], cuts: &[f64], fps: f64) -> Vec<Transition> {
     let n = h.len();
-    let k = ((GRADUAL_WINDOW_S * fps).round() as usize).max(2);
+    let k = ((GRADUAL_HALF_WINDOW_S * fps).round() as usize).max(2);
     let mut inside = vec![false; n];
-    for i in k..n {
-        let j = i - k;
-        if cuts.iter().any(|&c| c > h[j].t && c <= h[i].t + 1e-9) {
+    for i in k..n.saturating_sub(k) {
+        let (a, b) = (i - k, i + k);
+        if cuts.iter().any(|&c| c > h[a].t && c <= h[b].t + 1e-9) {
             continue;
         }
-        let travel: f32 = h[j + 1..=i].iter().map(|f| f.speed).sum::<f32>() / fps as f32;
-        let changing = h[j + 1..=i].iter().all(|f| f.mad >= GRADUAL_MIN_MAD);
+        let travel: f32 = h[a + 1..=b].iter().map(|f| f.speed).sum::<f32>() / fps as f32;
+        let changing = h[a + 1..=b].iter().all(|f| f.mad >= GRADUAL_MIN_MAD);
         if changing
             && travel < GRADUAL_MAX_TRAVEL
-            && ncc_change(&h[j].thumb, &h[i].thumb) >= GRADUAL_MIN_CHANGE
+            && ncc_change(&h[a].thumb, &h[b].thumb) >= GRADUAL_MIN_CHANGE
+            && blend_error(&h[a].thumb, &h[i].thumb, &h[b].thumb) <= GRADUAL_MAX_BLEND_ERR
         {
-            for f in inside.iter_mut().take(i + 1).skip(j + 1) {
-                *f = true;
-            }
+            inside[i] = true;
         }
     }
     // Blank frames between two non-blank shots: a fade out/in.

@@ -92,6 +92,26 @@ fn last_line(text: &str) -> String {
         .to_string()
 }
 
+/// Does the file start with the signature of a common media container?
+fn looks_like_media(path: &Path) -> bool {
+    let mut head = [0u8; 12];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let h = &head[..n];
+    let at = |off: usize, sig: &[u8]| h.len() >= off + sig.len() && &h[off..off + sig.len()] == sig;
+    at(4, b"ftyp") // MP4 / MOV / 3GP
+        || at(4, b"moov")
+        || at(4, b"mdat")
+        || at(4, b"free")
+        || at(0, &[0x1A, 0x45, 0xDF, 0xA3]) // Matroska / WebM (EBML)
+        || at(0, b"RIFF") // AVI
+        || at(0, b"OggS")
+        || at(0, b"FLV")
+        || at(0, &[0x00, 0x00, 0x01, 0xBA]) // MPEG program stream
+        || (n >= 1 && h[0] == 0x47) // MPEG transport stream sync byte
+}
+
 /// Reads the stream facts with ffprobe and classifies unreadable inputs.
 fn probe(path: &Path) -> Result<SourceInfo, SourceError> {
     let out = Command::new("ffprobe")
@@ -114,16 +134,9 @@ fn probe(path: &Path) -> Result<SourceInfo, SourceError> {
     if !out.status.success() {
         let detail = last_line(&stderr);
         let p = path.to_path_buf();
-        // ffmpeg's wording for containers whose index or header is cut off.
-        let corrupt = [
-            "moov atom not found",
-            "truncat",
-            "End of file",
-            "corrupt",
-            "Invalid NAL",
-            "error reading header",
-        ];
-        if corrupt.iter().any(|k| stderr.contains(k)) {
+        // A file that starts like a media container but cannot be parsed is damaged (typically
+        // cut off before its index); anything else is simply not a video.
+        if looks_like_media(path) {
             return Err(SourceError::Corrupt { path: p, detail });
         }
         return Err(SourceError::NotAVideo { path: p, detail });
