@@ -16,7 +16,10 @@ pub const DRUM_CHANNEL: u8 = 9;
 #[derive(Debug, Error)]
 pub enum MidiError {
     #[error("cannot write MIDI file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot encode MIDI file {path}: {msg}")]
     Encode { path: String, msg: String },
 }
@@ -43,47 +46,138 @@ pub struct MidiTrack {
 
 /// Writes a format-1 file at [`TICKS_PER_BEAT`] with one tempo and 4/4 time, atomically.
 pub fn write_midi(path: &Path, tempo_bpm: f64, tracks: &[MidiTrack]) -> Result<(), MidiError> {
-    let bytes = encode_midi(tempo_bpm, tracks).map_err(|msg| MidiError::Encode { path: path.display().to_string(), msg })?;
-    fsutil::write_atomic(path, &bytes).map_err(|source| MidiError::Io { path: path.display().to_string(), source })
+    write_midi_with_meters(path, tempo_bpm, &[], tracks)
 }
 
-/// Encodes the file into bytes.
+/// Like [`write_midi`], with meter changes: `(tick, beats per bar)` in quarter notes, so a DAW's
+/// bar lines follow bars that were cut short (a 2/4 bar before a section that starts on beat 3).
+pub fn write_midi_with_meters(
+    path: &Path,
+    tempo_bpm: f64,
+    meters: &[(u64, u8)],
+    tracks: &[MidiTrack],
+) -> Result<(), MidiError> {
+    let bytes =
+        encode_midi_with_meters(tempo_bpm, meters, tracks).map_err(|msg| MidiError::Encode {
+            path: path.display().to_string(),
+            msg,
+        })?;
+    fsutil::write_atomic(path, &bytes).map_err(|source| MidiError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Encodes the file into bytes (4/4 throughout).
 pub fn encode_midi(tempo_bpm: f64, tracks: &[MidiTrack]) -> Result<Vec<u8>, String> {
+    encode_midi_with_meters(tempo_bpm, &[], tracks)
+}
+
+/// Encodes the file into bytes with meter changes (see [`write_midi_with_meters`]).
+pub fn encode_midi_with_meters(
+    tempo_bpm: f64,
+    meters: &[(u64, u8)],
+    tracks: &[MidiTrack],
+) -> Result<Vec<u8>, String> {
     let names: Vec<Vec<u8>> = tracks.iter().map(|t| t.name.as_bytes().to_vec()).collect();
-    let mut smf = Smf::new(Header::new(Format::Parallel, Timing::Metrical(u15::new(TICKS_PER_BEAT as u16))));
+    let mut smf = Smf::new(Header::new(
+        Format::Parallel,
+        Timing::Metrical(u15::new(TICKS_PER_BEAT as u16)),
+    ));
     let us_per_beat = (60_000_000.0 / tempo_bpm.max(1.0)).round() as u32;
-    smf.tracks.push(vec![
-        TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::Tempo(u24::new(us_per_beat.min(0xFF_FFFF)))) },
-        TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::TimeSignature(4, 2, 24, 8)) },
-        TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) },
-    ]);
+    let mut conductor = vec![
+        TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Meta(MetaMessage::Tempo(u24::new(us_per_beat.min(0xFF_FFFF)))),
+        },
+        TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Meta(MetaMessage::TimeSignature(4, 2, 24, 8)),
+        },
+    ];
+    // Meter changes in time order; quarter-note denominators (2 = log2 4), 24 clocks per click.
+    let mut last = 0u64;
+    let mut meters: Vec<(u64, u8)> = meters.to_vec();
+    meters.sort_by_key(|m| m.0);
+    for (tick, beats) in meters {
+        let delta = tick.saturating_sub(last);
+        if delta > u28::max_value().as_int() as u64 {
+            return Err(format!(
+                "meter change at tick {tick} is too far from the previous event for MIDI"
+            ));
+        }
+        conductor.push(TrackEvent {
+            delta: u28::new(delta as u32),
+            kind: TrackEventKind::Meta(MetaMessage::TimeSignature(beats.max(1), 2, 24, 8)),
+        });
+        last = last.max(tick);
+    }
+    conductor.push(TrackEvent {
+        delta: u28::new(0),
+        kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+    });
+    smf.tracks.push(conductor);
     for (track, name) in tracks.iter().zip(&names) {
         let ch = u4::new(track.channel.min(15));
         // (tick, order, event): note-offs sort before note-ons at the same tick.
         let mut evs: Vec<(u64, u8, MidiMessage)> = Vec::with_capacity(track.notes.len() * 2);
         for n in &track.notes {
             let key = u7::new(n.pitch.min(127));
-            evs.push((n.tick, 1, MidiMessage::NoteOn { key, vel: u7::new(n.velocity.clamp(1, 127)) }));
-            evs.push((n.tick + n.duration.max(1), 0, MidiMessage::NoteOff { key, vel: u7::new(0) }));
+            evs.push((
+                n.tick,
+                1,
+                MidiMessage::NoteOn {
+                    key,
+                    vel: u7::new(n.velocity.clamp(1, 127)),
+                },
+            ));
+            evs.push((
+                n.tick + n.duration.max(1),
+                0,
+                MidiMessage::NoteOff {
+                    key,
+                    vel: u7::new(0),
+                },
+            ));
         }
         evs.sort_by_key(|e| (e.0, e.1));
-        let mut out = vec![TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::TrackName(name)) }];
+        let mut out = vec![TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Meta(MetaMessage::TrackName(name)),
+        }];
         if track.channel != DRUM_CHANNEL {
             out.push(TrackEvent {
                 delta: u28::new(0),
-                kind: TrackEventKind::Midi { channel: ch, message: MidiMessage::ProgramChange { program: u7::new(track.program.min(127)) } },
+                kind: TrackEventKind::Midi {
+                    channel: ch,
+                    message: MidiMessage::ProgramChange {
+                        program: u7::new(track.program.min(127)),
+                    },
+                },
             });
         }
         let mut last = 0u64;
         for (tick, _, message) in evs {
             let delta = tick - last;
             if delta > u28::max_value().as_int() as u64 {
-                return Err(format!("track {} has a gap of {delta} ticks, too long for MIDI", track.name));
+                return Err(format!(
+                    "track {} has a gap of {delta} ticks, too long for MIDI",
+                    track.name
+                ));
             }
-            out.push(TrackEvent { delta: u28::new(delta as u32), kind: TrackEventKind::Midi { channel: ch, message } });
+            out.push(TrackEvent {
+                delta: u28::new(delta as u32),
+                kind: TrackEventKind::Midi {
+                    channel: ch,
+                    message,
+                },
+            });
             last = tick;
         }
-        out.push(TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) });
+        out.push(TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+        });
         smf.tracks.push(out);
     }
     let mut bytes = Vec::new();
@@ -102,8 +196,18 @@ mod tests {
             channel: 0,
             program: 0,
             notes: vec![
-                TimedNote { tick: 0, duration: 480, pitch: 60, velocity: 90 },
-                TimedNote { tick: 480, duration: 240, pitch: 64, velocity: 70 },
+                TimedNote {
+                    tick: 0,
+                    duration: 480,
+                    pitch: 60,
+                    velocity: 90,
+                },
+                TimedNote {
+                    tick: 480,
+                    duration: 240,
+                    pitch: 64,
+                    velocity: 70,
+                },
             ],
         }];
         let bytes = encode_midi(120.0, &tracks).unwrap();
@@ -112,10 +216,28 @@ mod tests {
         let ons: Vec<u8> = smf.tracks[1]
             .iter()
             .filter_map(|e| match e.kind {
-                TrackEventKind::Midi { message: MidiMessage::NoteOn { key, .. }, .. } => Some(key.as_int()),
+                TrackEventKind::Midi {
+                    message: MidiMessage::NoteOn { key, .. },
+                    ..
+                } => Some(key.as_int()),
                 _ => None,
             })
             .collect();
         assert_eq!(ons, vec![60, 64]);
+    }
+
+    #[test]
+    fn meter_changes_land_on_their_ticks() {
+        let bytes = encode_midi_with_meters(100.0, &[(1920, 2), (2880, 4)], &[]).unwrap();
+        let smf = Smf::parse(&bytes).unwrap();
+        let mut tick = 0u64;
+        let mut sigs = Vec::new();
+        for e in &smf.tracks[0] {
+            tick += e.delta.as_int() as u64;
+            if let TrackEventKind::Meta(MetaMessage::TimeSignature(n, ..)) = e.kind {
+                sigs.push((tick, n));
+            }
+        }
+        assert_eq!(sigs, vec![(0, 4), (1920, 2), (2880, 4)]);
     }
 }

@@ -19,7 +19,9 @@ use tracing::info;
 use crate::compose::{BarControls, Composer};
 use crate::extract::{self, Analysis};
 use crate::midi::{self, MidiTrack, TimedNote};
-use crate::music::{NoteSet, Preferences, SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT};
+use crate::music::{
+    NoteSet, Preferences, BEATS_PER_BAR, SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT,
+};
 use crate::plan::{self, Plan};
 use crate::render::{self, Rendered, Renderer};
 use crate::style::{self, StyleVector};
@@ -280,11 +282,16 @@ fn write_outputs(
 ) -> Result<Report, ScoreError> {
     write_wav(&staging.path("music.wav"), &scored.rendered.pcm)?;
     let tracks = midi_tracks(scored);
-    midi::write_midi(&staging.path("notes.mid"), scored.plan.tempo_bpm, &tracks).map_err(|e| {
-        ScoreError::Output {
-            path: staging.final_dir.display().to_string(),
-            reason: e.to_string(),
-        }
+    let meters = meter_changes(&scored.plan);
+    midi::write_midi_with_meters(
+        &staging.path("notes.mid"),
+        scored.plan.tempo_bpm,
+        &meters,
+        &tracks,
+    )
+    .map_err(|e| ScoreError::Output {
+        path: staging.final_dir.display().to_string(),
+        reason: e.to_string(),
     })?;
     let report = Report::new(input, analysis, scored, prefs, warp);
     let wav = staging.path("music.wav");
@@ -363,6 +370,21 @@ fn midi_tracks(scored: &Scored) -> Vec<MidiTrack> {
         tracks.push(t);
     }
     tracks
+}
+
+/// Time-signature changes that keep a DAW's bar lines on the planned bars: a short bar gets its
+/// own meter (e.g. 2/4) and the next whole bar restores 4/4.
+fn meter_changes(plan: &Plan) -> Vec<(u64, u8)> {
+    let ticks_per_second = plan.tempo_bpm / 60.0 * TICKS_PER_BEAT as f64;
+    let mut out = Vec::new();
+    let mut current = BEATS_PER_BAR as u8;
+    for b in &plan.bars {
+        if b.beats != current {
+            out.push(((b.start * ticks_per_second).round() as u64, b.beats));
+            current = b.beats;
+        }
+    }
+    out
 }
 
 /// The documented part name (`docs/ref/outputs.md`) of a template track.
