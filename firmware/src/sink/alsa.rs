@@ -461,6 +461,8 @@ struct Playback {
     /// so discarding follows the monotonic clock without drift.
     missing_since: Option<(Duration, u64)>,
     opened_once: bool,
+    /// Where alsa-lib's messages from this thread go (see `quiet_alsa_lib`).
+    alsa_messages: Option<std::rc::Rc<std::cell::RefCell<alsa::Output>>>,
 }
 
 /// One period of time.
@@ -484,7 +486,15 @@ impl Playback {
             starving: false,
             missing_since: None,
             opened_once: false,
+            alsa_messages: None,
         }
+    }
+
+    /// alsa-lib prints some errors (a failed open, a lost server) to stderr by default;
+    /// this thread does no I/O but the PCM, so on it they go to an in-memory buffer that
+    /// is replaced (dropped) after each failed open.
+    fn quiet_alsa_lib(&mut self) {
+        self.alsa_messages = alsa::Output::local_error_handler().ok();
     }
 
     fn publish(&self) {
@@ -492,6 +502,7 @@ impl Playback {
     }
 
     fn run(mut self) {
+        self.quiet_alsa_lib();
         loop {
             if self.status.abort.load(Ordering::Acquire) {
                 if let Some((pcm, _)) = &self.pcm {
@@ -536,6 +547,9 @@ impl Playback {
                 self.machine.progress(now);
             }
             Err(e) => {
+                // Drop what alsa-lib said about this attempt (a device gone for days
+                // must not grow a buffer); the errno below is what we keep.
+                self.quiet_alsa_lib();
                 let errno = match e {
                     OpenError::Alsa(e) => e.errno(),
                     OpenError::Unusable(_) => libc::EINVAL,
