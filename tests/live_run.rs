@@ -229,7 +229,11 @@ fn sigterm_stops_cleanly_with_report_and_recording_complete() {
     assert!(r["frames_seen"].as_u64().unwrap() > 0);
     // The recording is a complete WAV (header sizes match the data).
     let mut w = hound::WavReader::open(&rec).unwrap();
-    let n = w.samples::<i16>().map(|s| s.unwrap()).count();
+    let n = w
+        .samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+        .len();
     assert!(
         n > 0 && n as u32 == w.duration() * 2,
         "{n} samples, {} frames",

@@ -63,6 +63,10 @@ XDG_RUNTIME_DIR=$work/run HOME=$work pulseaudio -n -F "$work/pa.conf" --exit-idl
   --daemonize=no --log-target=stderr --realtime=yes --high-priority=yes 2>"$work/pa.log" &
 pa_pid=$!
 for _ in $(seq 200); do [ -S "$work/native" ] && break; sleep 0.05; done
+# PulseAudio forwards client audio from its main thread, which --realtime leaves at normal
+# priority; under the box's other load (builds, training) it then falls behind by more than
+# the 85 ms device buffer. Make all its threads real-time too (a sound card needs none of this).
+chrt -a -f -p 30 "$pa_pid" >/dev/null 2>&1 || echo "soak: cannot make PulseAudio real-time; underruns may be the rig's" >&2
 cat > "$work/cfg/alsa/asoundrc" <<RC
 pcm.soak { type pulse device "nullsink" server "unix:$work/native" handle_underrun true }
 RC

@@ -294,7 +294,7 @@ impl AlsaSink {
 
 impl Sink for AlsaSink {
     fn write(&mut self, samples: &[f32]) -> Result<(), SinkError> {
-        if samples.len() % CH != 0 {
+        if !samples.len().is_multiple_of(CH) {
             return Err(SinkError::PartialFrame {
                 samples: samples.len(),
             });

@@ -48,7 +48,7 @@ impl WavSink {
 
 impl Sink for WavSink {
     fn write(&mut self, samples: &[f32]) -> Result<(), SinkError> {
-        if samples.len() % CHANNELS as usize != 0 {
+        if !samples.len().is_multiple_of(CHANNELS as usize) {
             return Err(SinkError::PartialFrame {
                 samples: samples.len(),
             });
