@@ -106,21 +106,36 @@ pub fn to_luma(
         }
     }
     let mut out = Vec::with_capacity(w * h);
+    let lut = limited_to_full();
     for y in 0..h {
         let row = &bytes[y * stride..];
         match format {
-            PixelFormat::Yuyv => out.extend(row[..2 * w].iter().step_by(2)),
+            PixelFormat::Yuyv => {
+                out.extend(row[..2 * w].iter().step_by(2).map(|&v| lut[v as usize]))
+            }
+            PixelFormat::Nv12 => out.extend(row[..w].iter().map(|&v| lut[v as usize])),
             _ => out.extend_from_slice(&row[..w]),
         }
     }
     Ok(out)
 }
 
+/// V4L2's default quantisation for Y'CbCr formats (YUYV, NV12) is limited range (16..235);
+/// the file source gets full-range luma from ffmpeg, as do GREY and JPEG (JFIF). Expanding
+/// keeps thresholds in grey levels meaning the same for cameras and files.
+fn limited_to_full() -> [u8; 256] {
+    let mut lut = [0u8; 256];
+    for (i, v) in lut.iter_mut().enumerate() {
+        *v = ((i as f32 - 16.0) * 255.0 / 219.0)
+            .round()
+            .clamp(0.0, 255.0) as u8;
+    }
+    lut
+}
+
 /// Decodes an MJPEG frame to luma at `width` x `height` (the negotiated size).
 fn mjpeg_luma(bytes: &[u8], width: u32, height: u32) -> Result<Vec<u8>, SourceError> {
     let mut dec = jpeg_decoder::Decoder::new(bytes);
-    // Keep the raw components: for YCbCr JPEGs component 0 is the luma we want.
-    dec.set_color_transform(jpeg_decoder::ColorTransform::None);
     let pixels = dec
         .decode()
         .map_err(|e| bad("MJPEG frame", format!("cannot decode: {e}")))?;
@@ -136,9 +151,15 @@ fn mjpeg_luma(bytes: &[u8], width: u32, height: u32) -> Result<Vec<u8>, SourceEr
     }
     let comps = info.pixel_format.pixel_bytes();
     match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24 => {
-            Ok(pixels.iter().step_by(comps).copied().take(w * h).collect())
-        }
+        jpeg_decoder::PixelFormat::L8 => Ok(pixels.into_iter().take(w * h).collect()),
+        // Full-range BT.601 luma of the decoded RGB (JFIF's own Y definition).
+        jpeg_decoder::PixelFormat::RGB24 => Ok(pixels
+            .chunks_exact(comps)
+            .take(w * h)
+            .map(|p| {
+                (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() as u8
+            })
+            .collect()),
         other => Err(bad(
             "MJPEG frame",
             format!("unsupported JPEG pixel format {other:?}"),
@@ -201,28 +222,45 @@ mod tests {
     }
 
     /// One frame of a real clip as ffmpeg writes it in `pix_fmt` (the bytes a camera sends in
-    /// that format), plus ffmpeg's own luma of the same frame.
+    /// that format), plus ffmpeg's own full-range luma decoded from those very bytes.
     fn ffmpeg_frame(pix_fmt: &str, codec: &[&str], w: u32, h: u32) -> (Vec<u8>, Vec<u8>) {
-        let run = |args: &[&str]| {
-            let out = Command::new("ffmpeg")
-                .args(["-v", "error", "-ss", "2", "-i"])
-                .arg(clip("bikes.mp4"))
-                .args(["-frames:v", "1", "-vf", &format!("scale={w}:{h}")])
+        let run = |input: Option<&[u8]>, args: &[&str]| {
+            use std::io::Write;
+            let mut c = Command::new("ffmpeg");
+            c.args(["-v", "error"]);
+            match input {
+                None => {
+                    c.args(["-ss", "2", "-i"]).arg(clip("bikes.mp4"));
+                    c.args(["-frames:v", "1", "-vf", &format!("scale={w}:{h}")]);
+                }
+                Some(_) => {
+                    let size = format!("{w}x{h}");
+                    if codec.contains(&"rawvideo") {
+                        c.args(["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", &size]);
+                    }
+                    c.args(["-i", "-"]);
+                }
+            }
+            let mut child = c
                 .args(args)
                 .arg("-")
-                .output()
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .expect("ffmpeg runs");
-            assert!(
-                out.status.success(),
-                "ffmpeg failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.unwrap_or_default()).unwrap();
+            drop(stdin);
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "ffmpeg failed: {err}");
             out.stdout
         };
         let mut a = vec!["-pix_fmt", pix_fmt];
         a.extend_from_slice(codec);
-        let bytes = run(&a);
-        let gray = run(&["-pix_fmt", "gray", "-f", "rawvideo"]);
+        let bytes = run(None, &a);
+        let gray = run(Some(&bytes), &["-pix_fmt", "gray", "-f", "rawvideo"]);
         (bytes, gray)
     }
 
