@@ -10,6 +10,7 @@
 //! | `config.rs` | `/etc/undertone/config.toml`: strict parsing, validation, atomic save |
 //! | `notify.rs` | `sd_notify` over `$NOTIFY_SOCKET` (READY, WATCHDOG, STATUS, STOPPING) |
 //! | `metrics.rs` | live counters, Prometheus `/metrics` and `/healthz` |
+//! | `timeline.rs` | [`FrameClock`](timeline::FrameClock): frame timestamps onto the audio master clock |
 
 pub mod clock;
 pub mod config;
@@ -17,3 +18,4 @@ pub mod device;
 pub mod metrics;
 pub mod notify;
 pub mod ring;
+pub mod timeline;
