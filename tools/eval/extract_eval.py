@@ -72,7 +72,7 @@ def ours(binary, path):
 def scenedetect_cuts(path):
     from scenedetect import AdaptiveDetector, detect
     scenes = detect(path, AdaptiveDetector())
-    return [s[0].get_frames() for s in scenes[1:]]
+    return [s[0].frame_num for s in scenes[1:]]
 
 
 def f1(found, truth, tol=TOLERANCE):

@@ -14,8 +14,34 @@ use super::ExtractError;
 pub const MODEL_MULTIPLE: u32 = 8;
 /// Number of directogram bins in the evidence vector.
 pub const DIRECTIONS: usize = 8;
-/// Length of the evidence vector (see [`Evidence`]).
-const EVIDENCE_LEN: usize = 4 + DIRECTIONS + 2;
+/// Length of the model's evidence output.
+const EVIDENCE_LEN: usize = 7;
+/// Pyramid levels of the structure tensors (1 = half size, 2 = quarter, 3 = eighth).
+const LEVELS: usize = 3;
+
+// ---- per-block Lucas-Kanade (values as documented in tools/train/extract/build_model.py) ----
+/// Tikhonov term on the structure tensor's diagonal: keeps flat blocks at zero flow instead of
+/// amplifying noise ((intensity/pixel)^2 on frames normalised to a 0.2 standard deviation; about a
+/// gradient of 1.1 grey levels per pixel).
+const REG: f32 = 2e-5;
+/// A level's estimate is trusted while the motion, in that level's pixels, stays below this:
+/// beyond about one pixel Lucas-Kanade's linearisation saturates, so a coarser level wins.
+const TRUST_PX: f32 = 0.8;
+/// Temporal-difference energy of sensor/compression noise ((2 grey levels)^2 on 0..1 luma),
+/// added before taking the unexplained share, so still, noisy blocks read as explained.
+const NOISE_TT: f32 = (2.0 / 255.0) * (2.0 / 255.0);
+/// A block whose change is more than UNEXPL_LO unexplained by its flow starts losing trust in
+/// that flow (a cut or occlusion, not motion); at UNEXPL_HI its flow is zeroed.
+const UNEXPL_LO: f32 = 0.5;
+const UNEXPL_HI: f32 = 0.9;
+/// Largest motion the pyramid can measure (input pixels per frame, 1.5 px at level 3); beyond
+/// it the estimate is noise (it happens at cuts), so magnitudes are clipped here.
+const MAX_FLOW_PX: f32 = 12.0;
+/// Flow is not measurable on a near-flat frame (black between shots, the bottom of a fade):
+/// below FLAT_SD of luma standard deviation (either frame) it is gated to zero, fully open
+/// FLAT_RAMP above.
+const FLAT_SD: f32 = 0.015;
+const FLAT_RAMP: f32 = 0.03;
 
 /// Per-frame scalars the model computes from a frame pair.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -33,6 +59,8 @@ pub struct Evidence {
     /// Mean and standard deviation of the current frame's luma, 0..1.
     pub luma_mean: f32,
     pub luma_sd: f32,
+    /// Standard deviation of the previous frame's luma, 0..1.
+    pub prev_luma_sd: f32,
 }
 
 /// Everything the model returns for one frame pair.
@@ -141,38 +169,98 @@ impl ExtractModel {
                 .collect())
         };
         let (bw, bh) = ((w / MODEL_MULTIPLE) as usize, (h / MODEL_MULTIPLE) as usize);
-        let flow = vec(0)?;
-        let ev = vec(3)?;
-        if flow.len() != 2 * bw * bh || ev.len() != EVIDENCE_LEN {
+        let tensors = vec(0)?;
+        let ev = vec(1)?;
+        let nb = bw * bh;
+        if tensors.len() != 6 * LEVELS * nb || ev.len() != EVIDENCE_LEN {
             return Err(ExtractError::Inference {
                 path: self.path.clone(),
                 detail: format!(
-                    "unexpected output sizes (flow {}, evidence {})",
-                    flow.len(),
+                    "unexpected output sizes (tensors {}, evidence {})",
+                    tensors.len(),
                     ev.len()
                 ),
             });
         }
-        let (dx, dy) = flow.split_at(bw * bh);
-        let mut directogram = [0f32; DIRECTIONS];
-        directogram.copy_from_slice(&ev[4..4 + DIRECTIONS]);
-        Ok(PairMaps {
-            bw,
-            bh,
-            dx: dx.to_vec(),
-            dy: dy.to_vec(),
-            conf: vec(1)?,
-            unexplained: vec(2)?,
-            thumb: vec(4)?,
-            evidence: Evidence {
-                mad: ev[0],
-                hist: ev[1],
-                structure: ev[2],
-                unexplained: ev[3],
-                directogram,
-                luma_mean: ev[4 + DIRECTIONS],
-                luma_sd: ev[5 + DIRECTIONS],
-            },
-        })
+        let mut maps = solve_blocks(&tensors, bw, bh, ev[5].min(ev[6]));
+        maps.thumb = vec(2)?;
+        maps.evidence.mad = ev[0];
+        maps.evidence.hist = ev[1];
+        maps.evidence.structure = ev[2];
+        maps.evidence.luma_mean = ev[4];
+        maps.evidence.prev_luma_sd = ev[5];
+        maps.evidence.luma_sd = ev[6];
+        Ok(maps)
     }
+}
+
+/// Per-block Lucas-Kanade from the model's structure tensors: a regularised 2x2 solve per level,
+/// coarse to fine (start at 1/8 size; step to a finer level while the motion there is within
+/// [`TRUST_PX`]), then trust gating (unexplained change, clipping, flat frames). `sd_min` is the
+/// smaller luma standard deviation of the two frames.
+fn solve_blocks(t: &[f32], bw: usize, bh: usize, sd_min: f32) -> PairMaps {
+    let nb = bw * bh;
+    let ch = |lv: usize, c: usize, i: usize| t[((lv - 1) * 6 + c) * nb + i];
+    let gate = ((sd_min - FLAT_SD) / FLAT_RAMP).clamp(0.0, 1.0);
+    let mut m = PairMaps {
+        bw,
+        bh,
+        ..Default::default()
+    };
+    m.dx.reserve(nb);
+    m.dy.reserve(nb);
+    let (mut res_sum, mut tt_sum) = (0f32, 0f32);
+    let mut dgram = [0f32; DIRECTIONS];
+    let dirs: Vec<(f32, f32)> = (0..DIRECTIONS)
+        .map(|k| {
+            let a = k as f32 * std::f32::consts::TAU / DIRECTIONS as f32;
+            (a.cos(), a.sin())
+        })
+        .collect();
+    for i in 0..nb {
+        let level = |lv: usize| {
+            let (sxx, sxy, syy, sxt, syt, stt) = (
+                ch(lv, 0, i),
+                ch(lv, 1, i),
+                ch(lv, 2, i),
+                ch(lv, 3, i),
+                ch(lv, 4, i),
+                ch(lv, 5, i),
+            );
+            let (a, c) = (sxx + REG, syy + REG);
+            let det = a * c - sxy * sxy;
+            let u = (sxy * syt - c * sxt) / det;
+            let v = (sxy * sxt - a * syt) / det;
+            let res = (stt + u * sxt + v * syt).max(0.0);
+            let s = (1u32 << lv) as f32;
+            (u * s, v * s, res, stt)
+        };
+        let (mut u, mut v, mut res, mut tt) = level(3);
+        for lv in [2usize, 1] {
+            if (u * u + v * v).sqrt() < TRUST_PX * (1u32 << lv) as f32 {
+                (u, v, res, tt) = level(lv);
+            }
+        }
+        res_sum += res;
+        tt_sum += tt;
+        let unexpl = (res / (tt + NOISE_TT)).min(1.0);
+        let trust = ((UNEXPL_HI - unexpl) / (UNEXPL_HI - UNEXPL_LO)).clamp(0.0, 1.0);
+        let mag = (u * u + v * v + 1e-6).sqrt();
+        let k = trust * (MAX_FLOW_PX / mag).min(1.0) * gate;
+        let (u, v) = (u * k, v * k);
+        for (d, (cx, sy)) in dgram.iter_mut().zip(&dirs) {
+            *d += (u * cx + v * sy).max(0.0);
+        }
+        m.dx.push(u);
+        m.dy.push(v);
+        m.unexplained.push(unexpl);
+        // Texture confidence at 1/4 size: det / trace of the structure tensor ~ smaller eigenvalue.
+        let (sxx, sxy, syy) = (ch(2, 0, i), ch(2, 1, i), ch(2, 2, i));
+        m.conf
+            .push((sxx * syy - sxy * sxy).max(0.0) / (sxx + syy + 1e-6));
+    }
+    dgram.iter_mut().for_each(|d| *d /= nb.max(1) as f32);
+    m.evidence.directogram = dgram;
+    m.evidence.unexplained = res_sum / (tt_sum + 1e-6);
+    m
 }
