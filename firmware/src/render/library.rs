@@ -187,24 +187,23 @@ impl Library {
             .min_by_key(|t| (t.info.layer as i32 - layer as i32).abs())
     }
 
-    /// Decodes a template's audio: (loop, intro), both interleaved stereo f32 at
-    /// [`SAMPLE_RATE`].
-    pub fn decode(&self, template: &TemplateInfo) -> Result<(Vec<f32>, Vec<f32>), RenderError> {
+    /// Decodes a template's audio: `[intro][loop]`, interleaved stereo f32 at
+    /// [`SAMPLE_RATE`] (the intro is `template.intro_frames` long).
+    pub fn decode(&self, template: &TemplateInfo) -> Result<Vec<f32>, RenderError> {
         let path = self.dir.join(&template.audio);
-        let mut pcm = decode_ogg(&path).map_err(|message| RenderError::Template {
+        let want = template.frames + template.intro_frames;
+        let pcm = decode_ogg(&path, want as usize).map_err(|message| RenderError::Template {
             path: path.clone(),
             message,
         })?;
         let frames = pcm.len() / CHANNELS as usize;
-        let want = template.frames + template.intro_frames;
         if frames as u64 != want {
             return Err(RenderError::Template {
                 path,
                 message: format!("decodes to {frames} frames, the index says {want}; rebuild with tools/templates/build.sh"),
             });
         }
-        let lp = pcm.split_off(template.intro_frames as usize * CHANNELS as usize);
-        Ok((lp, pcm))
+        Ok(pcm)
     }
 }
 
@@ -430,8 +429,9 @@ fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
     Ok((rate, ch))
 }
 
-/// Decodes a whole Ogg Vorbis file to interleaved f32.
-pub fn decode_ogg(path: &Path) -> Result<Vec<f32>, String> {
+/// Decodes a whole Ogg Vorbis file to interleaved f32 (`frames_hint`: expected length,
+/// reserved up front so the buffer is allocated once).
+pub fn decode_ogg(path: &Path, frames_hint: usize) -> Result<Vec<f32>, String> {
     use symphonia::core::codecs::audio::AudioDecoderOptions;
     use symphonia::core::formats::TrackType;
     let mut format = open_format(path)?;
@@ -455,7 +455,7 @@ pub fn decode_ogg(path: &Path) -> Result<Vec<f32>, String> {
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| format!("cannot decode ({e})"))?;
-    let mut out: Vec<f32> = Vec::new();
+    let mut out: Vec<f32> = Vec::with_capacity(frames_hint * CHANNELS as usize);
     let mut buf: Vec<f32> = Vec::new();
     loop {
         let packet = match format.next_packet() {

@@ -25,6 +25,9 @@ const RELEASE_SECONDS: f64 = 0.08;
 /// more and the limiter re-run (the spec allows ±1 LU; aim well inside it).
 const LOUDNESS_SLACK_LU: f64 = 0.2;
 
+/// Normalise-and-limit passes at most (each costs one loudness measurement).
+const MAX_PASSES: usize = 3;
+
 /// What mastering did.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct MasterReport {
@@ -39,21 +42,8 @@ pub struct MasterReport {
 
 /// Integrated loudness of interleaved stereo (LUFS); `-inf` for silence.
 pub fn loudness(pcm: &[f32]) -> f64 {
-    loudness_with(pcm, 1.0, None)
-}
-
-fn loudness_with(pcm: &[f32], gain: f32, curve: Option<&[f32]>) -> f64 {
     let mut m = EbuR128::new(2, SAMPLE_RATE, Mode::I).expect("valid ebur128 parameters");
-    const BLOCK: usize = 4800;
-    let mut buf = vec![0.0f32; BLOCK * 2];
-    for (bi, chunk) in pcm.chunks(BLOCK * 2).enumerate() {
-        let b = &mut buf[..chunk.len()];
-        for (i, (o, x)) in b.iter_mut().zip(chunk).enumerate() {
-            let g = curve.map(|c| c[bi * BLOCK + i / 2]).unwrap_or(1.0);
-            *o = x * gain * g;
-        }
-        let _ = m.add_frames_f32(b);
-    }
+    let _ = m.add_frames_f32(pcm);
     m.loudness_global().unwrap_or(f64::NEG_INFINITY)
 }
 
@@ -67,93 +57,89 @@ pub fn true_peak_dbtp(pcm: &[f32]) -> f64 {
     20.0 * p.max(1e-12).log10()
 }
 
-/// Peak of a frame and the three points between it and the next (Catmull-Rom
-/// interpolation), over both channels: an estimate of the true (inter-sample) peak.
-fn frame_peaks(pcm: &[f32], gain: f32, out: &mut Vec<f32>) {
-    let frames = pcm.len() / 2;
-    out.clear();
-    out.resize(frames, 0.0);
+/// Catmull-Rom weights of (p0, p1, p2, p3) at t = 1/4, 1/2, 3/4: the three points
+/// between two samples where the limiter looks for inter-sample peaks.
+const INTERP: [[f32; 4]; 3] = [
+    [-0.0703125, 0.8671875, 0.2265625, -0.0234375],
+    [-0.0625, 0.5625, 0.5625, -0.0625],
+    [-0.0234375, 0.2265625, 0.8671875, -0.0703125],
+];
+
+/// Estimated true peak of frame `i` (and the points up to frame `i + 1`), both channels.
+#[inline]
+fn frame_peak(pcm: &[f32], frames: usize, i: usize) -> f32 {
+    let at = |k: isize, c: usize| pcm[(k.clamp(0, frames as isize - 1) as usize) * 2 + c];
+    let i = i as isize;
+    let mut m = 0.0f32;
     for c in 0..2 {
-        let x =
-            |i: isize| -> f32 { pcm[(i.clamp(0, frames as isize - 1) as usize) * 2 + c] * gain };
-        for i in 0..frames {
-            let i = i as isize;
-            let (p0, p1, p2, p3) = (x(i - 1), x(i), x(i + 1), x(i + 2));
-            let mut m = p1.abs();
-            for t in [0.25f32, 0.5, 0.75] {
-                let v = 0.5
-                    * (2.0 * p1
-                        + (-p0 + p2) * t
-                        + (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3) * t * t
-                        + (-p0 + 3.0 * p1 - 3.0 * p2 + p3) * t * t * t);
-                m = m.max(v.abs());
-            }
-            let o = &mut out[i as usize];
-            *o = o.max(m);
+        let (p0, p1, p2, p3) = (at(i - 1, c), at(i, c), at(i + 1, c), at(i + 2, c));
+        m = m.max(p1.abs());
+        for w in &INTERP {
+            m = m.max((w[0] * p0 + w[1] * p1 + w[2] * p2 + w[3] * p3).abs());
         }
     }
+    m
 }
 
-/// Limiter gain per frame for the signal `pcm * gain` (all ones when nothing exceeds the
-/// ceiling). Look-ahead minimum, exponential release, then a moving average over the
-/// look-ahead so the gain never steps (a step would click).
-fn limiter_curve(pcm: &[f32], gain: f32, curve: &mut Vec<f32>) -> f32 {
+/// One pass of the look-ahead true-peak limiter over `pcm * gain`, calling `f(i, g_i)`
+/// with the limiter gain of every frame in order (1 where nothing exceeds the ceiling).
+/// Look-ahead minimum of the required gain, exponential release, then a trailing moving
+/// average over the look-ahead so the gain never steps (a step would click): at a peak
+/// every averaged value is already <= the gain the peak needs, so the average is too.
+/// Frame `i`'s gain depends only on frames <= `i + LOOKAHEAD + 2`, so `f` may rewrite
+/// frame `i` in place. No buffer the size of the piece. Returns the smallest gain.
+fn limiter_pass(pcm: &mut [f32], gain: f32, mut f: impl FnMut(&mut [f32], f32)) -> f32 {
     let ceiling = 10f32.powf(CEILING_DBTP as f32 / 20.0);
-    frame_peaks(pcm, gain, curve);
-    let n = curve.len();
-    // Required gain per frame, in place.
-    for v in curve.iter_mut() {
-        *v = if *v > ceiling { ceiling / *v } else { 1.0 };
-    }
-    // Forward-looking minimum over [i, i + LOOKAHEAD] with a monotone deque.
-    let mut dq: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
-    let req = curve.clone();
-    for i in 0..n {
-        let hi = (i + LOOKAHEAD_FRAMES).min(n - 1);
-        if i == 0 {
-            for j in 0..=hi {
-                while dq.back().is_some_and(|&b| req[b] >= req[j]) {
-                    dq.pop_back();
-                }
-                dq.push_back(j);
-            }
-        } else if i + LOOKAHEAD_FRAMES < n {
-            let j = hi;
-            while dq.back().is_some_and(|&b| req[b] >= req[j]) {
+    let frames = pcm.len() / 2;
+    let rel = (-1.0 / (RELEASE_SECONDS * SAMPLE_RATE as f64)).exp() as f32;
+    let w = LOOKAHEAD_FRAMES + 1;
+    let mut ring = vec![1.0f32; w];
+    let mut sum = w as f64;
+    let mut dq: std::collections::VecDeque<(usize, f32)> = std::collections::VecDeque::new();
+    let mut next = 0usize;
+    let mut s = 1.0f32;
+    let mut min_gain = 1.0f32;
+    for i in 0..frames {
+        let hi = (i + LOOKAHEAD_FRAMES).min(frames - 1);
+        while next <= hi {
+            let p = frame_peak(pcm, frames, next) * gain;
+            let v = if p > ceiling { ceiling / p } else { 1.0 };
+            while dq.back().is_some_and(|&(_, b)| b >= v) {
                 dq.pop_back();
             }
-            dq.push_back(j);
+            dq.push_back((next, v));
+            next += 1;
         }
-        while dq.front().is_some_and(|&f| f < i) {
+        while dq.front().is_some_and(|&(k, _)| k < i) {
             dq.pop_front();
         }
-        curve[i] = req[*dq.front().expect("window is never empty")];
-    }
-    // Release.
-    let rel = (-1.0 / (RELEASE_SECONDS * SAMPLE_RATE as f64)).exp() as f32;
-    let mut s = 1.0f32;
-    for v in curve.iter_mut() {
-        s = if *v < s { *v } else { *v - (*v - s) * rel };
-        *v = s;
-    }
-    // Trailing moving average over LOOKAHEAD + 1 frames: at a peak every averaged value
-    // is already <= the gain the peak needs, so the average is too.
-    let w = LOOKAHEAD_FRAMES + 1;
-    let src = curve.clone();
-    let mut sum = 0.0f64;
-    let mut min_gain = 1.0f32;
-    for i in 0..n {
-        sum += src[i] as f64;
-        if i >= w {
-            sum -= src[i - w] as f64;
-        }
-        let cnt = (i + 1).min(w) as f64;
-        // Before the window fills, pad with ones (the gain is 1 before the piece).
-        let avg = (sum + (w as f64 - cnt)) / w as f64;
-        curve[i] = avg as f32;
-        min_gain = min_gain.min(curve[i]);
+        let m = dq.front().expect("window is never empty").1;
+        s = if m < s { m } else { m - (m - s) * rel };
+        let slot = i % w;
+        sum += s as f64 - ring[slot] as f64;
+        ring[slot] = s;
+        let g = (sum / w as f64) as f32;
+        min_gain = min_gain.min(g);
+        f(&mut pcm[i * 2..i * 2 + 2], g);
     }
     min_gain
+}
+
+/// Loudness of `pcm * gain * limiter` without changing `pcm` (one limiter pass).
+fn limited_loudness(pcm: &mut [f32], gain: f32) -> (f64, f32) {
+    let mut m = EbuR128::new(2, SAMPLE_RATE, Mode::I).expect("valid ebur128 parameters");
+    const BLOCK: usize = 4800;
+    let mut buf = Vec::with_capacity(BLOCK * 2);
+    let min_gain = limiter_pass(pcm, gain, |frame, g| {
+        buf.push(frame[0] * gain * g);
+        buf.push(frame[1] * gain * g);
+        if buf.len() == BLOCK * 2 {
+            let _ = m.add_frames_f32(&buf);
+            buf.clear();
+        }
+    });
+    let _ = m.add_frames_f32(&buf);
+    (m.loudness_global().unwrap_or(f64::NEG_INFINITY), min_gain)
 }
 
 /// Normalises `pcm` (interleaved stereo) to [`TARGET_LUFS`] and limits it to
@@ -169,22 +155,23 @@ pub fn master(pcm: &mut [f32]) -> MasterReport {
         };
     }
     let mut gain_db = TARGET_LUFS - lufs_in;
-    let mut curve = Vec::new();
-    let mut min_gain = 1.0;
-    for _ in 0..3 {
+    let mut lufs_out = TARGET_LUFS;
+    for pass in 0..MAX_PASSES {
         let g = 10f32.powf(gain_db as f32 / 20.0);
-        min_gain = limiter_curve(pcm, g, &mut curve);
-        let l = loudness_with(pcm, g, Some(&curve));
-        if l >= TARGET_LUFS - LOUDNESS_SLACK_LU || min_gain >= 1.0 {
+        let (l, min_gain) = limited_loudness(pcm, g);
+        lufs_out = l;
+        if min_gain >= 1.0 || l >= TARGET_LUFS - LOUDNESS_SLACK_LU || pass + 1 == MAX_PASSES {
             break;
         }
         gain_db += TARGET_LUFS - l;
     }
+    // Same gain, same (deterministic) limiter pass: lufs_out is the loudness of what is
+    // written here. Frame i is rewritten only after every frame its gain depends on was read.
     let g = 10f32.powf(gain_db as f32 / 20.0);
-    for (i, x) in pcm.iter_mut().enumerate() {
-        *x *= g * curve[i / 2];
-    }
-    let lufs_out = loudness(pcm);
+    let min_gain = limiter_pass(pcm, g, |frame, lg| {
+        frame[0] *= g * lg;
+        frame[1] *= g * lg;
+    });
     MasterReport {
         lufs_in,
         lufs_out,

@@ -74,9 +74,11 @@ const MELODY_GAIN: f32 = 1.6;
 /// chord voicings (up to ~G4/C5) so the lead is not masked by them.
 const MELODY_CENTER: f32 = 74.0;
 
-/// Fade-in of a new segment: 5 ms, long enough to avoid a click where the loop's audio
-/// starts mid-waveform, short enough to keep the downbeat's attack.
-const FADE_IN_SECONDS: f64 = 0.005;
+/// Fade-in of a new segment: the crossfade's rising half, 30 ms on the downbeat. Shorter
+/// fades (5 ms) let a join from a sparse to a full layer spike the spectral flux above
+/// anything in the template material (measured with tools/eval/render_metrics.py); 30 ms
+/// keeps every join inside the material's range and still lands the section on the beat.
+const FADE_IN_SECONDS: f64 = 0.03;
 
 /// At a join the old segment's sound is carried this long into the new section and faded
 /// out (equal-power), so the change happens on the beat without a gap or a click. The
@@ -360,7 +362,7 @@ impl Renderer {
                 ))
             })?
             .clone();
-        let (pcm, intro) = self.library.decode(&template.info)?;
+        let pcm = self.library.decode(&template.info)?;
         let rate = bar.tempo_bpm / template.info.tempo_bpm;
         if !(0.25..=4.0).contains(&rate) {
             return Err(RenderError::Input(format!(
@@ -371,10 +373,17 @@ impl Renderer {
         // A section starting on the progression's first bar plays the bar recorded from
         // silence, then the loop from its second bar; elsewhere the loop itself.
         let bar_frames = template.info.bar_frames();
-        let player = if pos % PROGRESSION_BARS == 0 && !intro.is_empty() {
-            LoopPlayer::new(pcm, intro, bar_frames, rate)
+        let intro = template.info.intro_frames as usize;
+        let player = if pos % PROGRESSION_BARS == 0 && intro > 0 {
+            LoopPlayer::new(pcm, intro, true, bar_frames, rate)
         } else {
-            LoopPlayer::new(pcm, Vec::new(), (pos % PROGRESSION_BARS) * bar_frames, rate)
+            LoopPlayer::new(
+                pcm,
+                intro,
+                false,
+                (pos % PROGRESSION_BARS) * bar_frames,
+                rate,
+            )
         };
         let transpose = melody_transpose(style, progression.key);
         tracing::debug!(bar = bar.index, template = %template.info.id, rate, transpose, "segment starts");
@@ -427,13 +436,7 @@ impl Renderer {
                 melody.push(f);
             }
             let seg = self.current.as_ref().expect("segment after a bar");
-            add_backing(
-                &mut backing,
-                &seg.template,
-                r.progression_bar as usize,
-                bar,
-                bars[0].start,
-            );
+            add_backing(&mut backing, &seg.template, r.progression_bar as usize, bar);
             out_bars.push(r);
         }
         let fade = ((END_FADE_SECONDS * SAMPLE_RATE as f64) as usize).min(length_samples);
@@ -545,13 +548,12 @@ fn add_backing(
     t: &Template,
     pos: usize,
     bar: &BarPlan,
-    t0: f64,
 ) {
     let lo = pos as u64 * TICKS_PER_BAR as u64;
     let hi = lo + (bar_beats(bar) * TICKS_PER_BEAT) as u64;
-    // Output tick timeline: ticks at the bar's tempo from the first bar (constant tempo
-    // offline, so short bars shift everything after them as they do in the audio).
-    let base = ((bar.start - t0) * bar.tempo_bpm / 60.0 * TICKS_PER_BEAT as f64).round() as u64;
+    // Output tick timeline: the bar's start in ticks at its tempo from time 0 (constant
+    // tempo offline, so short bars shift everything after them as they do in the audio).
+    let base = (bar.start * bar.tempo_bpm / 60.0 * TICKS_PER_BEAT as f64).round() as u64;
     for part in &t.parts {
         let key = (
             format!("{} {}", t.info.style_name(), part.name),

@@ -15,14 +15,17 @@ const CH: usize = CHANNELS as usize;
 
 /// Plays one template's decoded loop.
 pub struct LoopPlayer {
-    /// The loop, interleaved stereo.
+    /// The template's audio, interleaved stereo: `[intro][loop]` (the intro is the first
+    /// bar rendered from silence).
     pcm: Vec<f32>,
+    /// Frames before the loop in `pcm` (the intro's length).
+    loop_start: usize,
     /// Frames in one loop.
     loop_frames: usize,
-    /// The template's first bar rendered from silence, played before the loop when the
-    /// segment starts on the progression's first bar (interleaved; empty otherwise).
-    intro: Vec<f32>,
-    /// Frames of `intro` already played.
+    /// Intro frames to play before the loop: the whole intro when the segment starts on
+    /// the progression's first bar, else 0.
+    intro_len: usize,
+    /// Frames of the intro already played.
     intro_pos: usize,
     /// Read cursor in loop frames (the next loop frame to hand on after the intro).
     cursor: usize,
@@ -31,16 +34,23 @@ pub struct LoopPlayer {
 }
 
 impl LoopPlayer {
-    /// A player that starts at `start_frame` of the loop, to be played at `rate` native
-    /// frames per output frame (planned tempo / native tempo). With a non-empty `intro`
-    /// (the first bar from silence), `start_frame` must be the loop's second bar: the
-    /// intro plays first and the loop continues from there.
-    pub fn new(pcm: Vec<f32>, intro: Vec<f32>, start_frame: usize, rate: f64) -> Self {
-        let loop_frames = pcm.len() / CH;
+    /// A player over `pcm` = `[intro of intro_frames][loop]` that starts at `start_frame`
+    /// of the loop, to be played at `rate` native frames per output frame (planned tempo /
+    /// native tempo). With `play_intro`, the intro plays first and `start_frame` must be
+    /// the loop's second bar (the loop continues from there).
+    pub fn new(
+        pcm: Vec<f32>,
+        intro_frames: usize,
+        play_intro: bool,
+        start_frame: usize,
+        rate: f64,
+    ) -> Self {
+        let loop_frames = pcm.len() / CH - intro_frames;
         let mut p = LoopPlayer {
             pcm,
+            loop_start: intro_frames,
             loop_frames,
-            intro,
+            intro_len: if play_intro { intro_frames } else { 0 },
             intro_pos: 0,
             cursor: start_frame % loop_frames.max(1),
             stretch: None,
@@ -52,11 +62,9 @@ impl LoopPlayer {
         p
     }
 
-    fn intro_frames(&self) -> usize {
-        self.intro.len() / CH
-    }
-
     fn start_stretch(&mut self, rate: f64) {
+        // The cheaper preset (100 ms blocks, 40 ms hops) measured as good as the default
+        // here on beat alignment and join flux, at ~0.8x its cost.
         let mut st = Stretch::preset_cheaper(CH as u32, SAMPLE_RATE);
         let in_lat = st.input_latency();
         let out_lat = st.output_latency();
@@ -64,7 +72,7 @@ impl LoopPlayer {
         // else the loop itself, which is seamless), then the stretcher's input latency.
         let pre = 2 * in_lat;
         let mut seek = Vec::new();
-        if self.intro.is_empty() {
+        if self.intro_len == 0 {
             self.peek_loop(&mut seek, self.cursor + self.loop_frames * 4 - pre, pre);
         } else {
             seek.resize(pre * CH, 0.0);
@@ -90,7 +98,8 @@ impl LoopPlayer {
         let mut left = frames;
         while left > 0 {
             let n = left.min(self.loop_frames - pos);
-            dst.extend_from_slice(&self.pcm[pos * CH..(pos + n) * CH]);
+            let at = self.loop_start + pos;
+            dst.extend_from_slice(&self.pcm[at * CH..(at + n) * CH]);
             left -= n;
             pos = (pos + n) % self.loop_frames;
         }
@@ -98,14 +107,21 @@ impl LoopPlayer {
 
     /// Reads the next `frames` frames (intro first, then the loop) into `dst`, advancing.
     fn read(&mut self, dst: &mut Vec<f32>, frames: usize) {
-        let from_intro = frames.min(self.intro_frames() - self.intro_pos);
-        let mut tail = Vec::new();
-        self.peek_loop(&mut tail, self.cursor, frames - from_intro);
+        let from_intro = frames.min(self.intro_len - self.intro_pos);
         dst.clear();
-        dst.extend_from_slice(&self.intro[self.intro_pos * CH..(self.intro_pos + from_intro) * CH]);
-        dst.extend_from_slice(&tail);
+        dst.reserve(frames * CH);
+        dst.extend_from_slice(&self.pcm[self.intro_pos * CH..(self.intro_pos + from_intro) * CH]);
+        let mut pos = self.cursor;
+        let mut left = frames - from_intro;
+        while left > 0 {
+            let n = left.min(self.loop_frames - pos);
+            let at = self.loop_start + pos;
+            dst.extend_from_slice(&self.pcm[at * CH..(at + n) * CH]);
+            left -= n;
+            pos = (pos + n) % self.loop_frames;
+        }
         self.intro_pos += from_intro;
-        self.cursor = (self.cursor + frames - from_intro) % self.loop_frames;
+        self.cursor = pos;
     }
 
     /// Consumes `in_frames` template frames and writes `out.len() / 2` frames into `out`
@@ -177,7 +193,7 @@ mod tests {
             }
         }
         let planned_beat = 28_800usize; // 100 BPM
-        let mut p = LoopPlayer::new(pcm, Vec::new(), 0, native_beat as f64 / planned_beat as f64);
+        let mut p = LoopPlayer::new(pcm, 0, false, 0, native_beat as f64 / planned_beat as f64);
         let mut out = vec![0.0f32; planned_beat * 4 * CH];
         let mut all = Vec::new();
         for _ in 0..3 {
@@ -204,7 +220,7 @@ mod tests {
     #[test]
     fn unity_rate_copies_the_loop_exactly() {
         let pcm: Vec<f32> = (0..2000).map(|i| i as f32).collect();
-        let mut p = LoopPlayer::new(pcm.clone(), Vec::new(), 900, 1.0);
+        let mut p = LoopPlayer::new(pcm.clone(), 0, false, 900, 1.0);
         let mut out = vec![0.0f32; 400];
         p.next(200, &mut out);
         assert_eq!(&out[..200], &pcm[1800..2000]);
@@ -213,12 +229,13 @@ mod tests {
 
     #[test]
     fn intro_plays_first_then_the_loop() {
-        let pcm: Vec<f32> = (0..2000).map(|i| i as f32).collect();
-        let intro: Vec<f32> = vec![-1.0; 100];
-        let mut p = LoopPlayer::new(pcm.clone(), intro, 500, 1.0);
+        // 50 intro frames of -1, then a 1000-frame loop counting up.
+        let mut pcm: Vec<f32> = vec![-1.0; 100];
+        pcm.extend((0..2000).map(|i| i as f32));
+        let mut p = LoopPlayer::new(pcm.clone(), 50, true, 500, 1.0);
         let mut out = vec![0.0f32; 300];
         p.next(150, &mut out);
         assert!(out[..100].iter().all(|&x| x == -1.0));
-        assert_eq!(&out[100..], &pcm[1000..1200]);
+        assert_eq!(&out[100..], &pcm[1100..1300]);
     }
 }
