@@ -86,6 +86,13 @@ const FADE_IN_SECONDS: f64 = 0.03;
 /// join, and free of the old template's next downbeat, which would double the new one).
 const JOIN_TAIL_SECONDS: f64 = 0.08;
 
+/// The backing plays this much ahead of the grid. An onset is heard (and found by beat
+/// trackers such as librosa's) a little after the note starts, while the attack builds:
+/// measured on the templates, librosa's beats fell 15–28 ms after the planned beats;
+/// 12 ms early puts them within a few ms to ~15 ms of it for every style. The melody
+/// synth stays exactly on the grid (its lead sounds speak fast).
+const TEMPLATE_ADVANCE_SECONDS: f64 = 0.012;
+
 /// The piece ends with this fade-out when trimmed to its length.
 const END_FADE_SECONDS: f64 = 1.0;
 
@@ -374,8 +381,9 @@ impl Renderer {
         // silence, then the loop from its second bar; elsewhere the loop itself.
         let bar_frames = template.info.bar_frames();
         let intro = template.info.intro_frames as usize;
+        let advance = (TEMPLATE_ADVANCE_SECONDS * SAMPLE_RATE as f64 * rate).round() as usize;
         let player = if pos % PROGRESSION_BARS == 0 && intro > 0 {
-            LoopPlayer::new(pcm, intro, true, bar_frames, rate)
+            LoopPlayer::new(pcm, intro, true, bar_frames, rate, advance)
         } else {
             LoopPlayer::new(
                 pcm,
@@ -383,6 +391,7 @@ impl Renderer {
                 false,
                 (pos % PROGRESSION_BARS) * bar_frames,
                 rate,
+                advance,
             )
         };
         let transpose = melody_transpose(style, progression.key);

@@ -44,6 +44,7 @@ impl LoopPlayer {
         play_intro: bool,
         start_frame: usize,
         rate: f64,
+        advance: usize,
     ) -> Self {
         let loop_frames = pcm.len() / CH - intro_frames;
         let mut p = LoopPlayer {
@@ -56,6 +57,13 @@ impl LoopPlayer {
             stretch: None,
             scratch: Vec::new(),
         };
+        // Start `advance` frames into the material (the whole template plays that much
+        // early; see render::TEMPLATE_ADVANCE_SECONDS).
+        if p.intro_len > 0 {
+            p.intro_pos = advance.min(p.intro_len);
+        } else {
+            p.cursor = (p.cursor + advance) % p.loop_frames.max(1);
+        }
         if !is_unity(rate) {
             p.start_stretch(rate);
         }
@@ -193,7 +201,14 @@ mod tests {
             }
         }
         let planned_beat = 28_800usize; // 100 BPM
-        let mut p = LoopPlayer::new(pcm, 0, false, 0, native_beat as f64 / planned_beat as f64);
+        let mut p = LoopPlayer::new(
+            pcm,
+            0,
+            false,
+            0,
+            native_beat as f64 / planned_beat as f64,
+            0,
+        );
         let mut out = vec![0.0f32; planned_beat * 4 * CH];
         let mut all = Vec::new();
         for _ in 0..3 {
@@ -220,7 +235,7 @@ mod tests {
     #[test]
     fn unity_rate_copies_the_loop_exactly() {
         let pcm: Vec<f32> = (0..2000).map(|i| i as f32).collect();
-        let mut p = LoopPlayer::new(pcm.clone(), 0, false, 900, 1.0);
+        let mut p = LoopPlayer::new(pcm.clone(), 0, false, 900, 1.0, 0);
         let mut out = vec![0.0f32; 400];
         p.next(200, &mut out);
         assert_eq!(&out[..200], &pcm[1800..2000]);
@@ -232,7 +247,7 @@ mod tests {
         // 50 intro frames of -1, then a 1000-frame loop counting up.
         let mut pcm: Vec<f32> = vec![-1.0; 100];
         pcm.extend((0..2000).map(|i| i as f32));
-        let mut p = LoopPlayer::new(pcm.clone(), 50, true, 500, 1.0);
+        let mut p = LoopPlayer::new(pcm.clone(), 50, true, 500, 1.0, 0);
         let mut out = vec![0.0f32; 300];
         p.next(150, &mut out);
         assert!(out[..100].iter().all(|&x| x == -1.0));
