@@ -1,10 +1,11 @@
-"""Replays the exact model steps of an `undertone compose --steps-out FILE` run through onnxruntime
-(one thread, the same ONNX file) and prints its time per step as JSON.
+"""Replays the exact model calls of an `undertone compose --steps-out FILE` run through
+onnxruntime (one thread, the same ONNX file) and prints its time per sampled-token step as JSON.
 
     python tools/bench/compose_ort.py STEPS.jsonl models/notes/notes_int8.onnx
 
-Each line of STEPS.jsonl is `[cache_cleared, token]`; the KV cache is cleared where the runtime
-cleared it (window restarts), so both runtimes see the same cache lengths.
+Each line of STEPS.jsonl is `[kind, token]`: "step" feeds one token on the running cache,
+"firststep" one token on an empty cache, and a run of "refill" lines is one call on an empty
+cache (a window restart), exactly as the Rust runtime made them.
 """
 
 import json
@@ -13,6 +14,22 @@ import time
 
 import numpy as np
 import onnxruntime as ort
+
+
+def calls(steps):
+    """[(fresh_cache, tokens [1, T, F])] in order."""
+    out, refill = [], []
+    for kind, tok in steps:
+        if kind == "refill":
+            refill.append(tok)
+            continue
+        if refill:
+            out.append((True, np.array(refill, dtype=np.int64)[None]))
+            refill = []
+        out.append((kind == "firststep", np.array(tok, dtype=np.int64).reshape(1, 1, -1)))
+    if refill:
+        out.append((True, np.array(refill, dtype=np.int64)[None]))
+    return out
 
 
 def main():
@@ -24,20 +41,18 @@ def main():
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
     empty = np.zeros((card["layers"], 2, 1, card["heads"], 0, card["head_dim"]), dtype=np.float32)
-    toks = [np.array(t, dtype=np.int64).reshape(1, 1, -1) for _, t in steps]
+    cs = calls(steps)
     past = empty
-    # warm-up: one pass over the first 32 steps
-    for t in toks[:32]:
-        past = sess.run(None, {"token": t, "past": past})[-1]
+    for fresh, t in cs[:32]:  # warm-up
+        past = sess.run(None, {"token": t, "past": empty if fresh else past})[-1]
     past = empty
     t0 = time.perf_counter()
-    for (fresh, _), t in zip(steps, toks):
-        if fresh:
-            past = empty
-        past = sess.run(None, {"token": t, "past": past})[-1]
+    for fresh, t in cs:
+        past = sess.run(None, {"token": t, "past": empty if fresh else past})[-1]
     secs = time.perf_counter() - t0
-    print(json.dumps({"runtime": "onnxruntime " + ort.__version__, "model_steps": len(steps), "seconds": secs,
-                      "ms_per_model_step": 1e3 * secs / len(steps)}))
+    sampled = sum(1 for k, _ in steps if k != "refill")
+    print(json.dumps({"runtime": "onnxruntime " + ort.__version__, "calls": len(cs), "tokens_fed": len(steps),
+                      "seconds": secs, "ms_per_step": 1e3 * secs / sampled}))
 
 
 if __name__ == "__main__":

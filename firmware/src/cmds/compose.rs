@@ -49,7 +49,7 @@ pub struct Args {
     /// Print a timing line (JSON: model steps, sampled tokens, seconds, tokens/s) after writing.
     #[arg(long)]
     pub timing: bool,
-    /// Write every token fed to the model (JSON lines `[cache_cleared, token...]`), for the
+    /// Write every token fed to the model (JSON lines `["step"|"firststep"|"refill", token]`), for the
     /// benchmark that replays the same steps through onnxruntime.
     #[arg(long, value_name = "FILE", hide = true)]
     pub steps_out: Option<PathBuf>,
@@ -185,10 +185,11 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         count
     );
     if args.timing {
-        let (steps, written) = composer.token_counts();
+        let (steps, refilled, written) = composer.token_counts();
         let line = serde_json::json!({
-            "bars": args.bars, "model_steps": steps, "sampled_tokens": written, "seconds": secs,
-            "sampled_tokens_per_s": written as f64 / secs, "ms_per_model_step": 1e3 * secs / steps.max(1) as f64,
+            "bars": args.bars, "model_steps": steps, "refilled_tokens": refilled, "window_restarts": composer.window_restarts(),
+            "sampled_tokens": written, "seconds": secs, "sampled_tokens_per_s": written as f64 / secs,
+            "ms_per_step": 1e3 * secs / steps.max(1) as f64,
         });
         println!("{line}");
     }
@@ -196,7 +197,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         let lines: Vec<String> = composer
             .take_recorded()
             .iter()
-            .map(|(fresh, t)| serde_json::json!([fresh, t]).to_string())
+            .map(|(kind, t)| serde_json::json!([kind, t]).to_string())
             .collect();
         crate::fsutil::write_atomic(path, (lines.join("\n") + "\n").as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;

@@ -100,12 +100,14 @@ pub struct Composer {
     window: VecDeque<Vec<Token>>,
     rng: ChaCha8Rng,
     sampling: Sampling,
-    /// Tokens fed to the model since load (generated and refed), for benchmarks.
+    /// Single-token model calls since load, for benchmarks.
     steps: u64,
+    /// Tokens fed again in window refills since load.
+    refilled: u64,
     /// Tokens the sampler wrote since load (not counting refeeds), for benchmarks.
     written: u64,
     /// When recording (benchmarks): every token fed, with `true` where the cache was cleared before it.
-    recorded: Option<Vec<(bool, Token)>>,
+    recorded: Option<Vec<(StepKind, Token)>>,
     /// The cache was cleared and nothing fed since.
     fresh: bool,
     /// Window restarts since load.
@@ -121,6 +123,18 @@ impl std::fmt::Debug for Composer {
             .field("sampling", &self.sampling)
             .finish()
     }
+}
+
+/// How a recorded token reached the model (benchmarks replay the same calls elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    /// One token on the running cache.
+    Step,
+    /// One token on an empty cache (after `start`).
+    FirstStep,
+    /// Part of one refill call on an empty cache (consecutive `Refill` tokens = one call).
+    Refill,
 }
 
 /// The model file inside `models/notes/`.
@@ -139,6 +153,7 @@ impl Composer {
             rng: ChaCha8Rng::seed_from_u64(0),
             sampling: Sampling::default(),
             steps: 0,
+            refilled: 0,
             written: 0,
             recorded: None,
             fresh: true,
@@ -166,8 +181,8 @@ impl Composer {
         self.recorded = on.then(Vec::new);
     }
 
-    /// The recorded steps: (cache cleared before it, token).
-    pub fn take_recorded(&mut self) -> Vec<(bool, Token)> {
+    /// The recorded steps.
+    pub fn take_recorded(&mut self) -> Vec<(StepKind, Token)> {
         self.recorded
             .as_mut()
             .map(std::mem::take)
@@ -198,9 +213,9 @@ impl Composer {
         self.restarts
     }
 
-    /// (tokens fed to the model, tokens sampled) since load.
-    pub fn token_counts(&self) -> (u64, u64) {
-        (self.steps, self.written)
+    /// (single-token model calls, tokens refilled, tokens sampled) since load.
+    pub fn token_counts(&self) -> (u64, u64, u64) {
+        (self.steps, self.refilled, self.written)
     }
 
     /// Checks controls against the model's vocabulary.
@@ -228,7 +243,14 @@ impl Composer {
         self.past = present;
         self.steps += 1;
         if let Some(r) = self.recorded.as_mut() {
-            r.push((self.fresh, token));
+            r.push((
+                if self.fresh {
+                    StepKind::FirstStep
+                } else {
+                    StepKind::Step
+                },
+                token,
+            ));
         }
         self.fresh = false;
         Ok(logits)
@@ -256,9 +278,9 @@ impl Composer {
             // magnitude faster than feeding the tokens one by one.
             let (_, present) = self.model.refill(&tokens)?;
             self.past = present;
-            self.steps += tokens.len() as u64;
+            self.refilled += tokens.len() as u64;
             if let Some(r) = self.recorded.as_mut() {
-                r.extend(tokens.iter().enumerate().map(|(i, t)| (i == 0, *t)));
+                r.extend(tokens.iter().map(|t| (StepKind::Refill, *t)));
             }
         }
         self.fresh = self.past_len() == 0;
