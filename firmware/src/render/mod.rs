@@ -382,7 +382,7 @@ impl Renderer {
         let bar_frames = template.info.bar_frames();
         let intro = template.info.intro_frames as usize;
         let advance = (TEMPLATE_ADVANCE_SECONDS * SAMPLE_RATE as f64 * rate).round() as usize;
-        let player = if pos % PROGRESSION_BARS == 0 && intro > 0 {
+        let player = if pos.is_multiple_of(PROGRESSION_BARS) && intro > 0 {
             LoopPlayer::new(pcm, intro, true, bar_frames, rate, advance)
         } else {
             LoopPlayer::new(
