@@ -125,8 +125,8 @@ pub struct Rendered {
     /// Interleaved stereo at [`SAMPLE_RATE`], exactly the requested length.
     pub pcm: Vec<f32>,
     pub bars: Vec<BarRender>,
-    /// The templates' chord/bass/drum parts on the output tick timeline (bar `i` starts at
-    /// `i * TICKS_PER_BAR`); channel 0 is left for the melody.
+    /// The templates' chord/bass/drum parts on the output tick timeline (a bar starts at
+    /// `start × tempo / 60 × TICKS_PER_BEAT`; short bars trimmed); channel 0 is left for the melody.
     pub backing: Vec<MidiTrack>,
     /// The melody as heard: the input notes fitted to the template chords and transposed
     /// (same bars and bar-relative ticks as the input; write these to `notes.mid`).

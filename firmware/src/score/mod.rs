@@ -347,26 +347,11 @@ fn midi_tracks(scored: &Scored) -> Vec<MidiTrack> {
         program: scored.rendered.melody_program,
         notes: melody,
     }];
-    // The renderer lays the template parts out on whole bars (bar i at i × TICKS_PER_BAR); move
-    // them onto the planned bars, dropping what falls past a short bar's end.
+    // The renderer already lays the template parts on the output timeline (short bars
+    // trimmed); give them the documented part names.
     for t in &scored.rendered.backing {
         let mut t = t.clone();
         t.name = part_name(&t).into();
-        t.notes = t
-            .notes
-            .iter()
-            .filter_map(|n| {
-                let bar = (n.tick / TICKS_PER_BAR as u64) as usize;
-                let within = n.tick % TICKS_PER_BAR as u64;
-                let plan = scored.plan.bars.get(bar)?;
-                let len = plan.beats as u64 * TICKS_PER_BEAT as u64;
-                (within < len).then(|| TimedNote {
-                    tick: bar_ticks[bar] + within,
-                    duration: n.duration.min(len - within).max(1),
-                    ..*n
-                })
-            })
-            .collect();
         tracks.push(t);
     }
     tracks
