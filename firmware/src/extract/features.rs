@@ -61,8 +61,8 @@ fn median3x3(v: &[f32], bw: usize, bh: usize) -> Vec<f32> {
                     win.push(v[yy * bw + xx]);
                 }
             }
-            win.sort_by(f32::total_cmp);
-            out[y * bw + x] = win[win.len() / 2];
+            let mid = win.len() / 2;
+            out[y * bw + x] = *win.select_nth_unstable_by(mid, f32::total_cmp).1;
         }
     }
     out

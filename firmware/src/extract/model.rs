@@ -194,12 +194,29 @@ impl ExtractModel {
     }
 }
 
-/// Per-block Lucas-Kanade from the model's structure tensors: a regularised 2x2 solve per level,
+/// Per-block Lucas-Kanade from the model's block structure tensors: a 3x3-block window, a
+/// regularised 2x2 solve per level,
 /// coarse to fine (start at 1/8 size; step to a finer level while the motion there is within
 /// [`TRUST_PX`]), then trust gating (unexplained change, clipping, flat frames). `sd_min` is the
 /// smaller luma standard deviation of the two frames.
-fn solve_blocks(t: &[f32], bw: usize, bh: usize, sd_min: f32) -> PairMaps {
+fn solve_blocks(blocks: &[f32], bw: usize, bh: usize, sd_min: f32) -> PairMaps {
     let nb = bw * bh;
+    // Lucas-Kanade window: the mean over the 3x3 blocks around each block (24x24 input
+    // pixels); at the edges, over the blocks that exist.
+    let mut t = vec![0f32; blocks.len()];
+    for (plane, out) in blocks.chunks_exact(nb).zip(t.chunks_exact_mut(nb)) {
+        for y in 0..bh {
+            let (y0, y1) = (y.saturating_sub(1), (y + 2).min(bh));
+            for x in 0..bw {
+                let (x0, x1) = (x.saturating_sub(1), (x + 2).min(bw));
+                let mut s = 0f32;
+                for yy in y0..y1 {
+                    s += plane[yy * bw + x0..yy * bw + x1].iter().sum::<f32>();
+                }
+                out[y * bw + x] = s / ((y1 - y0) * (x1 - x0)) as f32;
+            }
+        }
+    }
     let ch = |lv: usize, c: usize, i: usize| t[((lv - 1) * 6 + c) * nb + i];
     let gate = ((sd_min - FLAT_SD) / FLAT_RAMP).clamp(0.0, 1.0);
     let mut m = PairMaps {

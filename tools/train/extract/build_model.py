@@ -9,14 +9,14 @@ an NPU later; tract runs it on the CPU today.
 Input  `frames`   uint8 [2, 1, H, W]  previous and current luma frame; H and W multiples of 8.
 Outputs (block grid: one block per 8x8 input pixels, Hb = H/8, Wb = W/8)
   `tensors`   f32 [1, 18, Hb, Wb]  Lucas-Kanade structure tensors of the frame pair at three pyramid
-                                    levels (1/2, 1/4, 1/8 size): for each level, window means of
-                                    Ix*Ix, Ix*Iy, Iy*Iy, Ix*It, Iy*It, It*It over 24x24 input pixels
-                                    around each block, on contrast-normalised frames.
+                                    levels (1/2, 1/4, 1/8 size): for each level, block means of
+                                    Ix*Ix, Ix*Iy, Iy*Iy, Ix*It, Iy*It, It*It over each 8x8-input-pixel
+                                    block, on contrast-normalised frames.
   `evidence`  f32 [1, 7]           per-frame scalars: mean |diff| (1/2 size), luma-histogram distance
                                     (16 bins, 1/4 size), coarse structure change (1 - NCC at 1/8),
                                     luma mean of prev and cur, luma standard deviation of prev and cur.
   `thumb`     f32 [1, 1, Hb, Wb]   the current frame at 1/8 size (0..1), for gradual transitions.
-The per-block 2x2 solves, the coarse-to-fine choice and the trust gating (a few operations per
+The 3x3-block windows, the per-block 2x2 solves, the coarse-to-fine choice and the trust gating (a few operations per
 block) are done by the extractor in Rust (firmware/src/extract/model.rs): as ONNX they were
 ~150 tiny nodes whose per-node overhead cost more than all the pixel work.
 
@@ -109,9 +109,9 @@ def selectors():
 def structure_tensor(g, pair, pool):
     """Window-averaged Lucas-Kanade structure tensor at one level. `pair` is [1, 2, h, w] (prev, cur).
 
-    Returns [1, 6, Hb, Wb]: mean Ix*Ix, Ix*Iy, Iy*Iy, Ix*It, Iy*It, It*It over a 3x3-block window
-    (24x24 input pixels) around each block. The 2x2 solve per block, the coarse-to-fine choice
-    and the gating are cheap per-block arithmetic done by the extractor in Rust
+    Returns [1, 6, Hb, Wb]: block means (8x8 input pixels) of Ix*Ix, Ix*Iy, Iy*Iy, Ix*It, Iy*It,
+    It*It. The 3x3-block window sum (24x24 input pixels), the 2x2 solve per block, the
+    coarse-to-fine choice and the gating are cheap per-block arithmetic done by the extractor in Rust
     (firmware/src/extract/model.rs), which keeps this graph small for tract.
     """
     grads = g.op("Conv", [pair, g.const(gradient_kernel(), "wgrad")], "grads", pads=[1, 1, 1, 1])
@@ -121,9 +121,7 @@ def structure_tensor(g, pair, pool):
     prod = g.op("Mul", [pa, pb], "prod")
     if pool > 1:
         prod = g.op("AveragePool", [prod], "blk", kernel_shape=[pool, pool], strides=[pool, pool])
-    # Edge windows average over what exists.
-    return g.op("AveragePool", [prod], "win", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
-                count_include_pad=0)
+    return prod
 
 
 def build():
