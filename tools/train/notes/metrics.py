@@ -40,6 +40,8 @@ import tokens as tk  # noqa: E402
 TPB = 480
 STEP = TPB // 4
 BAR = TPB * 4
+# Extra `compose` arguments for every run (e.g. --no-density-guard).
+EXTRA_ARGS = []
 CHORD_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 QUAL_SUFFIX = ["", "m", "dim", "7"]
 PROGRESSIONS = [["C", "G", "Am", "F"], ["C", "Am", "F", "G"], ["F", "C", "G", "Am"], ["Am", "F", "C", "G"],
@@ -103,6 +105,7 @@ def compose(binary, out, bars, density, strength, seed, chords, sections=None):
            "--strength", ",".join(map(str, strength)), "--seed", str(seed), "--chords", ",".join(chords), "-o", out]
     if sections:
         cmd += ["--sections-at", ",".join(map(str, sections))]
+    cmd += EXTRA_ARGS
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return read_notes(out)
 
@@ -134,6 +137,24 @@ def novelty(bars, b):
     if not cur and not prev:
         return 0.0
     return 1 - len(cur & prev) / len(cur | prev)
+
+
+def return_to_opening(bars, b):
+    """Jaccard similarity of bar b's melody (position, pitch class) set with bar 0's."""
+    mel = lambda bar: {((n[0] % BAR) // STEP, n[2] % 12) for n in bar if n[4] == 0}  # noqa: E731
+    x, y = mel(bars[b]), mel(bars[0])
+    return len(x & y) / len(x | y) if x | y else 0.0
+
+
+def register_jump(bars, b):
+    """|mean melody pitch of bar b - that of bar b-1| in semitones."""
+    m = lambda bar: [n[2] for n in bar if n[4] == 0]  # noqa: E731
+    x, y = m(bars[b]), m(bars[b - 1])
+    return abs(np.mean(x) - np.mean(y)) if x and y else 0.0
+
+
+def starts_on_downbeat(bars, b):
+    return float(any(n[0] % BAR == 0 for n in bars[b]))
 
 
 def heldout_pieces(tokens_npz, bars=16):
@@ -168,12 +189,19 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--wellformed-bars", type=int, default=10000)
     ap.add_argument("--only", default="density,structure,quality,wellformed")
+    ap.add_argument("--no-density-guard", action="store_true", help="measure the learned density control alone")
+    ap.add_argument("--out", default="metrics.json")
+    ap.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: compose's)")
     args = ap.parse_args()
+    if args.no_density_guard:
+        EXTRA_ARGS.append("--no-density-guard")
+    if args.temperature:
+        EXTRA_ARGS.extend(["--temperature", str(args.temperature)])
     os.makedirs(args.work, exist_ok=True)
     cls = Classes(args.stats)
     res = {}
     only = args.only.split(",")
-    tmp = os.path.join(args.work, "t.mid")
+    tmp = os.path.join(args.work, f"t_{os.getpid()}.mid")
 
     if "density" in only:
         req_d, req_s, real_n, real_dc, real_sc, vel = [], [], [], [], [], []
@@ -207,22 +235,22 @@ def main():
         print(json.dumps(res), flush=True)
 
     if "structure" in only:
-        flagged, unflagged, other = [], [], []
         cuts = [8, 16, 24]
+        measures = {"novelty": novelty, "return_to_opening": return_to_opening, "register_jump": register_jump,
+                    "starts_on_downbeat": starts_on_downbeat}
+        got = {k: {"flagged": [], "flag_removed": [], "other_bars": []} for k in measures}
         for seed in range(1, 4 * args.seeds + 1):
             chords = PROGRESSIONS[seed % len(PROGRESSIONS)]
             d, s = [3 + seed % 3], [1 + seed % 2]
             a = bars_of(compose(args.bin, tmp, 32, d, s, seed, chords, [0] + cuts), 32)
             b = bars_of(compose(args.bin, tmp, 32, d, s, seed, chords, [0]), 32)
-            flagged += [novelty(a, c) for c in cuts]
-            unflagged += [novelty(b, c) for c in cuts]
-            other += [novelty(a, c) for c in range(4, 32) if c not in cuts]
-        res["structure"] = {
-            "pieces": 4 * args.seeds,
-            "novelty_at_section_starts": float(np.mean(flagged)),
-            "novelty_same_bars_flag_removed": float(np.mean(unflagged)),
-            "novelty_other_bars": float(np.mean(other)),
-        }
+            for k, f in measures.items():
+                got[k]["flagged"] += [f(a, c) for c in cuts]
+                got[k]["flag_removed"] += [f(b, c) for c in cuts]
+                got[k]["other_bars"] += [f(a, c) for c in range(4, 32) if c not in cuts]
+        res["structure"] = {"pieces": 4 * args.seeds, "section_starts_at": cuts}
+        for k, v in got.items():
+            res["structure"][k] = {kk: float(np.mean(vv)) for kk, vv in v.items()}
         print(json.dumps(res["structure"]), flush=True)
 
     if "quality" in only:
@@ -270,7 +298,7 @@ def main():
         res["wellformed"] = {"bars": bars_done, "runs": runs, "ill_formed_notes": len(bad), "examples": bad[:5]}
         print(json.dumps(res["wellformed"]), flush=True)
 
-    out = os.path.join(args.work, "metrics.json")
+    out = os.path.join(args.work, args.out)
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps(res, indent=1))
