@@ -6,13 +6,20 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A real clip from `testdata/clips/` (put there by `tools/clips/fetch.sh`, which `tools/test.sh` runs).
 pub fn clip(name: &str) -> PathBuf {
     let p = root().join("testdata/clips").join(name);
-    assert!(p.exists(), "{} is missing: run tools/clips/fetch.sh (tools/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run tools/clips/fetch.sh (tools/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -33,7 +40,9 @@ pub fn stderr(o: &Output) -> String {
 /// Names of the entries of a folder (sorted), hidden ones included.
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => vec![],
     };
     v.sort();

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 /// The temporary name an output is written under before [`commit`] renames it.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
@@ -32,7 +35,11 @@ pub fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
     File::open(tmp)?.sync_all()?;
     fs::rename(tmp, path)?;
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
@@ -50,7 +57,10 @@ mod tests {
         let p = dir.path().join("out.txt");
         write_atomic(&p, b"hello").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"hello");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1);
     }
 }
