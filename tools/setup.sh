@@ -17,7 +17,6 @@ APT_PACKAGES=(
   sox alsa-utils libasound2-plugins
   pulseaudio                    # paced ALSA tests: a null sink through the pulse plugin
   python3-venv python3-pip
-  nodejs npm
 )
 
 need_apt=0
