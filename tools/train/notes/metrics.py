@@ -188,6 +188,7 @@ def main():
     ap.add_argument("--tokens", default="tools/train/work/notes/tokens.npz")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--wellformed-bars", type=int, default=10000)
+    ap.add_argument("--wellformed-seed", type=int, default=9000, help="seed of the first well-formedness run")
     ap.add_argument("--only", default="density,structure,quality,wellformed")
     ap.add_argument("--no-density-guard", action="store_true", help="measure the learned density control alone")
     ap.add_argument("--out", default="metrics.json")
@@ -277,14 +278,14 @@ def main():
         print(json.dumps(res["quality"]), flush=True)
 
     if "wellformed" in only:
-        rng = np.random.default_rng(5)
+        rng = np.random.default_rng(args.wellformed_seed)
         bars_done, bad, runs = 0, [], 0
         while bars_done < args.wellformed_bars:
             n = min(200, args.wellformed_bars - bars_done)
             dens = rng.integers(0, 8, size=n).tolist()
             strn = rng.integers(0, 4, size=n).tolist()
             chords = PROGRESSIONS[runs % len(PROGRESSIONS)]
-            notes = compose(args.bin, tmp, n, dens, strn, 9000 + runs, chords, list(range(0, n, 8)))
+            notes = compose(args.bin, tmp, n, dens, strn, args.wellformed_seed + runs, chords, list(range(0, n, 8)))
             seen = set()
             for t, dur, p, v, tr in notes:
                 key = (t, p, tr)
