@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::compose::sampler::Sampling;
 use crate::compose::{BarControls, Composer};
-use crate::midi::{MidiTrack, TimedNote, write_midi};
+use crate::midi::{write_midi, MidiTrack, TimedNote};
 use crate::music::{Chord, ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
 
 #[derive(Debug, clap::Args)]

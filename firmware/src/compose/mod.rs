@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tract_onnx::prelude::TValue;
 
-use crate::music::{Chord, DENSITY_CLASSES, Note, NoteSet, STRENGTH_CLASSES};
+use crate::music::{Chord, Note, NoteSet, DENSITY_CLASSES, STRENGTH_CLASSES};
 use model::{Logits, NoteModel};
-use sampler::{BarState, Sampling, density_guard, sample};
+use sampler::{density_guard, sample, BarState, Sampling};
 use vocab::*;
 
 /// The controls the note model obeys for one bar.

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
-use super::ComposeError;
 use super::vocab::{
-    FIELD_SIZES, MAX_DUR16, N_FAMILIES, N_FIELDS, N_PITCH, N_TRACKS, NOTE_STRENGTH_CLASSES,
-    STEPS_PER_BAR, Token,
+    Token, FIELD_SIZES, MAX_DUR16, NOTE_STRENGTH_CLASSES, N_FAMILIES, N_FIELDS, N_PITCH, N_TRACKS,
+    STEPS_PER_BAR,
 };
+use super::ComposeError;
 use crate::music::DENSITY_CLASSES;
 
 /// File name of the machine-readable model card next to the model.

@@ -7,7 +7,7 @@
 use rand::Rng;
 
 use super::vocab::{
-    MAX_DUR16, N_FAMILIES, N_PITCH, N_TRACKS, NOTE_STRENGTH_CLASSES, STEPS_PER_BAR,
+    MAX_DUR16, NOTE_STRENGTH_CLASSES, N_FAMILIES, N_PITCH, N_TRACKS, STEPS_PER_BAR,
 };
 
 /// Lowest and highest MIDI pitch the model may write (the piano's range: the corpus lies inside it).

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::model::{CARD_FILE, NoteModel};
+use super::model::{NoteModel, CARD_FILE};
 use super::*;
 use crate::music::{ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
 
