@@ -12,6 +12,7 @@ pub mod midi;
 pub mod music;
 pub mod paths;
 pub mod plan;
+pub mod plotting;
 pub mod render;
 pub mod score;
 pub mod sink;

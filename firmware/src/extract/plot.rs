@@ -2,19 +2,14 @@
 //! probability and impact over time, with cuts, gradual transitions and visual beats marked.
 
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
 use super::{Analysis, TransitionKind};
 
 /// Picture size: a 2-minute clip gets ~13 px per second.
 const WIDTH: u32 = 1600;
 const HEIGHT: u32 = 900;
-/// DejaVu Sans (see firmware/assets/fonts/DejaVuSans.LICENSE), embedded: no system fonts needed.
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-static REGISTER: Once = Once::new();
 
 const SPEED: RGBColor = RGBColor(31, 119, 180);
 const SALIENCY: RGBColor = RGBColor(255, 127, 14);
@@ -25,9 +20,7 @@ const BEAT: RGBColor = RGBColor(120, 120, 120);
 
 /// Draws the analysis to `path` (PNG).
 pub fn draw(path: &Path, a: &Analysis, title: &str) -> Result<(), String> {
-    REGISTER.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
+    crate::plotting::ensure_font();
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;

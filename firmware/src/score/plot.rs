@@ -2,20 +2,14 @@
 //! the music did (notes per bar, mean velocity, sections, beats).
 
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
 use super::Report;
 
 /// Picture size: wide enough to show one bar per ~10 px on a 2-minute video.
 const WIDTH: u32 = 1600;
 const HEIGHT: u32 = 900;
-/// DejaVu Sans (Bitstream Vera licence, see assets/fonts/DejaVuSans.LICENSE), embedded so the
-/// box draws text without system fonts.
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-static REGISTER: Once = Once::new();
 
 const SPEED_COLOR: RGBColor = RGBColor(31, 119, 180);
 const SALIENCY_COLOR: RGBColor = RGBColor(255, 127, 14);
@@ -25,9 +19,7 @@ const VELOCITY_COLOR: RGBColor = RGBColor(148, 103, 189);
 const SECTION_COLOR: RGBColor = RGBColor(90, 90, 90);
 
 pub fn draw(path: &Path, r: &Report) -> Result<(), String> {
-    REGISTER.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
+    crate::plotting::ensure_font();
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
