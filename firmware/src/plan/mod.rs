@@ -222,25 +222,28 @@ pub fn plan_offline(
         .collect();
     let mut speeds = Vec::with_capacity(bar_starts.len());
     let mut sals = Vec::with_capacity(bar_starts.len());
+    // Frames come in time order and the time map is monotonic, so each bar's frames are one
+    // contiguous run found by binary search (long videos have hundreds of thousands of frames).
     for &(b, len, _) in &bar_starts {
         let (s, e) = (b as f64 * beat, (b + len as i64) as f64 * beat);
+        let lo = frame_out.partition_point(|&t| t < s);
+        let hi = frame_out.partition_point(|&t| t < e);
         let (mut sp, mut sa, mut n) = (0.0f32, 0.0f32, 0u32);
-        for (f, &t) in analysis.frames.iter().zip(&frame_out) {
-            if t >= s && t < e {
-                sp += f.speed;
-                sa += f.saliency;
-                n += 1;
-            }
+        for f in &analysis.frames[lo..hi.max(lo)] {
+            sp += f.speed;
+            sa += f.saliency;
+            n += 1;
         }
         if n == 0 {
             // No frame in this bar (past the end or a very low frame rate): the nearest frame.
             let mid = (s + e) / 2.0;
-            let i = frame_out
-                .iter()
-                .enumerate()
-                .min_by(|a, b| (a.1 - mid).abs().total_cmp(&(b.1 - mid).abs()))
-                .map(|(i, _)| i)
-                .unwrap_or(0);
+            let k = frame_out.partition_point(|&t| t < mid);
+            let i = match k {
+                0 => 0,
+                k if k >= frame_out.len() => frame_out.len() - 1,
+                k if (frame_out[k] - mid).abs() < (mid - frame_out[k - 1]).abs() => k,
+                k => k - 1,
+            };
             sp = analysis.frames[i].speed;
             sa = analysis.frames[i].saliency;
             n = 1;
