@@ -4,6 +4,7 @@
 //!
 //! | file | what |
 //! |---|---|
+//! | `control.rs` | [`Control`](control::Control): status, live series and commands shared with the web page and button |
 //! | `clock.rs` | [`Clock`](clock::Clock): real and simulated monotonic time for control loops |
 //! | `ring.rs` | lock-free SPSC sample ring between the engine and the playback thread |
 //! | `device.rs` | Missing / Starting / Running / Stalled with reopen backoff; [`Capture`](device::Capture) for sources |
@@ -14,6 +15,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod device;
 pub mod metrics;
 pub mod notify;
