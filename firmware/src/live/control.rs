@@ -47,6 +47,9 @@ pub enum Command {
     /// A whole new configuration, already validated and saved by the caller: the engine
     /// applies what it can live (music, volume) and reopens devices whose settings changed.
     Reconfigure(Box<Config>),
+    /// The template library on disk changed (a template was uploaded or deleted): reload
+    /// it and use the new one from the next section.
+    ReloadTemplates,
 }
 
 /// Why a command was not queued.
