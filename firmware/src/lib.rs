@@ -18,3 +18,4 @@ pub mod score;
 pub mod sink;
 pub mod source;
 pub mod style;
+pub mod web;

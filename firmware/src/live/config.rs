@@ -60,6 +60,10 @@ pub struct Config {
     pub record: Option<PathBuf>,
     /// Music preferences.
     pub music: MusicConfig,
+    /// `[web]`: the web page's data folder, output volume, daily schedule and board
+    /// profile (see `web::WebConfig` and docs/guide/web.md). Default: every `[web]` default.
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
 }
 
 /// `[music]`: what the listener asked for (the fields of `music::Preferences`).
@@ -109,6 +113,7 @@ impl Default for Config {
             report: None,
             record: None,
             music: MusicConfig::default(),
+            web: crate::web::WebConfig::default(),
         }
     }
 }
