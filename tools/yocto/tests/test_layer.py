@@ -152,21 +152,28 @@ def test_installs_what_the_firmware_looks_for():
 
 
 def test_default_config_is_valid_and_documented():
-    """config.toml is all comments (defaults); each commented setting, uncommented, is TOML with
-    keys the config reference documents."""
+    """config.toml sets only what the image needs (the web page's state on /data) and shows the
+    rest as comments; each commented setting, uncommented, is TOML with keys the firmware knows
+    (docs/ref/config.md; the [web] fields of firmware/src/web/settings.rs)."""
     text = (RECIPE_DIR / "files/config.toml").read_text()
-    assert tomllib.loads(text) == {}
+    assert tomllib.loads(text) == {"web": {"data_dir": "/data/undertone"}}
     settings = "\n".join(
-        line[2:] for line in text.splitlines() if re.match(r"# (\[\w+\]|\w+ = )", line)
+        line[2:] if line.startswith("# ") else line
+        for line in text.splitlines()
+        if re.match(r"(# )?(\[\w+\]|\w+ = )", line)
     )
     parsed = tomllib.loads(settings)
     reference = (ROOT / "docs/ref/config.md").read_text()
     documented = set(re.findall(r"^\| `(\w+)` \|", reference, re.M))
-    keys = {k for k in parsed if k != "music"} | set(parsed.get("music", {}))
+    keys = {k for k in parsed if k not in ("music", "web")} | set(parsed.get("music", {}))
     assert keys and keys <= documented, keys - documented
+    web = (ROOT / "firmware/src/web/settings.rs").read_text()
+    web_struct = web[web.index("pub struct WebConfig"):]
+    web_fields = set(re.findall(r"^\s+pub (\w+):", web_struct[: web_struct.index("}")], re.M))
+    assert set(parsed["web"]) <= web_fields, set(parsed["web"]) - web_fields
     # The only writable place the service has.
-    for key in ("report", "record"):
-        assert parsed[key].startswith("/data/undertone/")
+    for path in (parsed["report"], parsed["record"], parsed["web"]["data_dir"]):
+        assert path.startswith("/data/undertone")
 
 
 def wks_parts(path: Path) -> list[str]:
@@ -188,6 +195,13 @@ def test_partition_layout_matches_rauc_and_the_boot_script(board):
     assert devices == ["/dev/disk/by-partlabel/rootfs_a", "/dev/disk/by-partlabel/rootfs_b"]
     assert [conf[s]["bootname"] for s in ("slot.rootfs.0", "slot.rootfs.1")] == ["A", "B"]
     assert conf["system"]["data-directory"].startswith("/data/")
+    # The data partition is grown on first boot by systemd-repart: its rule matches the GPT type
+    # of a DPS "var" partition and the label.
+    data_line = next(l for l in WKS[board].read_text().splitlines() if "--part-name data" in l)
+    assert "--part-type 4d21b016-b534-45c2-a9fb-5c16e091fd2d" in data_line
+    repart = configparser.ConfigParser()
+    repart.read(LAYER / "recipes-core/undertone-data-partition/files/50-undertone-data.conf")
+    assert dict(repart["Partition"]) == {"type": "var", "label": "data"}
     fstab = (LAYER / "recipes-core/base-files/files/fstab").read_text()
     assert re.search(r"^PARTLABEL=data\s+/data\s+ext4", fstab, re.M)
     assert re.search(r"^/dev/root\s+/\s+auto\s+ro\s", fstab, re.M)

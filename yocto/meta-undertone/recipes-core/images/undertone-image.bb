@@ -8,12 +8,12 @@ LICENSE = "MIT"
 IMAGE_INSTALL = "\
     packagegroup-core-boot \
     undertone \
+    undertone-data-partition \
     rauc \
     rauc-mark-good \
     libubootenv-bin \
     u-boot-env \
     kernel-image \
-    e2fsprogs-resize2fs \
     alsa-utils-aplay \
     alsa-utils-amixer \
     ${CORE_IMAGE_EXTRA_INSTALL} \
