@@ -25,7 +25,6 @@ inherit core-image
 IMAGE_LINGUAS = ""
 IMAGE_FEATURES += "read-only-rootfs"
 IMAGE_FEATURES:remove = "package-management"
-IMAGE_FEATURES += "${@bb.utils.contains('UNDERTONE_SSH', '1', 'ssh-server-openssh', '', d)}"
 
 # Each rootfs slot is a fixed 1 GiB partition (files/wic/*.wks): fail the build early when
 # the image no longer fits rather than at flashing time.
