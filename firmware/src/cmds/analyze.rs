@@ -20,7 +20,7 @@ pub struct Args {
     /// Write a plot of the features over time (PNG) here.
     #[arg(long, value_name = "FILE")]
     pub png: Option<PathBuf>,
-    /// Extraction model (default: models/extract/extract_v1.onnx under the data folder).
+    /// Extraction model (default: models/extract/extract_v2.onnx under the data folder).
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
 }

@@ -49,20 +49,29 @@ pub fn mean_magnitude(dx: &[f32], dy: &[f32]) -> f32 {
         / dx.len() as f32
 }
 
-/// 3x3 median filter of a block map (edges use the neighbours that exist).
+/// 3x3 median filter of a block map (edges use the neighbours that exist; an even count takes
+/// the upper median).
 fn median3x3(v: &[f32], bw: usize, bh: usize) -> Vec<f32> {
     let mut out = vec![0f32; v.len()];
-    let mut win = Vec::with_capacity(9);
+    let mut win = [0f32; 9];
     for y in 0..bh {
+        let (y0, y1) = (y.saturating_sub(1), (y + 2).min(bh));
         for x in 0..bw {
-            win.clear();
-            for yy in y.saturating_sub(1)..(y + 2).min(bh) {
-                for xx in x.saturating_sub(1)..(x + 2).min(bw) {
-                    win.push(v[yy * bw + xx]);
+            let (x0, x1) = (x.saturating_sub(1), (x + 2).min(bw));
+            let mut n = 0;
+            for yy in y0..y1 {
+                for &p in &v[yy * bw + x0..yy * bw + x1] {
+                    // Insertion into the sorted prefix: at most 9 values.
+                    let mut j = n;
+                    while j > 0 && win[j - 1].total_cmp(&p).is_gt() {
+                        win[j] = win[j - 1];
+                        j -= 1;
+                    }
+                    win[j] = p;
+                    n += 1;
                 }
             }
-            let mid = win.len() / 2;
-            out[y * bw + x] = *win.select_nth_unstable_by(mid, f32::total_cmp).1;
+            out[y * bw + x] = win[n / 2];
         }
     }
     out
@@ -131,6 +140,7 @@ pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> S
     let mut a = [0.0f64; 3];
     let mut b = [0.0f64; 3];
     let mut residual = vec![0f32; n];
+    let mut scratch = Vec::with_capacity(n);
     for round in 0..=IRLS_ROUNDS {
         let mut m = [[0.0f64; 3]; 3];
         let (mut rx, mut ry) = ([0.0f64; 3], [0.0f64; 3]);
@@ -160,9 +170,10 @@ pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> S
         if round == IRLS_ROUNDS {
             break;
         }
-        let mut sorted = residual.clone();
-        sorted.sort_by(f32::total_cmp);
-        let sigma = (1.4826 * sorted[n / 2]).max(MIN_SCALE_PX) as f64;
+        scratch.clear();
+        scratch.extend_from_slice(&residual);
+        let median = *scratch.select_nth_unstable_by(n / 2, f32::total_cmp).1;
+        let sigma = (1.4826 * median).max(MIN_SCALE_PX) as f64;
         for i in 0..n {
             let r = residual[i] as f64 / sigma;
             w[i] = base[i] / (1.0 + r * r);
@@ -186,13 +197,16 @@ pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> S
         .filter(|&i| interior(i))
         .map(|i| residual[i] * (base[i] as f32).min(1.0))
         .collect();
-    sorted.sort_by(|p, q| q.total_cmp(p));
     let m = sorted.len();
     let k = ((m as f32 * TOP_SHARE).round() as usize)
         .max(MIN_TOP)
         .min(m);
-    let top = sorted[..k].iter().sum::<f32>() / k as f32;
-    let med = sorted[m / 2];
+    // Descending order: the median, then the k largest (summed in descending order).
+    let desc = |p: &f32, q: &f32| q.total_cmp(p);
+    let med = *sorted.select_nth_unstable_by(m / 2, desc).1;
+    let (top_k, _, _) = sorted.select_nth_unstable_by(k - 1, desc);
+    top_k.sort_unstable_by(desc);
+    let top = (top_k.iter().sum::<f32>() + sorted[k - 1]) / k as f32;
     let s = ((top - med) / (top + CAMERA_NOISE * camera + NOISE_PX)).clamp(0.0, 1.0);
     Saliency {
         saliency: s,

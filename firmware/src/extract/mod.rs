@@ -10,6 +10,7 @@
 //!
 //! Design and measured figures: `docs/design/extraction.md`.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
@@ -103,7 +104,7 @@ pub enum ExtractError {
 }
 
 /// File name of the extraction model under `<data root>/models/extract/`.
-pub const MODEL_FILE: &str = "extract_v1.onnx";
+pub const MODEL_FILE: &str = "extract_v2.onnx";
 
 /// The extraction model inside a data root (`--data`, `$UNDERTONE_DATA`, the checkout).
 pub fn default_model_path(data_root: &Path) -> PathBuf {
@@ -136,7 +137,8 @@ struct Rec {
 /// [`Extractor::LATENCY_FRAMES`] frames later (the cut detector looks that far ahead).
 pub struct Extractor {
     model: ExtractModel,
-    prev: Option<(u32, u32, Vec<u8>, f64)>,
+    /// Size and timestamp of the previous frame (the model keeps its pixels' state).
+    prev: Option<(u32, u32, f64)>,
     dt: f64,
     recs: VecDeque<Rec>,
     /// Index (in `recs`) of the next record to emit.
@@ -170,7 +172,7 @@ impl Extractor {
     }
 
     /// Resamples and crops a frame to what the model takes (sides multiples of 8).
-    fn prepare(frame: &Frame) -> Result<(u32, u32, Vec<u8>), ExtractError> {
+    fn prepare(frame: &Frame) -> Result<(u32, u32, Cow<'_, [u8]>), ExtractError> {
         let (w, h) = (frame.width, frame.height);
         if frame.gray.len() as u64 != w as u64 * h as u64 {
             return Err(ExtractError::BadFrame {
@@ -190,16 +192,16 @@ impl Extractor {
                 min: MIN_ANALYSIS_SIDE,
             });
         }
-        let (mut w, mut h, mut gray) = (w, h, std::borrow::Cow::Borrowed(&frame.gray));
+        let (mut w, mut h, mut gray) = (w, h, Cow::Borrowed(&frame.gray[..]));
         if w > MAX_MODEL_WIDTH || h > MAX_MODEL_HEIGHT {
             let (aw, ah) = AnalysisSize::default().frame_size(w, h);
-            gray = std::borrow::Cow::Owned(resize_area(&frame.gray, w, h, aw, ah));
+            gray = Cow::Owned(resize_area(&frame.gray, w, h, aw, ah));
             (w, h) = (aw, ah);
         }
         let m = model::MODEL_MULTIPLE;
         let (cw, ch) = (w / m * m, h / m * m);
         if (cw, ch) == (w, h) {
-            return Ok((w, h, gray.into_owned()));
+            return Ok((w, h, gray));
         }
         let (x0, y0) = (((w - cw) / 2) as usize, ((h - ch) / 2) as usize);
         let mut out = Vec::with_capacity((cw * ch) as usize);
@@ -207,15 +209,15 @@ impl Extractor {
             let row = (y0 + y) * w as usize + x0;
             out.extend_from_slice(&gray[row..row + cw as usize]);
         }
-        Ok((cw, ch, out))
+        Ok((cw, ch, Cow::Owned(out)))
     }
 
     /// Adds one frame; returns the features of an earlier frame once its look-ahead is
     /// complete (`None` while the pipeline fills).
     pub fn push(&mut self, frame: &Frame) -> Result<Option<FeatureFrame>, ExtractError> {
         let (w, h, gray) = Self::prepare(frame)?;
-        let rec = match self.prev.take() {
-            Some((pw, ph, pg, pt)) if (pw, ph) == (w, h) => {
+        match self.prev {
+            Some((pw, ph, pt)) if (pw, ph) == (w, h) => {
                 let dt = frame.pts - pt;
                 if dt > 1e-4 && dt < 1.0 {
                     self.dt = dt;
@@ -225,27 +227,28 @@ impl Extractor {
                         dt, "irregular timestamp; using the last frame interval"
                     );
                 }
-                let maps = self.model.run(&pg, &gray, w, h)?;
-                self.record(frame.pts, w, h, &maps)
             }
-            other => {
-                if let Some((pw, ph, ..)) = other {
-                    warn!(from = ?(pw, ph), to = ?(w, h), "frame size changed; restarting motion analysis");
-                }
-                // First frame (or first after a size change): no motion yet.
-                Rec {
-                    t: frame.pts,
-                    speed: 0.0,
-                    saliency: 0.0,
-                    mad: 0.0,
-                    structure: 0.0,
-                    dgram: [0.0; 8],
-                    p: None,
-                    cut: false,
-                }
+            Some((pw, ph, _)) => {
+                warn!(from = ?(pw, ph), to = ?(w, h), "frame size changed; restarting motion analysis");
+                self.model.reset();
             }
+            None => self.model.reset(),
+        }
+        let rec = match self.model.push(&gray, w, h)? {
+            Some(maps) => self.record(frame.pts, w, h, &maps),
+            // First frame (or first after a size change): no motion yet.
+            None => Rec {
+                t: frame.pts,
+                speed: 0.0,
+                saliency: 0.0,
+                mad: 0.0,
+                structure: 0.0,
+                dgram: [0.0; 8],
+                p: None,
+                cut: false,
+            },
         };
-        self.prev = Some((w, h, gray, frame.pts));
+        self.prev = Some((w, h, frame.pts));
         self.recs.push_back(rec);
         self.fill_probabilities(false);
         Ok(self.emit(false))

@@ -1,7 +1,9 @@
-//! The extraction ONNX model (`models/extract/extract_v1.onnx`, built by
-//! `tools/train/extract/build_model.py`) run by tract: one frame pair in, dense motion maps
-//! and per-frame transition evidence out. Shapes are concrete per frame size: the graph is
-//! optimised for the first size it sees and again only if the size changes.
+//! The extraction ONNX model (`models/extract/extract_v2.onnx`, built by
+//! `tools/train/extract/build_model.py`) run by tract: one frame in, with the state the model
+//! returned for the previous frame; dense motion maps and per-frame transition evidence of the
+//! pair out, with the state for the next frame. Each frame's pyramid and gradients are computed
+//! once, not once as "current" and again as "previous". Shapes are concrete per frame size: the
+//! graph is optimised for the first size it sees and again only if the size changes.
 
 use std::path::{Path, PathBuf};
 
@@ -14,10 +16,28 @@ use super::ExtractError;
 pub const MODEL_MULTIPLE: u32 = 8;
 /// Number of directogram bins in the evidence vector.
 pub const DIRECTIONS: usize = 8;
-/// Length of the model's evidence output.
-const EVIDENCE_LEN: usize = 7;
+/// Length of the model's evidence output (mad, hist, structure, luma mean, luma sd).
+const EVIDENCE_LEN: usize = 5;
 /// Pyramid levels of the structure tensors (1 = half size, 2 = quarter, 3 = eighth).
 const LEVELS: usize = 3;
+/// Structure-tensor products per level, in the model's channel order.
+const PRODUCTS: usize = 6;
+/// Channels of one level in `tensors`: Ix*Ix, Ix*Iy, Ix*It, Iy*Iy, Iy*It, It*It.
+const XX: usize = 0;
+const XY: usize = 1;
+const XT: usize = 2;
+const YY: usize = 3;
+const YT: usize = 4;
+const TT: usize = 5;
+/// Soft luma-histogram bins the model carries from frame to frame.
+const HIST_BINS: usize = 16;
+/// Output slots of the model (see build_model.py); the state outputs feed the next call.
+const OUT_TENSORS: usize = 0;
+const OUT_EVIDENCE: usize = 1;
+const OUT_THUMB: usize = 2;
+/// The next call's state inputs (`prev_l1, prev_f1, prev_f2, prev_f3, prev_hist, prev_thumb`,
+/// inputs 1..=6) are these outputs (`l1, f1, f2, f3, hist, thumb`).
+const STATE_FROM_OUTPUTS: [usize; 6] = [3, 4, 5, 6, 7, OUT_THUMB];
 
 // ---- per-block Lucas-Kanade (values as documented in tools/train/extract/build_model.py) ----
 /// Tikhonov term on the structure tensor's diagonal: keeps flat blocks at zero flow instead of
@@ -81,15 +101,45 @@ pub struct PairMaps {
     pub evidence: Evidence,
 }
 
+/// The previous frame's part of the model's work, fed back on the next call.
+struct Carry {
+    /// State inputs 1..=6 of the next call.
+    inputs: [TValue; 6],
+    luma_sd: f32,
+}
+
+/// The optimised plan for one frame size and the stream's state.
+struct Plan {
+    size: (u32, u32),
+    state: TypedSimpleState,
+    carry: Option<Carry>,
+    /// Reused buffer of the 3x3-block window sums.
+    windows: Vec<f32>,
+}
+
 /// The loaded model with a plan for the current frame size.
 pub struct ExtractModel {
     path: PathBuf,
     model: InferenceModel,
-    plan: Option<((u32, u32), TypedSimpleState)>,
+    plan: Option<Plan>,
+}
+
+/// Shapes of the model's inputs for a `w x h` frame: the frame (uint8), then the state (f32).
+fn input_shapes(w: u32, h: u32) -> [TVec<usize>; 7] {
+    let (w, h) = (w as usize, h as usize);
+    [
+        tvec![1, 1, h, w],
+        tvec![1, 1, h / 2, w / 2],
+        tvec![1, 3, h / 2, w / 2],
+        tvec![1, 3, h / 4, w / 4],
+        tvec![1, 3, h / 8, w / 8],
+        tvec![1, HIST_BINS],
+        tvec![1, 1, h / 8, w / 8],
+    ]
 }
 
 impl ExtractModel {
-    /// Loads the ONNX file (the plan is built on the first frame).
+    /// Loads the ONNX file (the plan is built for the default analysis size right away).
     pub fn load(path: &Path) -> Result<Self, ExtractError> {
         if !path.exists() {
             return Err(ExtractError::ModelMissing {
@@ -111,19 +161,33 @@ impl ExtractModel {
         Ok(m)
     }
 
-    fn plan_for(&mut self, w: u32, h: u32) -> Result<&mut TypedSimpleState, ExtractError> {
-        if self.plan.as_ref().map(|p| p.0) != Some((w, h)) {
+    fn plan_for(&mut self, w: u32, h: u32) -> Result<&mut Plan, ExtractError> {
+        if self.plan.as_ref().map(|p| p.size) != Some((w, h)) {
             let invalid = |e: TractError| ExtractError::ModelInvalid {
                 path: self.path.clone(),
                 detail: format!("{e:#}"),
             };
             let mut m = self.model.clone();
-            m.set_input_fact(
-                0,
-                InferenceFact::dt_shape(u8::datum_type(), tvec![2, 1, h as usize, w as usize]),
-            )
-            .map_err(invalid)?;
-            // The file names its output dims symbolically; let tract infer them from the input.
+            if m.inputs.len() != 7 || m.outputs.len() != 8 {
+                return Err(ExtractError::ModelInvalid {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "{} inputs and {} outputs, expected 7 and 8 (extract_v2)",
+                        m.inputs.len(),
+                        m.outputs.len()
+                    ),
+                });
+            }
+            for (i, shape) in input_shapes(w, h).into_iter().enumerate() {
+                let dt = if i == 0 {
+                    u8::datum_type()
+                } else {
+                    f32::datum_type()
+                };
+                m.set_input_fact(i, InferenceFact::dt_shape(dt, shape))
+                    .map_err(invalid)?;
+            }
+            // The file names its output dims symbolically; let tract infer them from the inputs.
             for i in 0..m.outputs.len() {
                 m.set_output_fact(i, InferenceFact::default())
                     .map_err(invalid)?;
@@ -134,116 +198,135 @@ impl ExtractModel {
                 .into_runnable()
                 .map_err(invalid)?;
             let state = plan.spawn().map_err(invalid)?;
-            self.plan = Some(((w, h), state));
-        }
-        Ok(&mut self.plan.as_mut().expect("plan just built").1)
-    }
-
-    /// Runs the model on `prev` and `cur` (both `w * h` luma, sides multiples of 8).
-    pub fn run(
-        &mut self,
-        prev: &[u8],
-        cur: &[u8],
-        w: u32,
-        h: u32,
-    ) -> Result<PairMaps, ExtractError> {
-        let n = (w * h) as usize;
-        debug_assert!(prev.len() == n && cur.len() == n);
-        let path = self.path.clone();
-        let fail = move |e: TractError| ExtractError::Inference {
-            path: path.clone(),
-            detail: format!("{e:#}"),
-        };
-        let plan = self.plan_for(w, h)?;
-        let mut data = Vec::with_capacity(2 * n);
-        data.extend_from_slice(prev);
-        data.extend_from_slice(cur);
-        let input = Tensor::from_shape(&[2, 1, h as usize, w as usize], &data).map_err(&fail)?;
-        let out = plan.run(tvec![input.into_tvalue()]).map_err(&fail)?;
-        let vec = |i: usize| -> Result<Vec<f32>, ExtractError> {
-            Ok(out[i]
-                .to_plain_array_view::<f32>()
-                .map_err(&fail)?
-                .iter()
-                .copied()
-                .collect())
-        };
-        let (bw, bh) = ((w / MODEL_MULTIPLE) as usize, (h / MODEL_MULTIPLE) as usize);
-        let tensors = vec(0)?;
-        let ev = vec(1)?;
-        let nb = bw * bh;
-        if tensors.len() != 6 * LEVELS * nb || ev.len() != EVIDENCE_LEN {
-            return Err(ExtractError::Inference {
-                path: self.path.clone(),
-                detail: format!(
-                    "unexpected output sizes (tensors {}, evidence {})",
-                    tensors.len(),
-                    ev.len()
-                ),
+            self.plan = Some(Plan {
+                size: (w, h),
+                state,
+                carry: None,
+                windows: Vec::new(),
             });
         }
-        let mut maps = solve_blocks(&tensors, bw, bh, ev[5].min(ev[6]));
-        maps.thumb = vec(2)?;
+        Ok(self.plan.as_mut().expect("plan just built"))
+    }
+
+    /// Forgets the previous frame: the next frame starts a new stream.
+    pub fn reset(&mut self) {
+        if let Some(p) = self.plan.as_mut() {
+            p.carry = None;
+        }
+    }
+
+    /// Feeds the next frame of a stream (`w * h` luma, sides multiples of 8). Returns the maps
+    /// of the pair (previous frame, this frame), or `None` for the first frame of a stream
+    /// (after [`ExtractModel::reset`] or a change of frame size).
+    pub fn push(&mut self, cur: &[u8], w: u32, h: u32) -> Result<Option<PairMaps>, ExtractError> {
+        debug_assert!(cur.len() == (w * h) as usize);
+        let path = self.path.clone();
+        let bad = |detail: String| ExtractError::Inference {
+            path: path.clone(),
+            detail,
+        };
+        let fail = |e: TractError| bad(format!("{e:#}"));
+        let plan = self.plan_for(w, h)?;
+        let frame = Tensor::from_shape(&[1, 1, h as usize, w as usize], cur).map_err(&fail)?;
+        let (first, state_in) = match plan.carry.take() {
+            Some(c) => (None, c),
+            None => {
+                // A new stream: zero state (the pair outputs of this call are not used).
+                let shapes = input_shapes(w, h);
+                let z = |i: usize| -> TValue {
+                    Tensor::zero::<f32>(&shapes[i])
+                        .expect("zero state tensor")
+                        .into_tvalue()
+                };
+                (
+                    Some(()),
+                    Carry {
+                        inputs: [z(1), z(2), z(3), z(4), z(5), z(6)],
+                        luma_sd: 0.0,
+                    },
+                )
+            }
+        };
+        let prev_sd = state_in.luma_sd;
+        let mut inputs: TVec<TValue> = tvec![frame.into_tvalue()];
+        inputs.extend(state_in.inputs);
+        let out = plan.state.run(inputs).map_err(&fail)?;
+        let slice = |i: usize| -> Result<Vec<f32>, ExtractError> {
+            let view = out[i].to_plain_array_view::<f32>().map_err(&fail)?;
+            Ok(match view.as_slice() {
+                Some(s) => s.to_vec(),
+                None => view.iter().copied().collect(),
+            })
+        };
+        let ev = slice(OUT_EVIDENCE)?;
+        if ev.len() != EVIDENCE_LEN {
+            return Err(bad(format!("unexpected evidence size {}", ev.len())));
+        }
+        let carry = Carry {
+            inputs: STATE_FROM_OUTPUTS.map(|i| out[i].clone()),
+            luma_sd: ev[4],
+        };
+        plan.carry = Some(carry);
+        if first.is_some() {
+            return Ok(None);
+        }
+        let (bw, bh) = ((w / MODEL_MULTIPLE) as usize, (h / MODEL_MULTIPLE) as usize);
+        let tensors = out[OUT_TENSORS]
+            .to_plain_array_view::<f32>()
+            .map_err(&fail)?;
+        let tensors = tensors
+            .as_slice()
+            .ok_or_else(|| bad("non-contiguous structure tensors".into()))?;
+        if tensors.len() != PRODUCTS * LEVELS * bw * bh {
+            return Err(bad(format!(
+                "unexpected structure tensor size {}",
+                tensors.len()
+            )));
+        }
+        let mut maps = solve_blocks(tensors, &mut plan.windows, bw, bh, prev_sd.min(ev[4]));
+        maps.thumb = slice(OUT_THUMB)?;
         maps.evidence.mad = ev[0];
         maps.evidence.hist = ev[1];
         maps.evidence.structure = ev[2];
-        maps.evidence.luma_mean = ev[4];
-        maps.evidence.prev_luma_sd = ev[5];
-        maps.evidence.luma_sd = ev[6];
-        Ok(maps)
+        maps.evidence.luma_mean = ev[3];
+        maps.evidence.luma_sd = ev[4];
+        maps.evidence.prev_luma_sd = prev_sd;
+        Ok(Some(maps))
     }
 }
 
 /// Per-block Lucas-Kanade from the model's block structure tensors: a 3x3-block window, a
-/// regularised 2x2 solve per level,
-/// coarse to fine (start at 1/8 size; step to a finer level while the motion there is within
-/// [`TRUST_PX`]), then trust gating (unexplained change, clipping, flat frames). `sd_min` is the
-/// smaller luma standard deviation of the two frames.
-fn solve_blocks(blocks: &[f32], bw: usize, bh: usize, sd_min: f32) -> PairMaps {
+/// regularised 2x2 solve per level, coarse to fine (start at 1/8 size; step to a finer level while
+/// the motion there is within [`TRUST_PX`]), then trust gating (unexplained change, clipping, flat
+/// frames). `sd_min` is the smaller luma standard deviation of the two frames; `t` is a reused
+/// buffer.
+fn solve_blocks(blocks: &[f32], t: &mut Vec<f32>, bw: usize, bh: usize, sd_min: f32) -> PairMaps {
     let nb = bw * bh;
-    // Lucas-Kanade window: the mean over the 3x3 blocks around each block (24x24 input
-    // pixels); at the edges, over the blocks that exist.
-    let mut t = vec![0f32; blocks.len()];
-    for (plane, out) in blocks.chunks_exact(nb).zip(t.chunks_exact_mut(nb)) {
-        for y in 0..bh {
-            let (y0, y1) = (y.saturating_sub(1), (y + 2).min(bh));
-            for x in 0..bw {
-                let (x0, x1) = (x.saturating_sub(1), (x + 2).min(bw));
-                let mut s = 0f32;
-                for yy in y0..y1 {
-                    s += plane[yy * bw + x0..yy * bw + x1].iter().sum::<f32>();
-                }
-                out[y * bw + x] = s / ((y1 - y0) * (x1 - x0)) as f32;
-            }
-        }
-    }
-    let ch = |lv: usize, c: usize, i: usize| t[((lv - 1) * 6 + c) * nb + i];
+    window_means(blocks, t, bw, bh);
+    let plane = |lv: usize, c: usize| &t[((lv - 1) * PRODUCTS + c) * nb..][..nb];
+    let levels: [[&[f32]; PRODUCTS]; LEVELS] =
+        std::array::from_fn(|l| std::array::from_fn(|c| plane(l + 1, c)));
     let gate = ((sd_min - FLAT_SD) / FLAT_RAMP).clamp(0.0, 1.0);
     let mut m = PairMaps {
         bw,
         bh,
+        dx: Vec::with_capacity(nb),
+        dy: Vec::with_capacity(nb),
+        conf: Vec::with_capacity(nb),
+        unexplained: Vec::with_capacity(nb),
         ..Default::default()
     };
-    m.dx.reserve(nb);
-    m.dy.reserve(nb);
     let (mut res_sum, mut tt_sum) = (0f32, 0f32);
     let mut dgram = [0f32; DIRECTIONS];
-    let dirs: Vec<(f32, f32)> = (0..DIRECTIONS)
-        .map(|k| {
-            let a = k as f32 * std::f32::consts::TAU / DIRECTIONS as f32;
-            (a.cos(), a.sin())
-        })
-        .collect();
+    let dirs: [(f32, f32); DIRECTIONS] = std::array::from_fn(|k| {
+        let a = k as f32 * std::f32::consts::TAU / DIRECTIONS as f32;
+        (a.cos(), a.sin())
+    });
     for i in 0..nb {
         let level = |lv: usize| {
-            let (sxx, sxy, syy, sxt, syt, stt) = (
-                ch(lv, 0, i),
-                ch(lv, 1, i),
-                ch(lv, 2, i),
-                ch(lv, 3, i),
-                ch(lv, 4, i),
-                ch(lv, 5, i),
-            );
+            let p = &levels[lv - 1];
+            let (sxx, sxy, syy, sxt, syt, stt) =
+                (p[XX][i], p[XY][i], p[YY][i], p[XT][i], p[YT][i], p[TT][i]);
             let (a, c) = (sxx + REG, syy + REG);
             let det = a * c - sxy * sxy;
             let u = (sxy * syt - c * sxt) / det;
@@ -272,7 +355,8 @@ fn solve_blocks(blocks: &[f32], bw: usize, bh: usize, sd_min: f32) -> PairMaps {
         m.dy.push(v);
         m.unexplained.push(unexpl);
         // Texture confidence at 1/4 size: det / trace of the structure tensor ~ smaller eigenvalue.
-        let (sxx, sxy, syy) = (ch(2, 0, i), ch(2, 1, i), ch(2, 2, i));
+        let p = &levels[1];
+        let (sxx, sxy, syy) = (p[XX][i], p[XY][i], p[YY][i]);
         m.conf
             .push((sxx * syy - sxy * sxy).max(0.0) / (sxx + syy + 1e-6));
     }
@@ -280,4 +364,35 @@ fn solve_blocks(blocks: &[f32], bw: usize, bh: usize, sd_min: f32) -> PairMaps {
     m.evidence.directogram = dgram;
     m.evidence.unexplained = res_sum / (tt_sum + 1e-6);
     m
+}
+
+/// The Lucas-Kanade window: for every plane of `blocks` (`bw * bh` each), the mean over the 3x3
+/// blocks around each block (24x24 input pixels); at the edges, over the blocks that exist.
+/// Separable: sums along rows, then along columns.
+fn window_means(blocks: &[f32], out: &mut Vec<f32>, bw: usize, bh: usize) {
+    let nb = bw * bh;
+    out.clear();
+    out.resize(blocks.len(), 0.0);
+    let mut rows = vec![0f32; nb];
+    for (plane, dst) in blocks.chunks_exact(nb).zip(out.chunks_exact_mut(nb)) {
+        for (src, r) in plane.chunks_exact(bw).zip(rows.chunks_exact_mut(bw)) {
+            for x in 0..bw {
+                let (x0, x1) = (x.saturating_sub(1), (x + 2).min(bw));
+                r[x] = src[x0..x1].iter().sum::<f32>();
+            }
+        }
+        for y in 0..bh {
+            let (y0, y1) = (y.saturating_sub(1), (y + 2).min(bh));
+            let d = &mut dst[y * bw..(y + 1) * bw];
+            for yy in y0..y1 {
+                for (o, r) in d.iter_mut().zip(&rows[yy * bw..(yy + 1) * bw]) {
+                    *o += r;
+                }
+            }
+            for (x, o) in d.iter_mut().enumerate() {
+                let cols = (x + 2).min(bw) - x.saturating_sub(1);
+                *o /= ((y1 - y0) * cols) as f32;
+            }
+        }
+    }
 }
