@@ -1,0 +1,269 @@
+//! Board profiles: what one board model has and where (camera, ALSA PCM, GPIO lines for the
+//! button and the LED, watchdog, accelerator). One TOML file per board in `board/profiles/`,
+//! built into the binary; a path to a TOML file of the same shape selects a custom board.
+//!
+//! Parsing is strict: an unknown key is an error that names it, so a typo in a profile never
+//! silently drops the button.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The profiles built into the binary: (name, TOML text).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("rpi5", include_str!("../profiles/rpi5.toml")),
+    ("rock5b", include_str!("../profiles/rock5b.toml")),
+    ("imx8mp", include_str!("../profiles/imx8mp.toml")),
+    ("qemu-virt", include_str!("../profiles/qemu-virt.toml")),
+];
+
+/// Valid watchdog timeouts, s: most SoC watchdogs count to 15–60 s at most (the BCM2712's
+/// caps near 15 s), and under 2 s a busy system resets for nothing.
+pub const WATCHDOG_TIMEOUT_RANGE: (u32, u32) = (2, 60);
+
+/// A board profile.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Human name of the board ("Raspberry Pi 5").
+    pub name: String,
+    /// Frame source the firmware uses on this board (`v4l2:/dev/videoN`).
+    pub camera: String,
+    /// ALSA PCM the music plays on.
+    pub audio_device: String,
+    /// What can run the models besides the CPU; the firmware runs them on the CPU (tract)
+    /// on every board today, so this is recorded for reports and future back ends.
+    pub accelerator: Accelerator,
+    /// The button (short press: dislike, long press: like). None: no button.
+    pub button: Option<LineSpec>,
+    /// The status LED. None: no LED.
+    pub led: Option<LineSpec>,
+    /// A hardware watchdog the firmware feeds while its engine makes progress. None: only
+    /// systemd's watchdog.
+    pub watchdog: Option<WatchdogSpec>,
+    /// Where the profile came from (`builtin rpi5` or a file path), for messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// Accelerators on the supported boards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Accelerator {
+    /// CPU only.
+    None,
+    /// Rockchip RK3588 NPU (`rknpu`, 6 TOPS int8).
+    Rk3588Npu,
+    /// NXP i.MX 8M Plus NPU (VeriSilicon VIP8000, 2.3 TOPS int8).
+    Imx8mpNpu,
+}
+
+/// One GPIO line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineSpec {
+    /// The GPIO chip: a device path (`/dev/gpiochip0`) or the chip's label as
+    /// `gpiodetect` prints it (`pinctrl-rp1`), which survives renumbering between kernels.
+    pub chip: String,
+    /// The line: its offset on the chip, or its name as `gpioinfo` prints it (`GPIO17`).
+    pub line: LineRef,
+    /// The line is active low (a button to ground with a pull-up; an LED to the supply).
+    #[serde(default)]
+    pub active_low: bool,
+}
+
+/// A line by offset or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LineRef {
+    Offset(u32),
+    Name(String),
+}
+
+impl std::fmt::Display for LineRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineRef::Offset(n) => write!(f, "{n}"),
+            LineRef::Name(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// The hardware watchdog.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogSpec {
+    /// Device node, normally `/dev/watchdog`.
+    pub device: PathBuf,
+    /// Seconds without a kick before the board resets (2–60).
+    pub timeout_s: u32,
+}
+
+/// Why a profile could not be used. Each names the profile and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("board profile {name:?} is not built in (built in: {known}); give one of those or the path of a profile TOML file")]
+    Unknown { name: String, known: String },
+    #[error("{path}: cannot read the board profile: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("board profile {origin}: {detail}(see docs/guide/board.md for the keys)")]
+    Parse { origin: String, detail: String },
+    #[error("board profile {origin}: `{key}` {detail}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        detail: String,
+    },
+}
+
+impl Profile {
+    /// A built-in profile by name, or a profile file when `spec` is a path (contains `/`
+    /// or ends in `.toml`).
+    pub fn resolve(spec: &str) -> Result<Profile, ProfileError> {
+        if spec.contains('/') || spec.ends_with(".toml") {
+            return Profile::load(Path::new(spec));
+        }
+        match BUILTIN.iter().find(|(n, _)| *n == spec) {
+            Some((n, text)) => Profile::parse(text, &format!("builtin {n}")),
+            None => Err(ProfileError::Unknown {
+                name: spec.to_string(),
+                known: BUILTIN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Profile::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+        let mut p: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
+            origin: origin.to_string(),
+            detail: e.to_string(),
+        })?;
+        p.origin = origin.to_string();
+        p.validate()?;
+        Ok(p)
+    }
+
+    fn validate(&self) -> Result<(), ProfileError> {
+        let invalid = |key, detail: String| ProfileError::Invalid {
+            origin: self.origin.clone(),
+            key,
+            detail,
+        };
+        if !(self.camera.starts_with("v4l2:/") || self.camera.starts_with("file:")) {
+            return Err(invalid(
+                "camera",
+                format!("is {:?}; give v4l2:/dev/videoN (or file:CLIP)", self.camera),
+            ));
+        }
+        if self.audio_device.trim().is_empty() {
+            return Err(invalid(
+                "audio_device",
+                "is empty; give an ALSA PCM (`aplay -L` lists them)".into(),
+            ));
+        }
+        for (key, l) in [("button.chip", &self.button), ("led.chip", &self.led)] {
+            if let Some(l) = l {
+                if l.chip.trim().is_empty() {
+                    return Err(invalid(
+                        key,
+                        "is empty; give /dev/gpiochipN or the chip label `gpiodetect` prints"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        if let Some(w) = &self.watchdog {
+            let (lo, hi) = WATCHDOG_TIMEOUT_RANGE;
+            if !(lo..=hi).contains(&w.timeout_s) {
+                return Err(invalid(
+                    "watchdog.timeout_s",
+                    format!("is {}; give {lo} to {hi} seconds", w.timeout_s),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_profile_parses() {
+        for (name, _) in BUILTIN {
+            let p = Profile::resolve(name).unwrap();
+            assert_eq!(p.origin, format!("builtin {name}"));
+            assert!(p.button.is_some() && p.led.is_some(), "{name}");
+        }
+        let rpi = Profile::resolve("rpi5").unwrap();
+        assert_eq!(rpi.button.unwrap().line, LineRef::Name("GPIO17".into()));
+        let vm = Profile::resolve("qemu-virt").unwrap();
+        assert_eq!(vm.camera, "v4l2:/dev/video0");
+        assert_eq!(vm.accelerator, Accelerator::None);
+        assert_eq!(
+            Profile::resolve("rock5b").unwrap().accelerator,
+            Accelerator::Rk3588Npu
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_builtins() {
+        let e = Profile::resolve("rpi4").unwrap_err().to_string();
+        assert!(e.contains("\"rpi4\""), "{e}");
+        assert!(e.contains("rpi5, rock5b, imx8mp, qemu-virt"), "{e}");
+    }
+
+    #[test]
+    fn a_typo_names_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("myboard.toml");
+        std::fs::write(
+            &path,
+            "name = \"x\"\ncamera = \"v4l2:/dev/video0\"\naudio_device = \"default\"\naccelerator = \"none\"\n[button]\nchip = \"/dev/gpiochip0\"\nlnie = 3\n",
+        )
+        .unwrap();
+        let e = Profile::resolve(path.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("myboard.toml"), "{e}");
+        assert!(e.contains("lnie"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let base = "name = \"x\"\naudio_device = \"default\"\naccelerator = \"none\"\n";
+        let e = Profile::parse(&format!("{base}camera = \"/dev/video0\"\n"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`camera`"), "{e}");
+        let e = Profile::parse(
+            &format!("{base}camera = \"v4l2:/dev/video0\"\n[watchdog]\ndevice = \"/dev/watchdog\"\ntimeout_s = 600\n"),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`watchdog.timeout_s` is 600"), "{e}");
+        let e = Profile::parse(
+            &format!("{base}camera = \"v4l2:/dev/video0\"\naccelerator2 = 1\n"),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("accelerator2"), "{e}");
+    }
+}
