@@ -25,9 +25,10 @@ const TEMPO_SEARCH_SPAN: f64 = 0.12;
 /// cuts within one beat are one change); any later cut does, even one beat on: the music must
 /// answer every cut.
 pub const MIN_SECTION_BEATS: i64 = 1;
-/// Warping: a cut this close to a beat counts as on it (the issue's ±50 ms), so a stretch that
-/// cannot reach the beat exactly within ±MAX_WARP may stop this short of it.
-const WARP_HIT_TOLERANCE_S: f64 = 0.045;
+/// Warping: an anchor cut may be placed this far from its beat (the goal is ±50 ms in the muxed
+/// video). Cuts are placed on output frame times where one lies this close to the beat, so the
+/// muxed video's frame grid adds no rounding on top.
+const WARP_AIM_TOLERANCE_S: f64 = 0.045;
 /// A cut this close after a beat still counts as on that beat (one frame at 25 fps).
 const ON_BEAT_TOLERANCE_S: f64 = 0.04;
 /// Cost weights of the tempo search: a bar cut short costs 1; straying 10 % from the target
@@ -87,6 +88,9 @@ impl TimeMap {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CutIn {
     pub t: f64,
+    /// Warping lands this cut on a beat (hard cuts and clear gradual transitions); other cuts
+    /// follow the warped timeline.
+    pub anchor: bool,
 }
 
 /// The grid chosen for a video.
@@ -109,12 +113,15 @@ impl Grid {
 }
 
 /// Chooses tempo, section starts and warps. `cuts` sorted by time; `tempo_fixed` forces the tempo.
+///
+/// `warp_fps`: retime the video (at this output frame rate) so that cuts land on beats; `None`
+/// keeps the video as it is.
 pub fn choose_grid(
     duration: f64,
     cuts: &[CutIn],
     target_bpm: f64,
     tempo_fixed: Option<f64>,
-    warp: bool,
+    warp_fps: Option<f64>,
 ) -> Grid {
     let candidates: Vec<f64> = match tempo_fixed {
         Some(t) => vec![t],
@@ -127,8 +134,8 @@ pub fn choose_grid(
     };
     let mut best: Option<(f64, Grid)> = None;
     for &bpm in &candidates {
-        let (cost, grid) = if warp {
-            fit_warped(duration, cuts, bpm)
+        let (cost, grid) = if let Some(fps) = warp_fps {
+            fit_warped(duration, cuts, bpm, fps)
         } else {
             fit_plain(duration, cuts, bpm)
         };
@@ -172,76 +179,137 @@ fn fit_plain(duration: f64, cuts: &[CutIn], bpm: f64) -> (f64, Grid) {
     )
 }
 
-/// Warping: segment k (from the previous cut to cut k) gets an output length within ±MAX_WARP of
-/// its input length chosen so that cut k lands on a beat, a downbeat of the running section if one
-/// is reachable, else the beat that needs the smallest warp.
-fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64) -> (f64, Grid) {
+/// Warping, planned jointly over all cuts (dynamic programming over "which beat does cut k land
+/// on"): an anchor cut may land anywhere within [`WARP_AIM_TOLERANCE_S`] of its beat, and each
+/// segment between anchors is retimed by at most ±[`MAX_WARP`]. Because both ends of a short shot
+/// may use that tolerance, shots that no single greedy choice can fit (e.g. a 0.96 s shot at
+/// 103 BPM: 2 beats need −18 %) are fitted when the neighbouring cuts move a little; the tempo
+/// search then finds a tempo where every anchor fits. Cuts that are not anchors (weak gradual
+/// transitions) follow the warped timeline and start their section on the next beat.
+fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64, fps: f64) -> (f64, Grid) {
     let beat = 60.0 / bpm;
     let bar = BEATS_PER_BAR as i64;
-    let mut section_beats = vec![0i64];
-    let mut cut_sections = Vec::with_capacity(cuts.len());
-    let mut segments = Vec::new();
-    let (mut i_prev, mut o_prev) = (0.0f64, 0.0f64);
-    let mut cost = 0.0;
-    for c in cuts {
-        let d = c.t - i_prev;
-        if d <= 0.0 || c.t >= duration {
-            cut_sections.push(None);
-            continue;
-        }
-        let last = *section_beats.last().unwrap();
-        let (o_min, o_max) = (o_prev + d / (1.0 + MAX_WARP), o_prev + d / (1.0 - MAX_WARP));
-        let lo = ((o_min - WARP_HIT_TOLERANCE_S) / beat).ceil() as i64;
-        let hi = ((o_max + WARP_HIT_TOLERANCE_S) / beat).floor() as i64;
-        let choice = (lo..=hi)
-            .filter(|&b| b - last >= MIN_SECTION_BEATS)
-            .map(|b| {
-                let o = (b as f64 * beat).clamp(o_min, o_max);
-                let rate = d / (o - o_prev);
-                let short = if (b - last) % bar != 0 { 1.0 } else { 0.0 };
-                (short + COST_WARP_RATE * (rate - 1.0).abs(), b, o, rate)
-            })
-            .min_by(|a, b| a.0.total_cmp(&b.0));
-        match choice {
-            Some((ccost, b, o, rate)) => {
-                cost += ccost;
-                segments.push(Warp {
-                    input_start: i_prev,
-                    input_end: c.t,
-                    output_start: o_prev,
-                    output_end: o,
-                    rate,
-                });
-                section_beats.push(b);
-                cut_sections.push(Some(b));
-                i_prev = c.t;
-                o_prev = o;
-            }
-            None => {
-                // No beat is reachable within ±MAX_WARP (a very short shot): leave this stretch
-                // unwarped and start the section on the first beat after the cut, as without warping.
-                cost += COST_WARP_MISS;
-                let o = o_prev + d;
-                let b = ((o - ON_BEAT_TOLERANCE_S) / beat).ceil() as i64;
-                segments.push(Warp {
-                    input_start: i_prev,
-                    input_end: c.t,
-                    output_start: o_prev,
-                    output_end: o,
-                    rate: 1.0,
-                });
-                if b - last >= MIN_SECTION_BEATS {
-                    section_beats.push(b);
-                    cut_sections.push(Some(b));
-                } else {
-                    cut_sections.push(None);
+    let anchors: Vec<usize> = (0..cuts.len())
+        .filter(|&i| cuts[i].anchor && cuts[i].t > 0.0 && cuts[i].t < duration)
+        .collect();
+
+    // Forward pass. Layer k holds the states of anchor k; state 0 of the virtual layer before
+    // the first anchor is the start of the video (output 0, beat 0).
+    let mut layers: Vec<Vec<WarpState>> = Vec::with_capacity(anchors.len());
+    let start = [WarpState {
+        beat: Some(0),
+        section: 0,
+        lo: 0.0,
+        hi: 0.0,
+        cost: 0.0,
+        parent: 0,
+    }];
+    let mut t_prev = 0.0f64;
+    for &ci in &anchors {
+        let d = cuts[ci].t - t_prev;
+        let parents: &[WarpState] = layers.last().map(|l| l.as_slice()).unwrap_or(&start);
+        let mut states: Vec<WarpState> = Vec::new();
+        for (pi, p) in parents.iter().enumerate() {
+            let (r_lo, r_hi) = (p.lo + d / (1.0 + MAX_WARP), p.hi + d / (1.0 - MAX_WARP));
+            let p_at = p.aim(beat);
+            let b_lo = ((r_lo - WARP_AIM_TOLERANCE_S) / beat).ceil() as i64;
+            let b_hi = ((r_hi + WARP_AIM_TOLERANCE_S) / beat).floor() as i64;
+            for b in b_lo.max(p.section + MIN_SECTION_BEATS)..=b_hi {
+                let at = b as f64 * beat;
+                let (lo, hi) = (
+                    r_lo.max(at - WARP_AIM_TOLERANCE_S),
+                    r_hi.min(at + WARP_AIM_TOLERANCE_S),
+                );
+                if lo > hi + 1e-12 {
+                    continue;
                 }
-                i_prev = c.t;
-                o_prev = o;
+                let rate = d / (at.clamp(lo, hi) - p_at).max(1e-9);
+                let short = if (b - p.section) % bar != 0 { 1.0 } else { 0.0 };
+                let cost = p.cost + short + COST_WARP_RATE * (rate - 1.0).abs();
+                let s = WarpState {
+                    beat: Some(b),
+                    section: b,
+                    lo,
+                    hi: hi.max(lo),
+                    cost,
+                    parent: pi,
+                };
+                match states.iter_mut().find(|x| x.beat == Some(b)) {
+                    Some(x) if x.cost <= cost => {}
+                    Some(x) => *x = s,
+                    None => states.push(s),
+                }
             }
+        }
+        // A miss: no beat reachable (or all too costly): the cheapest parent, this stretch
+        // unwarped, the section on the first beat after the cut.
+        let (pi, p) = parents
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.cost.total_cmp(&b.1.cost))
+            .expect("a layer has states");
+        let o = p.aim(beat) + d;
+        let b = ((o - ON_BEAT_TOLERANCE_S) / beat).ceil() as i64;
+        states.push(WarpState {
+            beat: None,
+            section: if b - p.section >= MIN_SECTION_BEATS {
+                b
+            } else {
+                p.section
+            },
+            lo: o,
+            hi: o,
+            cost: p.cost + COST_WARP_MISS,
+            parent: pi,
+        });
+        layers.push(states);
+        t_prev = cuts[ci].t;
+    }
+
+    // Backward pass: the cheapest final state, then each anchor's output time, as close to its
+    // beat as the segment after it allows.
+    let mut outs = vec![0.0f64; anchors.len()];
+    let mut chosen: Vec<WarpState> = vec![start[0]; anchors.len()];
+    let mut cost = 0.0;
+    if let Some(last) = layers.last() {
+        let (mut si, best) = last
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.cost.total_cmp(&b.1.cost))
+            .expect("a layer has states");
+        cost = best.cost;
+        let mut next_out: Option<(f64, f64)> = None; // (output of the next anchor, its segment)
+        for k in (0..anchors.len()).rev() {
+            let s = layers[k][si];
+            let (mut lo, mut hi) = (s.lo, s.hi);
+            if let Some((o_next, d_next)) = next_out {
+                lo = lo.max(o_next - d_next / (1.0 - MAX_WARP));
+                hi = hi.min(o_next - d_next / (1.0 + MAX_WARP));
+            }
+            let o = s.place(beat, fps, lo, hi.max(lo));
+            outs[k] = o;
+            chosen[k] = s;
+            let d = cuts[anchors[k]].t - if k == 0 { 0.0 } else { cuts[anchors[k - 1]].t };
+            next_out = Some((o, d));
+            si = s.parent;
         }
     }
-    let rest = duration - i_prev;
+
+    // The time map from the anchors' outputs; the tail plays at its own speed.
+    let mut segments = Vec::with_capacity(anchors.len() + 1);
+    let (mut i_prev, mut o_prev) = (0.0f64, 0.0f64);
+    for (k, &ci) in anchors.iter().enumerate() {
+        let (i, o) = (cuts[ci].t, outs[k]);
+        segments.push(Warp {
+            input_start: i_prev,
+            input_end: i,
+            output_start: o_prev,
+            output_end: o,
+            rate: (i - i_prev) / (o - o_prev),
+        });
+        (i_prev, o_prev) = (i, o);
+    }
+    let rest = (duration - i_prev).max(0.0);
     if rest > 0.0 {
         segments.push(Warp {
             input_start: i_prev,
@@ -251,17 +319,93 @@ fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64) -> (f64, Grid) {
             rate: 1.0,
         });
     }
-    let out_duration = o_prev + rest.max(0.0);
+    let time_map = TimeMap { segments };
+
+    // Sections: each anchor's beat; any other cut on the next beat after its warped time,
+    // unless that is not after the previous section or not before the next anchor's.
+    let mut section_beats = vec![0i64];
+    let mut cut_sections = Vec::with_capacity(cuts.len());
+    let mut next_anchor = 0usize;
+    for (i, c) in cuts.iter().enumerate() {
+        let last = *section_beats.last().unwrap();
+        if next_anchor < anchors.len() && anchors[next_anchor] == i {
+            let s = chosen[next_anchor];
+            next_anchor += 1;
+            if s.section > last {
+                section_beats.push(s.section);
+                cut_sections.push(Some(s.section));
+            } else {
+                cut_sections.push((s.section == last).then_some(last));
+            }
+            continue;
+        }
+        let o = time_map.to_output(c.t);
+        let b = ((o - ON_BEAT_TOLERANCE_S) / beat).ceil().max(0.0) as i64;
+        let limit = anchors
+            .get(next_anchor)
+            .map(|_| chosen[next_anchor].section)
+            .unwrap_or(i64::MAX);
+        if c.t <= 0.0 || o >= o_prev + rest || b - last < MIN_SECTION_BEATS || b >= limit {
+            cut_sections.push((b == last).then_some(last));
+            continue;
+        }
+        section_beats.push(b);
+        cut_sections.push(Some(b));
+    }
     (
         cost,
         Grid {
             tempo_bpm: bpm,
-            duration: out_duration,
+            duration: o_prev + rest,
             section_beats,
             cut_sections,
-            time_map: TimeMap { segments },
+            time_map,
         },
     )
+}
+
+/// One state of the warp search: anchor cut k landing on `beat` (None: a miss), anywhere in
+/// output `[lo, hi]`.
+#[derive(Debug, Clone, Copy)]
+struct WarpState {
+    beat: Option<i64>,
+    /// The section start this state leaves behind (for the next cut's minimum gap and short-bar cost).
+    section: i64,
+    lo: f64,
+    hi: f64,
+    cost: f64,
+    parent: usize,
+}
+
+impl WarpState {
+    /// Output time for this anchor within `[lo, hi]`: the output frame time nearest its beat
+    /// when one is in range and within tolerance (the muxed video then shows the cut exactly
+    /// there), else the point nearest the beat.
+    fn place(&self, beat: f64, fps: f64, lo: f64, hi: f64) -> f64 {
+        let Some(b) = self.beat else {
+            return ((self.lo + self.hi) / 2.0).clamp(lo, hi);
+        };
+        let at = b as f64 * beat;
+        let nearest = at.clamp(lo, hi);
+        if !(fps.is_finite() && fps > 0.0) {
+            return nearest;
+        }
+        let f0 = (at * fps).round();
+        [f0, f0 - 1.0, f0 + 1.0]
+            .iter()
+            .map(|f| f / fps)
+            .filter(|&t| t >= lo && t <= hi && (t - at).abs() <= WARP_AIM_TOLERANCE_S)
+            .min_by(|x, y| (x - at).abs().total_cmp(&(y - at).abs()))
+            .unwrap_or(nearest)
+    }
+
+    /// Where within `[lo, hi]` this state would rather be: on its beat.
+    fn aim(&self, beat: f64) -> f64 {
+        match self.beat {
+            Some(b) => (b as f64 * beat).clamp(self.lo, self.hi),
+            None => (self.lo + self.hi) / 2.0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -269,13 +413,13 @@ mod tests {
     use super::*;
 
     fn cuts(ts: &[f64]) -> Vec<CutIn> {
-        ts.iter().map(|&t| CutIn { t }).collect()
+        ts.iter().map(|&t| CutIn { t, anchor: true }).collect()
     }
 
     #[test]
     fn every_cut_gets_a_section_within_one_beat() {
         let cs = cuts(&[3.1, 7.77, 9.9, 14.2, 21.05]);
-        let g = choose_grid(25.0, &cs, 100.0, None, false);
+        let g = choose_grid(25.0, &cs, 100.0, None, None);
         let beat = g.beat_seconds();
         for (c, s) in cs.iter().zip(&g.cut_sections) {
             let b = s.expect("section for each well-separated cut");
@@ -294,7 +438,7 @@ mod tests {
         // Cuts every 4 bars at 96 BPM; target 100: the search should find 96 (no short bars).
         let bar = 4.0 * 60.0 / 96.0;
         let cs = cuts(&[4.0 * bar, 8.0 * bar, 12.0 * bar]);
-        let g = choose_grid(16.0 * bar, &cs, 100.0, None, false);
+        let g = choose_grid(16.0 * bar, &cs, 100.0, None, None);
         assert!((g.tempo_bpm - 96.0).abs() < 0.15, "tempo {}", g.tempo_bpm);
         for s in &g.section_beats {
             assert_eq!(s % 4, 0);
@@ -304,7 +448,7 @@ mod tests {
     #[test]
     fn warping_lands_cuts_on_beats_within_limits() {
         let cs = cuts(&[4.3, 9.1, 13.37, 20.2]);
-        let g = choose_grid(26.0, &cs, 100.0, None, true);
+        let g = choose_grid(26.0, &cs, 100.0, None, Some(25.0));
         let beat = g.beat_seconds();
         for w in &g.time_map.segments {
             assert!((w.rate - 1.0).abs() <= MAX_WARP + 1e-9, "{w:?}");
@@ -313,11 +457,48 @@ mod tests {
             let o = g.time_map.to_output(c.t);
             let k = (o / beat).round();
             assert!(
-                (o - k * beat).abs() <= WARP_HIT_TOLERANCE_S + 1e-9,
+                (o - k * beat).abs() <= WARP_AIM_TOLERANCE_S + 1e-9,
                 "cut {} lands at {o}",
                 c.t
             );
         }
         assert!((g.time_map.to_input(g.time_map.to_output(11.0)) - 11.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn warping_fits_a_short_shot_by_moving_both_of_its_cuts() {
+        // A real montage's cuts (tools/eval/run_clips.sh montage_cuts): the 0.96 s shot between
+        // 3.04 and 4.0 fits no beat count at the target tempo when its first cut sits exactly on
+        // a beat. Weak gradual transitions (not anchors) must not get in the way.
+        let mut cs = cuts(&[1.2083, 3.0417, 4.0, 8.0, 19.0, 21.5]);
+        for t in [14.5, 15.1667] {
+            cs.push(CutIn { t, anchor: false });
+        }
+        cs.sort_by(|a, b| a.t.total_cmp(&b.t));
+        let g = choose_grid(23.0, &cs, 103.0, None, Some(24.0));
+        let beat = g.beat_seconds();
+        for w in &g.time_map.segments {
+            assert!((w.rate - 1.0).abs() <= MAX_WARP + 1e-9, "{w:?}");
+        }
+        for (c, s) in cs.iter().zip(&g.cut_sections) {
+            let o = g.time_map.to_output(c.t);
+            if c.anchor {
+                let b = s.expect("every anchor starts a section");
+                assert!(
+                    (o - b as f64 * beat).abs() <= WARP_AIM_TOLERANCE_S + 1e-9,
+                    "cut {} lands at {o}, its section at {} (tempo {})",
+                    c.t,
+                    b as f64 * beat,
+                    g.tempo_bpm
+                );
+            } else if let Some(b) = s {
+                let dt = *b as f64 * beat - o;
+                assert!(dt > -ON_BEAT_TOLERANCE_S - 1e-9 && dt < beat, "cut {}", c.t);
+            }
+        }
+        let mut sorted = g.section_beats.clone();
+        sorted.dedup();
+        assert_eq!(sorted, g.section_beats, "section starts strictly increase");
+        assert!(g.section_beats.windows(2).all(|w| w[0] < w[1]));
     }
 }

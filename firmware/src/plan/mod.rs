@@ -40,6 +40,7 @@ pub struct BarPlan {
 }
 
 mod grid;
+pub mod live;
 
 pub use grid::{TimeMap, Warp, MAX_WARP, TEMPO_MAX_BPM, TEMPO_MIN_BPM};
 
@@ -69,6 +70,9 @@ const TEMPO_BUSY_BPM: f64 = 120.0;
 /// Weight of the visual tempo (when extraction finds one) against the energy-derived target.
 const VISUAL_TEMPO_WEIGHT: f64 = 0.5;
 /// Tempi a user may ask for.
+/// A gradual transition at least this confident is a warp anchor (put on a beat) like a hard
+/// cut; weaker ones (a flash, the tail of a dissolve) follow the warped timeline.
+const WARP_ANCHOR_MIN_CONFIDENCE: f32 = 0.5;
 pub const TEMPO_PREF_RANGE: (f64, f64) = (40.0, 240.0);
 
 #[derive(Debug, Error)]
@@ -186,8 +190,20 @@ pub fn plan_offline(
 
     let mut transitions = analysis.transitions.clone();
     transitions.sort_by(|a, b| a.t.total_cmp(&b.t));
-    let cuts_in: Vec<grid::CutIn> = transitions.iter().map(|t| grid::CutIn { t: t.t }).collect();
-    let g = grid::choose_grid(duration, &cuts_in, target, prefs.tempo, warp);
+    let cuts_in: Vec<grid::CutIn> = transitions
+        .iter()
+        .map(|t| grid::CutIn {
+            t: t.t,
+            anchor: t.kind == TransitionKind::Cut || t.confidence >= WARP_ANCHOR_MIN_CONFIDENCE,
+        })
+        .collect();
+    let g = grid::choose_grid(
+        duration,
+        &cuts_in,
+        target,
+        prefs.tempo,
+        warp.then_some(analysis.fps),
+    );
     let beat = g.beat_seconds();
     let out_duration = g.duration;
 
