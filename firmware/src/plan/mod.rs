@@ -40,7 +40,6 @@ pub struct BarPlan {
 }
 
 mod grid;
-pub mod live;
 
 pub use grid::{TimeMap, Warp, MAX_WARP, TEMPO_MAX_BPM, TEMPO_MIN_BPM};
 
@@ -69,10 +68,10 @@ const TEMPO_CALM_BPM: f64 = 84.0;
 const TEMPO_BUSY_BPM: f64 = 120.0;
 /// Weight of the visual tempo (when extraction finds one) against the energy-derived target.
 const VISUAL_TEMPO_WEIGHT: f64 = 0.5;
-/// Tempi a user may ask for.
 /// A gradual transition at least this confident is a warp anchor (put on a beat) like a hard
 /// cut; weaker ones (a flash, the tail of a dissolve) follow the warped timeline.
 const WARP_ANCHOR_MIN_CONFIDENCE: f32 = 0.5;
+/// Tempi a user may ask for.
 pub const TEMPO_PREF_RANGE: (f64, f64) = (40.0, 240.0);
 
 #[derive(Debug, Error)]
