@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Boots the board VM once (tools/emu/work/vmlinuz + initramfs.cpio from build-initramfs.sh):
+# QEMU's `virt` board with a Cortex-A53 (TCG), virtio-sound whose playback lands in
+# OUT/music.wav on the host, and OUT shared over 9p for the report and logs.
+#
+#   tools/emu/run-vm.sh OUT [music|play] [SECONDS] [EXTRA_KERNEL_ARGS...]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$root/tools/emu/work
+out=$(mkdir -p "$1" && cd "$1" && pwd)
+mode=${2:-music}
+secs=${3:-20}
+shift $(( $# < 3 ? $# : 3 ))
+# Boot (≈ 10–15 s under TCG), module loading and the firmware's start-up (model loading
+# under emulation) come on top of the run; the guest powers itself off when done.
+BOOT_ALLOWANCE_S=${BOOT_ALLOWANCE_S:-240}
+rm -f "$out"/{music.wav,report.json,undertone.log,rc,init.log,devices.txt,asound_*.txt,console.log}
+set +e
+timeout $((secs + BOOT_ALLOWANCE_S)) qemu-system-aarch64 \
+  -M virt,acpi=off -cpu cortex-a53 -smp 2 -m 2048 \
+  -nographic -no-reboot -nic none \
+  -kernel "$work/vmlinuz" -initrd "$work/initramfs.cpio" \
+  -append "console=ttyAMA0 panic=-1 quiet ut.mode=$mode ut.duration=$secs $*" \
+  -device virtio-sound-pci,audiodev=snd0,streams=1 \
+  -audiodev wav,id=snd0,path="$out/music.wav",out.frequency=48000,out.channels=2,out.format=s16 \
+  -virtfs local,path="$out",mount_tag=out,security_model=none,id=out \
+  -monitor unix:"$out/monitor.sock",server,nowait \
+  > "$out/console.log" 2>&1
+rc=$?
+set -e
+if [ $rc = 124 ]; then
+  echo "emu: the VM did not power off within $((secs + BOOT_ALLOWANCE_S)) s; see $out/console.log" >&2
+  exit 1
+fi
+echo "emu: VM exited ($rc); firmware exit status $(cat "$out/rc" 2>/dev/null || echo missing)"
