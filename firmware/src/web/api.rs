@@ -675,9 +675,43 @@ fn apply(st: &AppState, cfg: &Config) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Keys that name files the box writes or reads (report, recording, state folder, a video
+/// file): set in the config file on the box, never from the page, so a web user cannot
+/// point the service at other paths. A camera may be picked among `/dev/video*`.
+fn check_protected(old: &Config, new: &Config) -> Result<(), ApiError> {
+    let fixed = |key: &str| {
+        ApiError::bad(format!(
+            "`{key}` names a file on the box; change it in the config file there, not from the page"
+        ))
+    };
+    if new.report != old.report {
+        return Err(fixed("report"));
+    }
+    if new.record != old.record {
+        return Err(fixed("record"));
+    }
+    if new.web.data_dir != old.web.data_dir {
+        return Err(fixed("web.data_dir"));
+    }
+    if new.source != old.source {
+        let camera = new
+            .source
+            .strip_prefix("v4l2:/dev/video")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !camera {
+            return Err(ApiError::bad(format!(
+                "`source` = {:?}: pick a camera (v4l2:/dev/videoN); video files are set in the config file on the box",
+                new.source.chars().take(80).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn config_put(State(st): St, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let cfg: Config = body_json(&headers, &body)?;
     cfg.web.validate(&st.config_path)?;
+    check_protected(&st.config(), &cfg)?;
     cfg.save(&st.config_path)?;
     *st.config() = cfg.clone();
     tracing::info!(path = %st.config_path.display(), "web: settings saved");
@@ -706,6 +740,7 @@ async fn config_restore(State(st): St, body: Bytes) -> Result<Response, ApiError
     // Parsed and validated in full (the [web] section too) before the file is touched.
     let cfg = Config::parse(text, &st.config_path)?;
     cfg.web.validate(&st.config_path)?;
+    check_protected(&st.config(), &cfg)?;
     Config::save_text(text, &st.config_path)?;
     *st.config() = cfg.clone();
     tracing::info!(path = %st.config_path.display(), "web: config restored from a backup");

@@ -31,7 +31,7 @@ pub const MAX_INSTRUMENTS: usize = 16;
 /// Why an upload or a delete was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TemplateError {
-    #[error("id {0:?}: give 1 to {MAX_ID_LEN} lowercase letters, digits, '-' or '_', starting with a letter or digit")]
+    #[error("id {0:?}: give 1 to {MAX_ID_LEN} letters, digits, '-' or '_', starting with a letter or digit")]
     BadId(String),
     #[error("a template {0:?} already exists; delete it first or pick another id")]
     Exists(String),
@@ -84,13 +84,10 @@ pub struct Listed {
 pub fn check_id(id: &str) -> Result<(), TemplateError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && id
             .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -398,7 +395,7 @@ mod tests {
             "",
             "../etc",
             "a/b",
-            "A",
+            "_x",
             "-x",
             "x y",
             "..",
@@ -408,6 +405,7 @@ mod tests {
             assert!(check_id(bad).is_err(), "{bad:?}");
         }
         check_id("my_loop-2").unwrap();
+        check_id("lofi_I-V-vi-IV_l0").unwrap();
         let d = Path::new("/data/templates");
         assert_eq!(inside(d, "audio/x.ogg").unwrap(), d.join("audio/x.ogg"));
         for bad in ["../x", "/etc/passwd", "audio/../../x", "", "./x"] {
