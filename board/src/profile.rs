@@ -11,11 +11,16 @@ use serde::Deserialize;
 
 /// The profiles built into the binary: (name, TOML text).
 pub const BUILTIN: &[(&str, &str)] = &[
+    ("generic", include_str!("../profiles/generic.toml")),
     ("rpi5", include_str!("../profiles/rpi5.toml")),
     ("rock5b", include_str!("../profiles/rock5b.toml")),
     ("imx8mp", include_str!("../profiles/imx8mp.toml")),
     ("qemu-virt", include_str!("../profiles/qemu-virt.toml")),
 ];
+
+/// Where an installed box keeps its own profiles (`NAME.toml`); one there overrides the
+/// built-in profile of the same name, so a board can be re-wired without a new firmware.
+pub const PROFILE_DIR: &str = "/etc/undertone/boards";
 
 /// Valid watchdog timeouts, s: most SoC watchdogs count to 15–60 s at most (the BCM2712's
 /// caps near 15 s), and under 2 s a busy system resets for nothing.
@@ -102,7 +107,7 @@ pub struct WatchdogSpec {
 /// Why a profile could not be used. Each names the profile and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("board profile {name:?} is not built in (built in: {known}); give one of those or the path of a profile TOML file")]
+    #[error("board profile {name:?} is not built in (built in: {known}) nor in {PROFILE_DIR}/{name}.toml; give one of those names, add that file, or give the path of a profile TOML file")]
     Unknown { name: String, known: String },
     #[error("{path}: cannot read the board profile: {source}")]
     Read {
@@ -120,11 +125,20 @@ pub enum ProfileError {
 }
 
 impl Profile {
-    /// A built-in profile by name, or a profile file when `spec` is a path (contains `/`
-    /// or ends in `.toml`).
+    /// A profile by name (`PROFILE_DIR/NAME.toml` if present, else the built-in one), or a
+    /// profile file when `spec` is a path (contains `/` or ends in `.toml`).
     pub fn resolve(spec: &str) -> Result<Profile, ProfileError> {
+        Profile::resolve_in(spec, Path::new(PROFILE_DIR))
+    }
+
+    /// [`Profile::resolve`] with another folder of installed profiles.
+    pub fn resolve_in(spec: &str, dir: &Path) -> Result<Profile, ProfileError> {
         if spec.contains('/') || spec.ends_with(".toml") {
             return Profile::load(Path::new(spec));
+        }
+        let installed = dir.join(format!("{spec}.toml"));
+        if installed.is_file() {
+            return Profile::load(&installed);
         }
         match BUILTIN.iter().find(|(n, _)| *n == spec) {
             Some((n, text)) => Profile::parse(text, &format!("builtin {n}")),
@@ -208,7 +222,11 @@ mod tests {
         for (name, _) in BUILTIN {
             let p = Profile::resolve(name).unwrap();
             assert_eq!(p.origin, format!("builtin {name}"));
-            assert!(p.button.is_some() && p.led.is_some(), "{name}");
+            assert_eq!(
+                p.button.is_some() && p.led.is_some(),
+                *name != "generic",
+                "{name}"
+            );
         }
         let rpi = Profile::resolve("rpi5").unwrap();
         assert_eq!(rpi.button.unwrap().line, LineRef::Name("GPIO17".into()));
@@ -222,10 +240,25 @@ mod tests {
     }
 
     #[test]
+    fn an_installed_profile_overrides_the_builtin() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = BUILTIN[1].1.replace("GPIO17", "GPIO22");
+        std::fs::write(dir.path().join("rpi5.toml"), text).unwrap();
+        let p = Profile::resolve_in("rpi5", dir.path()).unwrap();
+        assert_eq!(p.button.unwrap().line, LineRef::Name("GPIO22".into()));
+        assert!(p.origin.ends_with("rpi5.toml"), "{}", p.origin);
+        let p = Profile::resolve_in("rock5b", dir.path()).unwrap();
+        assert_eq!(p.origin, "builtin rock5b");
+    }
+
+    #[test]
     fn an_unknown_name_lists_the_builtins() {
         let e = Profile::resolve("rpi4").unwrap_err().to_string();
         assert!(e.contains("\"rpi4\""), "{e}");
-        assert!(e.contains("rpi5, rock5b, imx8mp, qemu-virt"), "{e}");
+        assert!(
+            e.contains("generic, rpi5, rock5b, imx8mp, qemu-virt"),
+            "{e}"
+        );
     }
 
     #[test]

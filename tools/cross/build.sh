@@ -55,9 +55,11 @@ file "$bin" 2>/dev/null || true
 
 if [ "$run_tests" = 1 ]; then
   # The lib tests of both crates, each test binary started by the runner in env.sh
-  # (qemu-aarch64 -L /usr/aarch64-linux-gnu with QEMU_CPU=cortex-a53).
-  echo "cross: cargo test --lib under qemu-aarch64 ($QEMU_CPU)"
-  cargo test --locked --target "$CROSS_TARGET" --target-dir "$CROSS_TARGET_DIR" \
+  # (qemu-aarch64 -L /usr/aarch64-linux-gnu with QEMU_CPU=cortex-a53). `--release` reuses
+  # the dependencies the binary was built with (the dev profile would build tract again)
+  # and keeps the emulated tests on real clips within minutes.
+  echo "cross: cargo test --release --lib under qemu-aarch64 ($QEMU_CPU)"
+  cargo test --release --locked --target "$CROSS_TARGET" --target-dir "$CROSS_TARGET_DIR" \
     -p undertone-board -p undertone --lib
 fi
 echo "cross: $bin"

@@ -104,6 +104,8 @@ cp -r /usr/share/alsa $r/usr/share/alsa
 cp -r models templates $r/usr/share/undertone/
 if [ -f "${PLAY_WAV:-}" ]; then cp "$PLAY_WAV" $r/usr/share/undertone/play.wav; fi
 
+mkdir -p $r/etc/undertone
+cp tools/emu/config.toml $r/etc/undertone/config.toml
 cp tools/emu/init.sh $r/init
 chmod +x $r/init
 (cd $r && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$work/initramfs.cpio"

@@ -14,6 +14,11 @@ shift $(( $# < 3 ? $# : 3 ))
 # Boot (≈ 10–15 s under TCG), module loading and the firmware's start-up (model loading
 # under emulation) come on top of the run; the guest powers itself off when done.
 BOOT_ALLOWANCE_S=${BOOT_ALLOWANCE_S:-240}
+# QEMU's audio timer drains virtio-sound's buffers into the WAV every AUDIO_TIMER_US. At the
+# default 10 ms, a host too busy to run it on time drains a burst after the delay, and the
+# guest's 85 ms ALSA buffer (4 periods of 1024 frames) runs dry: a guest underrun that a real
+# codec, clocked by its own crystal, would not see. 2 ms keeps the drain smooth.
+AUDIO_TIMER_US=${AUDIO_TIMER_US:-2000}
 rm -f "$out"/{music.wav,report.json,undertone.log,rc,init.log,devices.txt,asound_*.txt,console.log}
 set +e
 timeout $((secs + BOOT_ALLOWANCE_S)) qemu-system-aarch64 \
@@ -22,7 +27,7 @@ timeout $((secs + BOOT_ALLOWANCE_S)) qemu-system-aarch64 \
   -kernel "$work/vmlinuz" -initrd "$work/initramfs.cpio" \
   -append "console=ttyAMA0 panic=-1 quiet ut.mode=$mode ut.duration=$secs $*" \
   -device virtio-sound-pci,audiodev=snd0,streams=1 \
-  -audiodev wav,id=snd0,path="$out/music.wav",out.frequency=48000,out.channels=2,out.format=s16 \
+  -audiodev wav,id=snd0,path="$out/music.wav",timer-period=$AUDIO_TIMER_US,out.frequency=48000,out.channels=2,out.format=s16 \
   -virtfs local,path="$out",mount_tag=out,security_model=none,id=out \
   -monitor unix:"$out/monitor.sock",server,nowait \
   > "$out/console.log" 2>&1
