@@ -13,7 +13,7 @@ IMAGE_INSTALL = "\
     rauc-mark-good \
     libubootenv-bin \
     u-boot-env \
-    kernel-image \
+    ${UNDERTONE_SLOT_KERNEL} \
     alsa-utils-aplay \
     alsa-utils-amixer \
     ${CORE_IMAGE_EXTRA_INSTALL} \
