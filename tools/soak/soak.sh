@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Soak test of the live path: `undertone run` for MINUTES on a paced audio device (PulseAudio's
-# null sink through ALSA, as in the tests: real-time pacing, no sound card needed), with a
-# 640x480 30 fps clip replayed as a camera and a WAV looped through the audio path (--play).
+# Soak test of the live engine: `undertone run` for MINUTES on a paced audio device
+# (PulseAudio's null sink through ALSA, as in the tests: real-time pacing, no sound card
+# needed), with a 640x480 30 fps clip replayed as a camera: capture, extraction, the live
+# planner, the note model and the renderer all run, as on the box. PLAY=1 loops a WAV
+# through the audio path instead of the music engine (the audio path alone).
 #
 # Samples every SAMPLE_S seconds: RSS and CPU (undertone plus its ffmpeg decoder), and
 # /metrics (underruns, headroom). Prints the figures the live issue asks for:
@@ -73,8 +75,10 @@ RC
 
 # 4. The run.
 port=$(( 20000 + RANDOM % 20000 ))
+play=()
+[ "${PLAY:-0}" = 1 ] && play=(--play "$work/music.wav")
 XDG_CONFIG_HOME=$work/cfg "$work/undertone" --log warn run --config /dev/null \
-  --source "file:$work/camera.mp4" --realtime --audio-device soak --play "$work/music.wav" \
+  --source "file:$work/camera.mp4" --realtime --audio-device soak "${play[@]}" \
   --duration "$secs" --report "$out/report.json" --listen "127.0.0.1:$port" 2>"$out/run.log" &
 ut_pid=$!
 
@@ -130,4 +134,13 @@ print(f"lowest headroom: {hmin*1000 if hmin is not None else float('nan'):.1f} m
 print(f"RSS after warm-up {rss_warm} kB -> end {rss_last} kB: growth {(rss_last-rss_warm)/1024:.2f} MB (want <= 1)")
 print(f"CPU: {cpu:.1f} % of one core (undertone + its ffmpeg decoder; want <= 25)")
 print(f"reference ffmpeg -re decode of the same clip alone: {ref:.1f} % of one core (ratio {cpu/max(ref,1e-9):.2f})")
+m = r.get("music")
+if m:
+    cuts = m["cuts"]
+    late = [c for c in cuts if c.get("reaction") is not None and c["reaction"] > c["budget"]]
+    reached = [c for c in cuts if c.get("reaction") is not None]
+    worst = max((c["reaction"] - c["budget"] for c in reached), default=float("nan"))
+    print(f"music: {m['bars_total']} bars, {m['sections_total']} sections, tempo {m['tempo_bpm']:.0f} BPM, "
+          f"errors {m['errors']}; cuts {m['cuts_total']}: {len(reached) - len(late)}/{len(reached)} within "
+          f"one beat + 100 ms (worst reaction minus budget {worst:+.3f} s)")
 PY

@@ -53,6 +53,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Templates(args) => templates::run(args, &data_root),
         Command::Score(args) => score::run(args, &data_root),
         Command::Refine(args) => refine::run(args, &data_root),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, &data_root),
     }
 }

@@ -8,22 +8,28 @@
 //! WATCHDOG from this loop, STATUS on every state change), and the JSON report, rewritten
 //! atomically every few seconds and at the end.
 //!
-//! What plays: `--play WAV` loops a WAV file through the whole audio path (installation
-//! check, soak tests). The music engine (extract → plan → compose → render into the ring)
-//! plugs into the same loop once the live planner exists; see `docs/design/live.md`.
+//! What plays: the music engine (`live::engine`): frames → extraction (here, on this loop)
+//! → the live planner, note model and renderer (the `music` thread) → the `feeder` thread
+//! → the ALSA ring. `--play WAV` instead loops a WAV file through the whole audio path
+//! (installation check, soak tests of the audio path alone). See `docs/design/live.md`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use crate::extract::Extractor;
 use crate::live::clock::{Clock, RealClock};
-use crate::live::config::{Config, SourceSpec, DEFAULT_CONFIG_PATH};
+use crate::live::config::{Config, ConfigLocations, SourceSpec};
+use crate::live::control::{Control, FeaturePoint, Snapshot};
 use crate::live::device::{Capture, CaptureEvent, DeviceState};
-use crate::live::metrics::{Metrics, MetricsServer};
+use crate::live::engine::{Engine, EngineLog, EngineSetup, Feeder, Input, Shared};
+use crate::live::metrics::Metrics;
 use crate::live::notify::{watchdog_interval, Notifier};
+use crate::live::timeline::FrameClock;
 use crate::music::{CHANNELS, SAMPLE_RATE};
 use crate::sink::alsa::{AlsaOptions, PlaybackStats};
 use crate::sink::{AlsaSink, Sink, WavSink};
@@ -40,6 +46,8 @@ const TOPUP_SAMPLES: usize = SAMPLE_RATE as usize / 50 * CHANNELS as usize;
 const FPS_WINDOW: Duration = Duration::from_secs(1);
 /// Watchdog interval when systemd did not set one (the loop still proves it is alive).
 const DEFAULT_WATCHDOG: Duration = Duration::from_secs(5);
+/// The dashboard's snapshot is refreshed every this many frames (3 per second at 30 fps).
+const SNAPSHOT_EVERY: u64 = 10;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -72,14 +80,14 @@ pub struct Args {
     pub play: Option<PathBuf>,
 }
 
-/// The config the run uses: file, then flags; validated as a whole.
-pub fn effective_config(args: &Args) -> anyhow::Result<(Config, PathBuf)> {
-    let (mut cfg, path) = match &args.config {
-        Some(p) => (Config::load(p)?, p.clone()),
-        None => {
-            let p = PathBuf::from(DEFAULT_CONFIG_PATH);
-            (Config::load_or_default(&p)?, p)
-        }
+/// The config the run uses: file, then flags; validated as a whole. Also where changes
+/// are saved (`--config FILE`, else the state folder's copy: see `ConfigLocations`).
+pub fn effective_config(args: &Args) -> anyhow::Result<(Config, ConfigLocations)> {
+    let loc = ConfigLocations::appliance(args.config.as_deref());
+    let path = loc.read.clone();
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::load_or_default(&path)?,
     };
     if let Some(s) = &args.source {
         cfg.source = s.clone();
@@ -107,7 +115,7 @@ pub fn effective_config(args: &Args) -> anyhow::Result<(Config, PathBuf)> {
             bail!("--duration {d}: give a positive number of seconds");
         }
     }
-    Ok((cfg, path))
+    Ok((cfg, loc))
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -156,6 +164,11 @@ struct RunReport {
     /// Audio seconds queued ahead of the listener: lowest seen while playing, and last.
     headroom_min: Option<f64>,
     headroom_last: f64,
+    /// Seconds from the start of the run until the master clock first moved (first sound).
+    first_sound_s: Option<f64>,
+    /// The music engine's log: tempo, per bar, cuts with their reaction, commands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    music: Option<EngineLog>,
 }
 
 fn write_report(path: &Path, r: &RunReport) -> anyhow::Result<()> {
@@ -234,8 +247,23 @@ fn open_source(spec: &SourceSpec, cfg: &Config) -> Result<AnySource, SourceError
     })
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let (cfg, _) = effective_config(&args)?;
+/// What fills the audio ring: a looped WAV (audio path only) or the music engine.
+enum Audio {
+    Play {
+        sink: AlsaSink,
+        record: Option<WavSink>,
+        pcm: Vec<f32>,
+        pos: usize,
+    },
+    Music {
+        feeder: Feeder,
+        engine: Engine,
+        shared: Arc<Shared>,
+    },
+}
+
+pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
+    let (cfg, config_at) = effective_config(&args)?;
     let spec = cfg.source_spec().map_err(anyhow::Error::msg)?;
     let play = args.play.as_deref().map(load_play).transpose()?;
     STOP.store(false, Ordering::SeqCst);
@@ -245,12 +273,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let watchdog = watchdog_interval().unwrap_or(DEFAULT_WATCHDOG);
 
     let metrics = Metrics::new();
+    // The engine's control surface: status, live series and commands (web page, button).
+    let control = Arc::new(Control::new());
     let listen = cfg.listen_addr().map_err(anyhow::Error::msg)?;
-    let mut server = MetricsServer::start(listen, metrics.clone())?;
+    // The HTTP endpoints (metrics, health; the web page will take `control` here too).
+    let mut server = crate::web::WebServer::start_with_library(
+        listen,
+        control.clone(),
+        metrics.clone(),
+        &config_at.save,
+        &cfg.web.data_dir,
+        &data_root.join("templates"),
+    )?;
     eprintln!("undertone: metrics on http://{}/metrics", server.addr());
 
     let ring_frames = cfg.audio_buffer_ms as usize * SAMPLE_RATE as usize / 1000;
-    let mut sink = AlsaSink::start(
+    let sink = AlsaSink::start(
         &cfg.audio_device,
         AlsaOptions {
             ring_frames,
@@ -259,7 +297,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let status = sink.status();
     metrics.attach_playback(status.clone());
-    let mut record = cfg.record.as_deref().map(WavSink::create).transpose()?;
+    let record = cfg.record.as_deref().map(WavSink::create).transpose()?;
+    // The extraction model loads while the audio starts (it is needed by the first frame).
+    let extractor_loader = if play.is_none() {
+        let model = crate::extract::default_model_path(data_root);
+        Some(
+            std::thread::Builder::new()
+                .name("load-extractor".into())
+                .spawn(move || Extractor::load(&model))?,
+        )
+    } else {
+        None
+    };
+    let mut audio = match play {
+        Some(pcm) => Audio::Play {
+            sink,
+            record,
+            pcm,
+            pos: 0,
+        },
+        None => {
+            let shared = Shared::new();
+            let engine = Engine::start(
+                EngineSetup {
+                    data_root: data_root.to_path_buf(),
+                    prefs: cfg.music.to_preferences(),
+                },
+                shared.clone(),
+                status.clone(),
+                control.clone(),
+                metrics.clone(),
+            )?;
+            let feeder = Feeder::start(sink, record, shared.clone(), cfg.realtime_audio)?;
+            Audio::Music {
+                feeder,
+                engine,
+                shared,
+            }
+        }
+    };
+    let mut extractor_loader = extractor_loader;
+    let mut extractor: Option<Extractor> = None;
+    let mut frame_clock = FrameClock::new();
+    let mut extract_errors = 0u64;
 
     let source_name = spec.to_string();
     let mut capture = Capture::new(source_name.clone(), || open_source(&spec, &cfg), &clock);
@@ -277,9 +357,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         audio: status.snapshot(),
         headroom_min: None,
         headroom_last: 0.0,
+        first_sound_s: None,
+        music: None,
     };
     let t0 = clock.now();
-    let mut play_pos = 0usize;
     let mut last_cam = None;
     let mut last_audio = None;
     let mut last_watchdog = t0;
@@ -299,28 +380,64 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
 
         // Audio: keep the ring topped up without blocking this loop.
-        if let Some(pcm) = &play {
-            while sink.free_samples() >= TOPUP_SAMPLES {
-                let mut chunk = [0.0f32; TOPUP_SAMPLES];
-                for c in chunk.iter_mut() {
-                    *c = pcm[play_pos];
-                    play_pos = (play_pos + 1) % pcm.len();
+        match &mut audio {
+            Audio::Play {
+                sink,
+                record,
+                pcm,
+                pos,
+            } => {
+                while sink.free_samples() >= TOPUP_SAMPLES {
+                    let mut chunk = [0.0f32; TOPUP_SAMPLES];
+                    for c in chunk.iter_mut() {
+                        *c = pcm[*pos];
+                        *pos = (*pos + 1) % pcm.len();
+                    }
+                    sink.write(&chunk)?;
+                    if let Some(r) = record.as_mut() {
+                        r.write(&chunk)?;
+                    }
                 }
-                sink.write(&chunk)?;
-                if let Some(r) = record.as_mut() {
-                    r.write(&chunk)?;
+                let headroom = sink.headroom_frames() as f64 / SAMPLE_RATE as f64;
+                if status.state() == DeviceState::Running && status.snapshot().ring_frames > 0 {
+                    metrics.record_headroom(headroom);
+                    report.headroom_min = Some(
+                        report
+                            .headroom_min
+                            .map_or(headroom, |m: f64| m.min(headroom)),
+                    );
                 }
+                report.headroom_last = headroom;
             }
-            let headroom = sink.headroom_frames() as f64 / SAMPLE_RATE as f64;
-            if status.state() == DeviceState::Running && status.snapshot().ring_frames > 0 {
+            Audio::Music { feeder, shared, .. } => {
+                // The feeder tops the ring up on its own thread; this loop only watches it.
+                if feeder.is_finished() {
+                    break "audio error";
+                }
+                let headroom =
+                    shared.headroom_frames.load(Ordering::Relaxed) as f64 / SAMPLE_RATE as f64;
+                let min = shared.headroom_min_frames.load(Ordering::Relaxed);
+                if min != u64::MAX {
+                    let min = min as f64 / SAMPLE_RATE as f64;
+                    report.headroom_min = Some(min);
+                    metrics.record_headroom(min);
+                }
                 metrics.record_headroom(headroom);
-                report.headroom_min = Some(
-                    report
-                        .headroom_min
-                        .map_or(headroom, |m: f64| m.min(headroom)),
-                );
+                report.headroom_last = headroom;
             }
-            report.headroom_last = headroom;
+        }
+        if report.first_sound_s.is_none() && status.position() > 0 {
+            report.first_sound_s = Some((clock.now() - t0).as_secs_f64());
+        }
+        if extractor_loader.as_ref().is_some_and(|h| h.is_finished()) {
+            let h = extractor_loader.take().expect("loader");
+            match h.join() {
+                Ok(Ok(x)) => extractor = Some(x),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot load the extraction model; the music stays on its calm fallback")
+                }
+                Err(_) => tracing::error!("the extraction model loader panicked"),
+            }
         }
 
         // Video: one frame (or one open attempt / backoff step).
@@ -336,6 +453,70 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         clock.sleep(due - run_now);
                     }
                 }
+                if let Audio::Music { engine, .. } = &audio {
+                    // Video time onto the master clock: the frame is shown now, and the
+                    // listener now hears sample `position` (before the first sound the clock
+                    // stands still and tells nothing).
+                    let pos = status.position();
+                    if pos > 0 {
+                        frame_clock.observe(f.pts, pos);
+                    }
+                    let now_s = pos as f64 / SAMPLE_RATE as f64;
+                    let to_master = |pts: f64| {
+                        frame_clock
+                            .to_audio(pts)
+                            .map_or(now_s, |a| a / SAMPLE_RATE as f64)
+                    };
+                    if let Some(x) = extractor.as_mut() {
+                        match x.push(&f) {
+                            Ok(Some(ff)) => {
+                                let t = to_master(ff.t);
+                                engine.send(Input::Frame {
+                                    t,
+                                    speed: ff.speed,
+                                    saliency: ff.saliency,
+                                });
+                                control.push_feature(FeaturePoint {
+                                    t,
+                                    speed: ff.speed,
+                                    saliency: ff.saliency,
+                                    cut_prob: ff.transition,
+                                    cut: false,
+                                });
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                extract_errors += 1;
+                                if extract_errors.is_power_of_two() {
+                                    tracing::warn!(error = %e, count = extract_errors, "frame not analysed");
+                                }
+                            }
+                        }
+                        for tr in x.take_transitions() {
+                            let t = to_master(tr.t);
+                            engine.send(Input::Cut {
+                                pts: tr.t,
+                                t,
+                                detected: now_s,
+                            });
+                            control.push_feature(FeaturePoint {
+                                t,
+                                speed: 0.0,
+                                saliency: 0.0,
+                                cut_prob: tr.confidence,
+                                cut: true,
+                            });
+                        }
+                    }
+                    if report.frames_seen % SNAPSHOT_EVERY == 1 {
+                        control.set_snapshot(Snapshot {
+                            t: now_s,
+                            width: f.width,
+                            height: f.height,
+                            gray: f.gray,
+                        });
+                    }
+                }
             }
             CaptureEvent::NoFrame(_) => {}
             CaptureEvent::End => break "end of file",
@@ -347,24 +528,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .fps
                 .set(n as f64 / (now - fps_window.0).as_secs_f64());
             fps_window = (now, report.frames_seen);
+            let snap = status.snapshot();
+            let headroom_ms = report.headroom_last * 1000.0;
+            let fps = metrics.fps.get();
+            let uptime = (now - t0).as_secs_f64();
+            control.update_status(|s| {
+                s.underruns = snap.underruns;
+                s.audio = snap.state;
+                s.headroom_ms = headroom_ms;
+                s.fps = fps;
+                s.uptime_s = uptime;
+            });
         }
 
         // State changes: log, report, systemd status.
         let t = (now - t0).as_secs_f64();
         let cam = camera_state.load();
         metrics.camera.store(cam);
-        let audio = status.state();
-        if last_cam != Some(cam) || last_audio != Some(audio) {
+        let audio_state = status.state();
+        if last_cam != Some(cam) || last_audio != Some(audio_state) {
             if last_cam != Some(cam) {
                 report.camera_states.push(StateChange { t, state: cam });
+                if let Audio::Music { engine, .. } = &audio {
+                    engine.send(Input::Camera(cam));
+                }
+                if cam != DeviceState::Running {
+                    // A reopened camera starts a new stream: new timestamps, new motion.
+                    frame_clock = FrameClock::new();
+                }
             }
-            if last_audio != Some(audio) {
-                tracing::info!(device = %cfg.audio_device, state = audio.name(), "audio state");
-                report.audio_states.push(StateChange { t, state: audio });
+            control.update_status(|s| {
+                s.camera = cam;
+                s.audio = audio_state;
+            });
+            if last_audio != Some(audio_state) {
+                tracing::info!(device = %cfg.audio_device, state = audio_state.name(), "audio state");
+                report.audio_states.push(StateChange {
+                    t,
+                    state: audio_state,
+                });
             }
             last_cam = Some(cam);
-            last_audio = Some(audio);
-            let line = format!("camera {}, audio {}", cam.name(), audio.name());
+            last_audio = Some(audio_state);
+            let line = format!("camera {}, audio {}", cam.name(), audio_state.name());
             if !ready {
                 notifier.ready(&line)?;
                 ready = true;
@@ -382,6 +588,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 report.duration = t;
                 report.audio = status.snapshot();
                 report.fps = report.frames_seen as f64 / t.max(1e-9);
+                if let Audio::Music { engine, .. } = &audio {
+                    report.music = Some(engine.log());
+                }
                 write_report(path, &report)?;
                 last_report = now;
             }
@@ -391,13 +600,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(reason = stopped_by, "stopping");
     notifier.stopping()?;
     let t = (clock.now() - t0).as_secs_f64();
+    let (mut sink, record) = match audio {
+        Audio::Play { sink, record, .. } => (sink, record),
+        Audio::Music { feeder, engine, .. } => {
+            let log = engine.log.clone();
+            engine.stop();
+            report.music = Some(log.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            feeder.stop()?
+        }
+    };
     // A signal stops now (what is queued is dropped); a duration or file end plays out.
     if stopped_by == "signal" {
         sink.abort();
     } else {
         sink.stop()?;
     }
-    if let Some(mut r) = record.take() {
+    if let Some(mut r) = record {
         r.stop()?;
     }
     server.stop();

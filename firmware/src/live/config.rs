@@ -14,8 +14,89 @@ use serde::{Deserialize, Serialize};
 
 use crate::music::{Genre, Instrument, Mood, Preferences};
 
-/// Where the appliance reads its config unless `--config` says otherwise.
+/// Where the appliance reads its config unless `--config` says otherwise: the defaults the
+/// image ships (read-only under systemd's `ProtectSystem=strict` and on a read-only rootfs).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/undertone/config.toml";
+/// The appliance's writable state folder (the `/data` partition of the image); the
+/// environment variable [`STATE_DIR_ENV`] overrides it (the systemd unit points it at the
+/// service's `StateDirectory`).
+pub const DEFAULT_STATE_DIR: &str = "/data/undertone";
+pub const STATE_DIR_ENV: &str = "UNDERTONE_STATE_DIR";
+/// File name of the saved config inside the state folder.
+pub const STATE_CONFIG_FILE: &str = "config.toml";
+
+/// Which config file is read and where changes are saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLocations {
+    /// The file read (it may not exist: then the defaults).
+    pub read: PathBuf,
+    /// Where a changed config is saved (the web page, `Config::save`).
+    pub save: PathBuf,
+}
+
+impl ConfigLocations {
+    /// `--config FILE` is read and saved; otherwise the saved copy in the state folder wins
+    /// when it exists, else `/etc/undertone/config.toml` (else the defaults), and changes
+    /// are saved to the state folder: the saved file is a whole config (what the web page
+    /// wrote), so it replaces the shipped one rather than merging with it.
+    pub fn resolve(explicit: Option<&Path>, etc: &Path, state_dir: &Path) -> ConfigLocations {
+        if let Some(p) = explicit {
+            return ConfigLocations {
+                read: p.to_path_buf(),
+                save: p.to_path_buf(),
+            };
+        }
+        let saved = state_dir.join(STATE_CONFIG_FILE);
+        ConfigLocations {
+            read: if saved.exists() {
+                saved.clone()
+            } else {
+                etc.to_path_buf()
+            },
+            save: saved,
+        }
+    }
+
+    /// [`ConfigLocations::resolve`] with the appliance's folders.
+    pub fn appliance(explicit: Option<&Path>) -> ConfigLocations {
+        let state = std::env::var_os(STATE_DIR_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        Self::resolve(explicit, Path::new(DEFAULT_CONFIG_PATH), &state)
+    }
+}
+
+/// Removes temporary files a save interrupted by a kill or a power cut left next to `path`
+/// (`.NAME.partial-PID` of processes that no longer run). Returns how many were removed.
+pub fn remove_stale_partials(path: &Path) -> usize {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return 0;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.partial-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = n.strip_prefix(&prefix) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive && std::fs::remove_file(e.path()).is_ok() {
+            tracing::info!(file = %e.path().display(), "removed the leftover of an interrupted save");
+            removed += 1;
+        }
+    }
+    removed
+}
 
 /// Valid capture widths and heights (pixels): from the analysis minimum to 4K.
 pub const SIZE_RANGE: (u32, u32) = (32, 4096);
@@ -44,8 +125,10 @@ pub struct Config {
     /// ALSA PCM the music plays on (`default`, `plughw:0,0`, `hw:CARD=Device`; list them
     /// with `aplay -L`). Default: `default`.
     pub audio_device: String,
-    /// Audio rendered ahead and queued for the playback thread, in ms (100–5000).
-    /// Default: 500.
+    /// Audio queued for the playback thread beyond the device's own buffer, in ms
+    /// (100–5000): what a scene cut can no longer change. Less reacts faster to cuts; more
+    /// rides out longer scheduling hiccups. The music engine renders a bar ahead of this
+    /// and can still cut it short. Default: 150.
     pub audio_buffer_ms: u32,
     /// Promote the playback thread to real-time priority (SCHED_FIFO) when allowed.
     /// Default: `true`.
@@ -107,7 +190,7 @@ impl Default for Config {
             height: 480,
             fps: 30.0,
             audio_device: "default".into(),
-            audio_buffer_ms: 500,
+            audio_buffer_ms: 150,
             realtime_audio: true,
             listen: "127.0.0.1:9750".into(),
             report: None,
@@ -179,6 +262,7 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        remove_stale_partials(path);
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -310,6 +394,14 @@ impl Config {
     /// Validates and saves atomically; on any error the old file stays as it was.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.validate(path)?;
+        remove_stale_partials(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The state folder may not exist yet on a fresh box.
+            std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
         crate::fsutil::write_atomic(path, self.to_toml().as_bytes()).map_err(|source| {
             ConfigError::Write {
                 path: path.to_path_buf(),
@@ -322,6 +414,13 @@ impl Config {
     /// if it parses and validates; otherwise returns the error and leaves the file alone.
     pub fn save_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg = Config::parse(text, path)?;
+        remove_stale_partials(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
         crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|source| {
             ConfigError::Write {
                 path: path.to_path_buf(),
@@ -338,6 +437,47 @@ mod tests {
 
     fn p() -> &'static Path {
         Path::new("/etc/undertone/config.toml")
+    }
+
+    #[test]
+    fn the_saved_copy_overrides_etc_and_saves_go_to_the_state_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc/config.toml");
+        let state = dir.path().join("data/undertone");
+        let l = ConfigLocations::resolve(None, &etc, &state);
+        assert_eq!(l.read, etc);
+        assert_eq!(l.save, state.join("config.toml"));
+        // The first save creates the state folder; from then on the saved copy is read.
+        let cfg = Config {
+            fps: 25.0,
+            ..Config::default()
+        };
+        cfg.save(&l.save).unwrap();
+        let l = ConfigLocations::resolve(None, &etc, &state);
+        assert_eq!(l.read, state.join("config.toml"));
+        assert_eq!(Config::load(&l.read).unwrap().fps, 25.0);
+        let explicit = dir.path().join("mine.toml");
+        let l = ConfigLocations::resolve(Some(&explicit), &etc, &state);
+        assert_eq!(
+            (l.read.clone(), l.save.clone()),
+            (explicit.clone(), explicit)
+        );
+    }
+
+    #[test]
+    fn a_save_killed_midway_leaves_no_partial_file_after_the_next_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        Config::default().save(&path).unwrap();
+        // What a kill between write and rename leaves: a temp file of a dead process
+        // (pid 0 is never a user process), and one of a live process (ours), kept.
+        let dead = dir.path().join(".config.toml.partial-0");
+        let live = crate::fsutil::temp_path(&path);
+        std::fs::write(&dead, "fps = 3").unwrap();
+        std::fs::write(&live, "fps = 4").unwrap();
+        assert_eq!(Config::load(&path).unwrap(), Config::default());
+        assert!(!dead.exists());
+        assert!(live.exists());
     }
 
     #[test]

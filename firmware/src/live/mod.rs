@@ -5,6 +5,8 @@
 //! | file | what |
 //! |---|---|
 //! | `control.rs` | [`Control`](control::Control): status, live series and commands shared with the web page and button |
+//! | `engine.rs` | the music thread (plan → compose → render → level) and the feeder into the ALSA ring |
+//! | `level.rs` | streaming loudness normalisation and peak limiting of each bar |
 //! | `clock.rs` | [`Clock`](clock::Clock): real and simulated monotonic time for control loops |
 //! | `ring.rs` | lock-free SPSC sample ring between the engine and the playback thread |
 //! | `device.rs` | Missing / Starting / Running / Stalled with reopen backoff; [`Capture`](device::Capture) for sources |
@@ -17,6 +19,8 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod device;
+pub mod engine;
+pub mod level;
 pub mod metrics;
 pub mod notify;
 pub mod ring;

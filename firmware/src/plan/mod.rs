@@ -40,6 +40,7 @@ pub struct BarPlan {
 }
 
 mod grid;
+pub mod live;
 
 pub use grid::{TimeMap, Warp, MAX_WARP, TEMPO_MAX_BPM, TEMPO_MIN_BPM};
 

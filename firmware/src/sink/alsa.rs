@@ -356,8 +356,13 @@ impl Drop for AlsaSink {
 
 /// Promotes the calling thread to SCHED_FIFO; the errno when not allowed.
 fn promote_realtime() -> Result<(), i32> {
+    promote_current_thread(RT_PRIORITY)
+}
+
+/// Puts the calling thread on SCHED_FIFO at `priority`; the errno when not allowed.
+pub(crate) fn promote_current_thread(priority: i32) -> Result<(), i32> {
     let param = libc::sched_param {
-        sched_priority: RT_PRIORITY,
+        sched_priority: priority,
     };
     // SAFETY: plain syscall wrapper on the current thread with a valid parameter.
     let r = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
