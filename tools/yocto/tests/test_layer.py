@@ -148,7 +148,13 @@ def test_installs_what_the_firmware_looks_for():
         assert f"${{S}}/{folder} ${{D}}${{datadir}}/undertone/" in text
         assert (ROOT / folder).is_dir()
     assert "${D}${sysconfdir}/undertone/config.toml" in text
-    assert "/etc/undertone/config.toml" in read_unit(UNIT)["ExecStart"][0]
+    # The unit names no --config: the firmware reads /etc/undertone/config.toml, and the copy
+    # saved in its state folder, which must be the unit's writable folder.
+    unit = read_unit(UNIT)
+    assert unit["ExecStart"] == ["/usr/bin/undertone run"]
+    live = (ROOT / "firmware/src/live/config.rs").read_text()
+    assert 'DEFAULT_STATE_DIR: &str = "/data/undertone"' in live
+    assert "UNDERTONE_STATE_DIR=/data/undertone" in unit["Environment"][0].split()
 
 
 def test_default_config_is_valid_and_documented():
@@ -222,7 +228,7 @@ def test_kas_files_pin_every_layer_to_a_commit_of_one_release():
         kas = yaml.safe_load((ROOT / "kas" / f"{board}.yml").read_text())
         repos = dict(kas.get("repos", {}))
         for inc in kas["header"].get("includes", []):
-            repos.update(yaml.safe_load((ROOT / "kas" / inc).read_text())["repos"])
+            repos.update(yaml.safe_load((ROOT / inc).read_text())["repos"])
         assert repos["undertone"]["layers"] == {"yocto/meta-undertone": None}
         for name, repo in repos.items():
             if name == "undertone":
@@ -248,3 +254,15 @@ def test_oelint_catches_a_broken_recipe(tmp_path):
     recipe.write_text(recipe.read_text().replace('LICENSE = "MIT"\n', ""))
     broken = run()
     assert broken.returncode != 0 and "LICENSE" in broken.stderr
+
+
+def test_kas_files_match_the_kas_schema():
+    """kas's own JSON schema (kas 5.5) accepts every kas file, so `kas build` gets past loading them."""
+    import json
+
+    import jsonschema
+    import kas
+
+    schema = json.loads((Path(kas.__file__).parent / "schema-kas.json").read_text())
+    for path in sorted((ROOT / "kas").glob("*.yml")):
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
