@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark of `undertone score` against a bare ffmpeg decode of the same clip at the
 # analysis size (issue 2: score ≤ 1.5 × decode). Side by side in one run: one untimed
-# warm-up of each, then RUNS alternating timed runs of each; prints both medians, the
-# ratio, and the median per-stage times from report.json.
+# warm-up of each, then RUNS alternating timed runs of each; prints the medians, the
+# ratios, and the median per-stage times from report.json. `undertone analyze` (decode +
+# extraction, what `score` waits for before it can plan) is timed in the same rounds, so the
+# cost of extraction beside the decode shows on its own.
 #
 #   tools/bench/score.sh CLIP [-- EXTRA SCORE ARGS...]
 #
 # Env: UNDERTONE (binary; default target/release/undertone, else target/debug/undertone),
 #      RUNS (default 3), OUT (default tools/bench/work/score).
-# The decode is the file source's own command line (firmware/src/source/file.rs):
+# The reference decode is the file source's own command line (firmware/src/source/file.rs),
+# so any decoder setting the product chose would speed the reference up just the same:
 #   ffmpeg -nostdin -hide_banner -v error -i CLIP -map 0:v:0 -an -sn -dn
 #          -vf fps=R,scale=160:H:flags=area,format=gray -f rawvideo -pix_fmt gray -
 # with R = min(input fps, 30) and H = 160 × height / width rounded to even
@@ -59,29 +62,34 @@ filter="fps=$rate,scale=160:$ah:flags=area,format=gray"
 now() { date +%s.%N; }
 decode() { ffmpeg -nostdin -hide_banner -v error -i "$clip" -map 0:v:0 -an -sn -dn -vf "$filter" -f rawvideo -pix_fmt gray - >/dev/null; }
 score() { rm -rf "$out/run"; "$bin" score "$clip" -o "$out/run" --quiet "$@" >/dev/null; }
+analyze() { "$bin" analyze "$clip" >/dev/null; }
 
 echo "clip: $clip (${w}x${h}); decode filter: $filter; binary: $bin; runs: $runs" >&2
-decode; score "$@"  # warm-up: page cache, model files
-dec_times=(); sc_times=(); reports=()
+decode; analyze; score "$@"  # warm-up: page cache, model files
+dec_times=(); an_times=(); sc_times=(); reports=()
 for i in $(seq 1 "$runs"); do
   t0=$(now); decode; t1=$(now)
   dec_times+=("$(python3 -c "print($t1 - $t0)")")
+  t0=$(now); analyze; t1=$(now)
+  an_times+=("$(python3 -c "print($t1 - $t0)")")
   t0=$(now); score "$@"; t1=$(now)
   sc_times+=("$(python3 -c "print($t1 - $t0)")")
   cp "$out/run/report.json" "$out/report-$i.json"
   reports+=("$out/report-$i.json")
 done
 
-python3 - "$clip" "${dec_times[*]}" "${sc_times[*]}" "${reports[@]}" <<'EOF'
+python3 - "$clip" "${dec_times[*]}" "${an_times[*]}" "${sc_times[*]}" "${reports[@]}" <<'EOF'
 import json, statistics, sys
-clip, dec, sc, reports = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()], sys.argv[4:]
-md, ms = statistics.median(dec), statistics.median(sc)
+clip, reports = sys.argv[1], sys.argv[5:]
+dec, an, sc = ([float(x) for x in a.split()] for a in sys.argv[2:5])
+md, ma, ms = statistics.median(dec), statistics.median(an), statistics.median(sc)
 ratio = ms / md if md > 0 else float("inf")
-print(f"| clip | ffmpeg decode (s) | undertone score (s) | ratio | target |")
-print(f"|---|---|---|---|---|")
-print(f"| {clip.split('/')[-1]} | {md:.3f} | {ms:.3f} | {ratio:.2f} | ≤ 1.5 {'ok' if ratio <= 1.5 else 'FAIL'} |")
+print(f"| clip | ffmpeg decode (s) | undertone analyze (s) | undertone score (s) | analyze / decode | score / decode | target |")
+print(f"|---|---|---|---|---|---|---|")
+print(f"| {clip.split('/')[-1]} | {md:.3f} | {ma:.3f} | {ms:.3f} | {ma / md:.2f} | {ratio:.2f} | ≤ 1.5 {'ok' if ratio <= 1.5 else 'FAIL'} |")
 print()
-print("runs (s): decode " + ", ".join(f"{x:.3f}" for x in dec) + "; score " + ", ".join(f"{x:.3f}" for x in sc))
+print("runs (s): decode " + ", ".join(f"{x:.3f}" for x in dec) + "; analyze " + ", ".join(f"{x:.3f}" for x in an)
+      + "; score " + ", ".join(f"{x:.3f}" for x in sc))
 stages = {}
 for p in reports:
     for k, v in (json.load(open(p)).get("timings") or {}).items():

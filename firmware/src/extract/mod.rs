@@ -369,10 +369,28 @@ pub struct ExtractStats {
     /// Wall-clock seconds spent inside [`Extractor::push`] (model + post-processing) for those
     /// frames, not counting decoding (which runs in ffmpeg, in parallel).
     pub extract_seconds: f64,
+    /// CPU seconds this thread spent inside [`Extractor::push`] for those frames: the cost on
+    /// one core, unaffected by other processes competing for the CPU (on a loaded machine the
+    /// wall-clock figure also counts the time the thread waited to be scheduled).
+    pub extract_cpu_seconds: f64,
     /// The first two pushes: the graph is optimised for the frame size there (once per stream).
     pub setup_seconds: f64,
     /// Wall-clock seconds of the whole analysis including waiting for the decoder.
     pub total_seconds: f64,
+}
+
+/// CPU time of the calling thread in seconds (`CLOCK_THREAD_CPUTIME_ID`; 0 if unavailable).
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// Analyses a whole video file: per-frame features, hard cuts and gradual transitions,
@@ -393,6 +411,7 @@ pub fn analyze_file_with_stats(
 ) -> Result<(Analysis, ExtractStats), ExtractError> {
     let t_start = std::time::Instant::now();
     let mut busy = std::time::Duration::ZERO;
+    let mut busy_cpu = 0.0;
     let mut setup = std::time::Duration::ZERO;
     let mut pushed = 0usize;
     let mut extractor = Extractor::load(model_path)?;
@@ -403,6 +422,7 @@ pub fn analyze_file_with_stats(
     while let Some(frame) = source.next_frame()? {
         let t = frame.pts;
         let t0 = std::time::Instant::now();
+        let c0 = thread_cpu_seconds();
         let out = extractor.push(&frame)?;
         pushed += 1;
         if pushed <= 2 {
@@ -410,6 +430,7 @@ pub fn analyze_file_with_stats(
             setup += t0.elapsed();
         } else {
             busy += t0.elapsed();
+            busy_cpu += thread_cpu_seconds() - c0;
         }
         if let Some(f) = out {
             frames.push(f);
@@ -420,6 +441,7 @@ pub fn analyze_file_with_stats(
     let stats = ExtractStats {
         frames: frames.len().saturating_sub(2),
         extract_seconds: busy.as_secs_f64(),
+        extract_cpu_seconds: busy_cpu,
         setup_seconds: setup.as_secs_f64(),
         total_seconds: t_start.elapsed().as_secs_f64(),
     };
