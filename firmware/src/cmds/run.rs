@@ -322,6 +322,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
                 EngineSetup {
                     data_root: data_root.to_path_buf(),
                     prefs: cfg.music.to_preferences(),
+                    realtime: cfg.realtime_audio,
                 },
                 shared.clone(),
                 status.clone(),

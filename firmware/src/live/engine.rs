@@ -50,6 +50,14 @@ const CH: usize = CHANNELS as usize;
 const FEED_TICK: Duration = Duration::from_millis(5);
 /// SCHED_FIFO priority of the feeder where allowed: below the playback thread (40).
 const FEED_PRIORITY: i32 = 30;
+/// SCHED_FIFO priority of the music thread where allowed, below the feeder: rendering a bar
+/// is bounded work (tens of ms per bar of seconds), and at normal priority a busy box (a
+/// build, another service) can delay it past the lookahead and the ring runs dry.
+const MUSIC_PRIORITY: i32 = 20;
+/// Bars rendered ahead of the listener (plus one period): two, so one slow bar (a window
+/// restart of the note model, a template decode at a section start, a busy box) never
+/// empties the queue; a cut still changes the next beat (the queue is cut short).
+const LOOKAHEAD_BARS: f64 = 2.0;
 /// Fade at the end of audio cut short by a scene cut (10 ms: no click, still on the beat).
 /// The section start is never placed closer than this to the queued audio.
 const CUT_FADE_FRAMES: usize = SAMPLE_RATE as usize / 100;
@@ -315,6 +323,8 @@ pub struct EngineLog {
 pub struct EngineSetup {
     pub data_root: PathBuf,
     pub prefs: Preferences,
+    /// Run the music thread at real-time priority where allowed (`realtime_audio`).
+    pub realtime: bool,
 }
 
 /// The running music thread.
@@ -341,6 +351,7 @@ impl Engine {
             ..Default::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let realtime = setup.realtime;
         let loaders = Loaders::start(&setup.data_root);
         let mut w = Worker {
             rx,
@@ -371,7 +382,17 @@ impl Engine {
         };
         let thread = std::thread::Builder::new()
             .name("music".into())
-            .spawn(move || w.run())
+            .spawn(move || {
+                if realtime {
+                    if let Err(e) = crate::sink::alsa::promote_current_thread(MUSIC_PRIORITY) {
+                        tracing::warn!(
+                            error = %std::io::Error::from_raw_os_error(e),
+                            "music thread stays at normal priority"
+                        );
+                    }
+                }
+                w.run()
+            })
             .expect("spawn the music thread");
         Ok(Engine {
             tx,
@@ -549,12 +570,12 @@ impl Worker {
         l.last_error = Some(e);
     }
 
-    /// The rendered audio reaches less than one bar + one period past the listener.
+    /// The rendered audio reaches less than [`LOOKAHEAD_BARS`] + one period past the listener.
     fn need_bar(&self) -> bool {
         let end = self.shared.lock().end_frame();
         let pos = self.status.position();
-        let bar = frame_of(self.planner.bar_seconds());
-        end < pos + bar + PERIOD_FRAMES as u64
+        let ahead = frame_of(self.planner.bar_seconds() * LOOKAHEAD_BARS);
+        end < pos + ahead + PERIOD_FRAMES as u64
     }
 
     fn handle(&mut self, m: Input) {
