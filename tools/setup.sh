@@ -72,3 +72,31 @@ if ! command -v systemd-analyze >/dev/null && [ "${SKIP_APT:-0}" != 1 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 echo "setup: yocto checks ready"
+
+# Web page tests (tools/web/test.sh): Debian's chromium for playwright-core (its bundled browser
+# download cannot work here), node + npm only when npm is missing (Debian's npm conflicts with a
+# newer node), `npm ci` from tests/web/package-lock.json, and schemathesis + pytest in the venv
+# (tools/web/requirements.txt), reinstalled only when that file changes.
+web_apt=()
+command -v chromium >/dev/null || web_apt+=(chromium)
+command -v npm >/dev/null || web_apt+=(nodejs npm)
+if [ "${#web_apt[@]}" -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "setup: installing ${web_apt[*]} for the web page's browser tests"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${web_apt[@]}" >/dev/null
+fi
+wlock=$(sha256sum tests/web/package-lock.json | cut -d' ' -f1)
+if [ "$(cat tests/web/node_modules/.lock.sha256 2>/dev/null)" != "$wlock" ]; then
+  echo "setup: npm ci in tests/web (playwright-core)"
+  (cd tests/web && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$wlock" > tests/web/node_modules/.lock.sha256
+fi
+wstamp=.venv/.web-requirements.sha256
+wwant=$(sha256sum tools/web/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$wstamp" 2>/dev/null)" != "$wwant" ]; then
+  echo "setup: installing Python packages for the web API tests (schemathesis)"
+  .venv/bin/python -m pip install -q -r tools/web/requirements.txt
+  echo "$wwant" > "$wstamp"
+fi
+echo "setup: web tests ready"

@@ -12,3 +12,5 @@ if [ -d tools/eval/tests ]; then
 fi
 # The Yocto layer: crates list in sync with Cargo.lock, oelint-adv, systemd-analyze on the unit.
 tools/yocto/check.sh
+# The web page: browser walk-through (chromium + playwright-core) and schemathesis on /api/.
+tools/web/test.sh

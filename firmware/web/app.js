@@ -106,8 +106,8 @@ async function boot() {
 }
 
 function startApp() {
-  show(currentPage());
   startLive();
+  show(currentPage());
 }
 
 // ---------- live data ----------
@@ -145,6 +145,14 @@ const fmtDb = (v) => (v === null || v === undefined || !isFinite(v) ? '−∞ dB
 // dBFS → 0..100 % over a 60 dB scale (the range a level meter shows usefully).
 const dbPct = (v) => (v === null || v === undefined || !isFinite(v) ? 0 : Math.max(0, Math.min(100, (v + 60) / 60 * 100)));
 
+const PITCHES = ['C', 'C♯', 'D', 'E♭', 'E', 'F', 'F♯', 'G', 'A♭', 'A', 'B♭', 'B'];
+// The engine names the key as `C major` or as its Rust form `Key { tonic: 0, mode: Major }`.
+function keyName(k) {
+  if (!k) return '—';
+  const m = /tonic:\s*(\d+),\s*mode:\s*(\w+)/.exec(k);
+  return m ? `${PITCHES[Number(m[1]) % 12]} ${m[2].toLowerCase()}` : k;
+}
+
 function onStatus(s) {
   state.status = s;
   const audio = s.audio_now || s.audio;
@@ -152,7 +160,7 @@ function onStatus(s) {
   say('now-genre', s.genre || '—');
   say('now-mood', s.mood); say('now-instrument', s.instrument);
   say('now-tempo', s.tempo_bpm ? s.tempo_bpm.toFixed(0) + ' BPM' : '—');
-  say('now-bar', String(s.bar)); say('now-section', String(s.section)); say('now-key', s.key || '—');
+  say('now-bar', String(s.bar)); say('now-section', String(s.section)); say('now-key', keyName(s.key));
   $('now-energy').style.width = Math.round((s.energy || 0) * 100) + '%';
   say('now-template', s.template ? 'template ' + s.template : '');
   $('lvl-rms').style.width = dbPct(s.level_rms_dbfs) + '%';

@@ -132,9 +132,9 @@ async function browser() {
   });
 }
 
-async function shot(page, name) {
+async function shot(page, name, fullPage = false) {
   fs.mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: path.join(shots, `web-${name}.png`) });
+  await page.screenshot({ path: path.join(shots, `web-${name}.png`), fullPage });
 }
 
 /// A bad template: a real WAV (the format is refused).
@@ -148,6 +148,14 @@ function wavFile() {
 test('setup, dashboard, settings, refine, templates, restore; then a restart keeps password and settings', { timeout: 600_000 }, async () => {
   let box = await startBox();
   const ctx = await browser();
+  try {
+    await walk(ctx, box);
+  } finally {
+    await ctx.close();
+  }
+});
+
+async function walk(ctx, box) {
   const page = ctx.pages()[0] || await ctx.newPage();
 
   // Setup with the one-time code from the data folder.
@@ -169,7 +177,7 @@ test('setup, dashboard, settings, refine, templates, restore; then a restart kee
   await page.waitForFunction(() => Number(document.getElementById('now-bar').textContent) >= 3, null, { timeout: BARS_TIMEOUT_MS });
   await page.locator('.snap.live').waitFor({ timeout: BARS_TIMEOUT_MS });
   await page.waitForFunction(() => document.getElementById('dev-audio').textContent === 'running');
-  await shot(page, 'phone-dashboard');
+  await shot(page, 'phone-dashboard', true);
 
   // Settings: a bad value is refused with the key named; a good one is saved.
   await page.click('a[data-page=settings]');
@@ -204,7 +212,8 @@ test('setup, dashboard, settings, refine, templates, restore; then a restart kee
   // Wait until the report (rewritten every few seconds) has bars past the applied command.
   const applied = await waitFor(() => {
     const m = report().music;
-    const c = m && m.commands.find((c) => c.command.includes(pick));
+    // The engine logs commands in Rust's Debug form (`Apply(Genre(Pop))`); only one option is applied here.
+    const c = m && m.commands.find((c) => c.command.startsWith('Apply('));
     return c && m.bars.some((b) => b.index >= c.bar + 1) && { c, bars: m.bars };
   }, 'the option in the report', BARS_TIMEOUT_MS);
   const lag = applied.c.bar - barAtClick;
@@ -283,7 +292,5 @@ test('setup, dashboard, settings, refine, templates, restore; then a restart kee
   assert.equal(await page.inputValue('#s-volume'), '-6');
   await page.click('a[data-page=templates]');
   await page.locator('#tpl-list li[data-id="venue-loop"]').waitFor();
-
-  await ctx.close();
   await stopBox(box);
-});
+}
