@@ -248,3 +248,69 @@ fn a_missing_camera_plays_the_calm_fallback_then_the_picture() {
         .all(|b| b["tempo_bpm"].as_f64().unwrap() == tempo));
     drop(pulse);
 }
+
+#[test]
+fn sigterm_with_the_engine_stops_cleanly_with_the_music_report_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(dir.path());
+    let rep = dir.path().join("report.json");
+    let rec = dir.path().join("played.wav");
+    let child = undertone()
+        .args([
+            "--config",
+            "/dev/null",
+            "--source",
+            &format!("file:{}", clip("trailer_bbb.mp4").display()),
+            "--realtime",
+            "--audio-device",
+            &pulse.pcm(),
+            "--report",
+            rep.to_str().unwrap(),
+            "--record",
+            rec.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until two bars have been heard (the report is rewritten every 5 s).
+    let t0 = std::time::Instant::now();
+    loop {
+        let heard = std::fs::read(&rep)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|v| {
+                v["music"]["bars"]
+                    .as_array()
+                    .map(|b| b.iter().filter(|b| !b["heard_at"].is_null()).count())
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        if heard >= 2 {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 40, "no bars heard");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&rep);
+    assert_eq!(r["stopped_by"], "signal");
+    assert!(r["music"]["bars_total"].as_u64().unwrap() >= 2, "{r}");
+    let mut w = hound::WavReader::open(&rec).unwrap();
+    let n = w
+        .samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+        .len();
+    assert!(n > 0 && n as u32 == w.duration() * 2);
+    drop(pulse);
+}

@@ -40,6 +40,8 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// Longest the loop waits for a missing camera before doing its other work (audio
 /// top-up, watchdog): a fraction of the audio ring, so the ring never runs dry waiting.
 const CAPTURE_MAX_WAIT: Duration = Duration::from_millis(20);
+/// Ring of a `--play` run, ms (at least): what the loop's top-up between frames needs.
+const PLAY_RING_MS: u32 = 500;
 /// Samples moved into the ring per top-up step (20 ms of stereo).
 const TOPUP_SAMPLES: usize = SAMPLE_RATE as usize / 50 * CHANNELS as usize;
 /// Window of the frame-rate gauge.
@@ -423,7 +425,10 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
                     report.headroom_min = Some(min);
                     metrics.record_headroom(min);
                 }
-                metrics.record_headroom(headroom);
+                if status.position() > 0 {
+                    // Before the first sound the queue is empty by design, not starved.
+                    metrics.record_headroom(headroom);
+                }
                 report.headroom_last = headroom;
             }
         }

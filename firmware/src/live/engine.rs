@@ -281,7 +281,8 @@ pub struct CutEntry {
     /// Where the planner put the section start, and whether on the running beat grid.
     pub section_at: f64,
     pub on_grid: bool,
-    /// Bar that started the section, once it reached the PCM.
+    /// Bar that started the section (the one planned for this cut, or a later cut's that
+    /// replaced it), once it reached the PCM.
     pub section_bar: Option<u32>,
     /// Master clock when the section's first frame reached the PCM (position ≥ its start).
     pub reached_pcm_at: Option<f64>,
@@ -629,6 +630,15 @@ impl Worker {
             l.bars.retain(|b| b.index < i);
             l.bars_total -= (before - l.bars.len()) as u64;
         }
+        if !d.unchanged {
+            // Earlier cuts whose section was planned at or after this one's start now share
+            // it (their bars were withdrawn or cut short).
+            for c in l.cuts.iter_mut() {
+                if c.reached_pcm_at.is_none() && c.section_at >= d.section_at - 1e-6 {
+                    c.section_at = d.section_at;
+                }
+            }
+        }
         l.cuts_total += 1;
         l.cuts.push_back(CutEntry {
             pts,
@@ -671,7 +681,8 @@ impl Worker {
             let b = b.clone();
             if b.section_start {
                 for c in l.cuts.iter_mut() {
-                    if c.reached_pcm_at.is_none() && c.t <= b.start + 1e-6 {
+                    // The bar that starts the section planned for this cut.
+                    if c.reached_pcm_at.is_none() && (c.section_at - b.start).abs() < 1e-6 {
                         c.reached_pcm_at = Some(at);
                         c.section_bar = Some(b.index);
                         c.reaction = Some(at - c.t);
