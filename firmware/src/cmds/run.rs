@@ -289,7 +289,14 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
     )?;
     eprintln!("undertone: metrics on http://{}/metrics", server.addr());
 
-    let ring_frames = cfg.audio_buffer_ms as usize * SAMPLE_RATE as usize / 1000;
+    // `--play` is topped up by this loop between frames (a frame period, more on a busy
+    // box), so it keeps the old half-second ring; the engine's feeder tops up every 5 ms.
+    let ring_ms = if play.is_some() {
+        cfg.audio_buffer_ms.max(PLAY_RING_MS)
+    } else {
+        cfg.audio_buffer_ms
+    };
+    let ring_frames = ring_ms as usize * SAMPLE_RATE as usize / 1000;
     let sink = AlsaSink::start(
         &cfg.audio_device,
         AlsaOptions {
