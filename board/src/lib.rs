@@ -25,4 +25,4 @@ pub mod watchdog;
 pub use button::{Button, ButtonTiming, Press};
 pub use led::{Led, LedState};
 pub use profile::{Profile, ProfileError};
-pub use task::{spawn, Action, BoardHandle, BoardLoop, EngineView};
+pub use task::{spawn, start_named, Action, BoardHandle, BoardLoop, EngineView};

@@ -365,6 +365,22 @@ pub fn spawn(
     }
 }
 
+/// [`spawn`] for the profile the config names (`[web] board`): a profile that cannot be
+/// resolved is logged and nothing runs (None); the music never depends on the board.
+pub fn start_named(
+    name: &str,
+    view: impl FnMut() -> EngineView + Send + 'static,
+    act: impl FnMut(Action) + Send + 'static,
+) -> Option<BoardHandle> {
+    match Profile::resolve(name) {
+        Ok(p) => Some(spawn(&p, view, act)),
+        Err(e) => {
+            tracing::warn!("{e}; going on without the board's button, LED and watchdog");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

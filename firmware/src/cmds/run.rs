@@ -288,6 +288,40 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         &data_root.join("templates"),
     )?;
     eprintln!("undertone: metrics on http://{}/metrics", server.addr());
+    // The board's button, status LED and hardware watchdog (`[web] board`, see
+    // docs/guide/board.md): a wrong chip or line is logged and left out; the music goes on.
+    let _board = undertone_board::start_named(
+        &cfg.web.board,
+        {
+            let c = control.clone();
+            move || {
+                let s = c.status();
+                undertone_board::EngineView {
+                    camera: s.camera.name().into(),
+                    audio: s.audio.name().into(),
+                    disliked: s.disliked,
+                    options: s.options,
+                    progress: c.version(),
+                }
+            }
+        },
+        {
+            let c = control.clone();
+            move |a| {
+                let cmd = match a {
+                    undertone_board::Action::Like => crate::live::control::Command::Like,
+                    undertone_board::Action::Dislike => crate::live::control::Command::Dislike,
+                    undertone_board::Action::Apply(o) => match o.parse() {
+                        Ok(o) => crate::live::control::Command::Apply(o),
+                        Err(_) => return,
+                    },
+                };
+                if let Err(e) = c.send(cmd) {
+                    tracing::warn!("button: {e}");
+                }
+            }
+        },
+    );
 
     // `--play` is topped up by this loop between frames (a frame period, more on a busy
     // box), so it keeps the old half-second ring; the engine's feeder tops up every 5 ms.
