@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The web page's tests beyond `cargo test`: the browser walk-through (Debian's chromium driven by
 # playwright-core, tests/web/browser.test.mjs; screenshots to docs/images/web-*.png) and
-# schemathesis against /api/openapi.json (tests/web/test_api_schema.py). Both run a real
+# schemathesis against /api/openapi.json (tests/web/api_schema.py). Both run a real
 # `undertone run` (target/debug/undertone, built by `cargo build`), audio paced by a private
 # PulseAudio null sink. Needs what tools/setup.sh installs (chromium, pulseaudio, ffmpeg, sox,
 # tests/web/node_modules, the .venv with tools/web/requirements.txt).
@@ -10,4 +10,4 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 [ -x target/debug/undertone ] || cargo build -p undertone
 (cd tests/web && npm test)
-.venv/bin/python -m pytest -q -p no:cacheprovider tests/web/test_api_schema.py
+.venv/bin/python tests/web/api_schema.py
