@@ -40,15 +40,22 @@ def main():
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
-    empty = np.zeros((card["layers"], 2, 1, card["heads"], 0, card["head_dim"]), dtype=np.float32)
+    # The KV cache: one tensor per layer and kind, fed by name (past_k0, past_v0, ...).
+    names = [f"past_{kind}{i}" for i in range(card["layers"]) for kind in ("k", "v")]
+    empty = [np.zeros((1, card["heads"], 0, card["head_dim"]), dtype=np.float32) for _ in names]
+    n_logits = len(card["outputs"])
     cs = calls(steps)
+
+    def run(t, past):
+        return sess.run(None, {"token": t, **dict(zip(names, past))})[n_logits:]
+
     past = empty
     for fresh, t in cs[:32]:  # warm-up
-        past = sess.run(None, {"token": t, "past": empty if fresh else past})[-1]
+        past = run(t, empty if fresh else past)
     past = empty
     t0 = time.perf_counter()
     for fresh, t in cs:
-        past = sess.run(None, {"token": t, "past": empty if fresh else past})[-1]
+        past = run(t, empty if fresh else past)
     secs = time.perf_counter() - t0
     sampled = sum(1 for k, _ in steps if k != "refill")
     print(json.dumps({"runtime": "onnxruntime " + ort.__version__, "calls": len(cs), "tokens_fed": len(steps),

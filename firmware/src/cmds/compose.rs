@@ -149,6 +149,8 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
             density: args.density[b % args.density.len()],
             strength: args.strength[b % args.strength.len()],
             section_start: args.sections_at.contains(&bar),
+            // the next bar opens a section, or the piece ends here
+            next_section_start: args.sections_at.contains(&(bar + 1)) || bar + 1 == args.bars,
             chord: chords[b % chords.len()],
         };
         let set = composer

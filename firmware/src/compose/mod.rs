@@ -16,10 +16,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tract_onnx::prelude::TValue;
 
 use crate::music::{Chord, Note, NoteSet, DENSITY_CLASSES, STRENGTH_CLASSES};
-use model::{Logits, NoteModel};
+use model::{Logits, NoteModel, Past};
 use sampler::{density_guard, sample, BarState, Sampling};
 use vocab::*;
 
@@ -32,6 +31,10 @@ pub struct BarControls {
     pub strength: u8,
     /// A new section starts at this bar.
     pub section_start: bool,
+    /// A new section starts at the next bar (or the piece ends after this one): the model may
+    /// close the phrase here, as the corpus does before its double bars, repeats and fermatas.
+    /// Offline the plan knows it; live it is known only when the cut is already due.
+    pub next_section_start: bool,
     /// The chord the bar's notes must fit.
     pub chord: Chord,
 }
@@ -95,7 +98,7 @@ pub const KEEP_TOKENS: usize = 80;
 /// The note model with its KV cache and random state: writes one bar per call.
 pub struct Composer {
     model: NoteModel,
-    past: TValue,
+    past: Past,
     /// Tokens of the bars in the current window, oldest first (what a window restart refeeds).
     window: VecDeque<Vec<Token>>,
     rng: ChaCha8Rng,
@@ -114,6 +117,8 @@ pub struct Composer {
     restarts: u64,
     /// Keep every bar within one density class of the request (see [`sampler::density_guard`]).
     density_guard: bool,
+    /// Bars since the current section started (`None` before the first bar of a piece).
+    section_bar: Option<i64>,
 }
 
 impl std::fmt::Debug for Composer {
@@ -159,6 +164,7 @@ impl Composer {
             fresh: true,
             restarts: 0,
             density_guard: true,
+            section_bar: None,
         })
     }
 
@@ -172,6 +178,7 @@ impl Composer {
         self.past = self.model.empty_past();
         self.fresh = true;
         self.window.clear();
+        self.section_bar = None;
         self.rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
@@ -238,8 +245,17 @@ impl Composer {
     }
 
     fn feed(&mut self, token: Token) -> Result<Logits, ComposeError> {
-        let past = std::mem::replace(&mut self.past, self.model.empty_past());
-        let (logits, present) = self.model.step(&token, past)?;
+        let past = std::mem::take(&mut self.past);
+        let (logits, present) = match self.model.step(&token, past) {
+            Ok(r) => r,
+            Err(e) => {
+                // the cache was consumed: start the next bar from an empty one
+                self.past = self.model.empty_past();
+                self.window.clear();
+                self.fresh = true;
+                return Err(e);
+            }
+        };
         self.past = present;
         self.steps += 1;
         if let Some(r) = self.recorded.as_mut() {
@@ -296,11 +312,19 @@ impl Composer {
         if self.past_len() + MAX_BAR_TOKENS > max_len {
             self.restart_window()?;
         }
+        // A piece's first bar opens a section, as in the corpus.
+        let section_bar = match self.section_bar {
+            Some(k) if !controls.section_start => k + 1,
+            _ => 0,
+        };
+        self.section_bar = Some(section_bar);
         let ctrl = [
             i64::from(controls.density),
             i64::from(controls.strength),
-            i64::from(controls.section_start),
+            i64::from(controls.section_start || section_bar == 0),
             chord_id(&controls.chord),
+            i64::from(controls.next_section_start),
+            section_bar.min(SECTION_BAR_MAX),
         ];
         let token = |family: i64, pos: i64, note: [i64; 4], count: usize| -> Token {
             [
@@ -315,6 +339,8 @@ impl Composer {
                 note[2],
                 note[3],
                 (count as i64).min(MAX_COUNT),
+                ctrl[4],
+                ctrl[5],
             ]
         };
         let none_note = [NONE_PITCH, NONE_DUR, NONE_NSTR, NONE_TRACK];

@@ -15,6 +15,7 @@ fn controls(density: u8, strength: u8, bar: usize) -> BarControls {
         density,
         strength,
         section_start: bar % 8 == 0,
+        next_section_start: bar % 8 == 7,
         chord: PROGRESSIONS[0].chords[bar % 4],
     }
 }

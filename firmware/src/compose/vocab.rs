@@ -4,7 +4,8 @@
 //!
 //! A bar is `BAR (POS NOTE+)*`: BAR opens the bar, POS (a 16th-note position 0..15) opens an
 //! onset, NOTEs start there. Every token carries the bar's controls (density, strength,
-//! section flag, chord), the current position and the number of notes already in the bar.
+//! section flag, chord, the next bar's section flag, bars since the section started), the
+//! current position and the number of notes already in the bar.
 
 use crate::music::{Chord, ChordQuality, STRENGTH_CLASSES, TICKS_PER_BEAT};
 
@@ -20,10 +21,14 @@ pub const F_DUR: usize = 7;
 pub const F_NSTR: usize = 8;
 pub const F_TRACK: usize = 9;
 pub const F_COUNT: usize = 10;
-pub const N_FIELDS: usize = 11;
+/// 1 when the next bar starts a section (or this is the piece's last bar): the bar may cadence.
+pub const F_NEXT: usize = 11;
+/// Bars since the current section started, saturating at [`SECTION_BAR_MAX`].
+pub const F_SBAR: usize = 12;
+pub const N_FIELDS: usize = 13;
 
 /// Input vocabulary size of each field (the embedding tables), as in `tokens.FIELD_SIZES`.
-pub const FIELD_SIZES: [usize; N_FIELDS] = [4, 17, 8, 4, 2, 48, 129, 33, 5, 5, 32];
+pub const FIELD_SIZES: [usize; N_FIELDS] = [4, 17, 8, 4, 2, 48, 129, 33, 5, 5, 32, 2, 8];
 
 /// Token families (field `F_TYPE`).
 pub const T_BAR: i64 = 0;
@@ -43,6 +48,9 @@ pub const NOTE_STRENGTH_CLASSES: usize = 4;
 pub const N_TRACKS: usize = 4;
 /// The notes-so-far field saturates here.
 pub const MAX_COUNT: i64 = 31;
+/// The bars-since-section-start field saturates here (as `tokens.SECTION_BAR_MAX`: the corpus'
+/// sections are mostly 2, 4 or 8 bars long; longer ones read as "deep in a section").
+pub const SECTION_BAR_MAX: i64 = 7;
 
 /// "Not applicable" values of the note fields.
 pub const NONE_POS: i64 = STEPS_PER_BAR as i64;

@@ -129,11 +129,15 @@ def main():
         sections = set(p["sections"])
         prev_chord = tk.chord_id(tonic, 1 if minor else 0)
         piece_bar_offs = []
+        since = 0
         for bi, notes in enumerate(bars):
             c = chord_of_bar(notes)
             c = prev_chord if c < 0 else c
             prev_chord = c
             d, st, sec = dens_class(len(notes)), str_class(notes), 1 if bi in sections else 0
+            since = 0 if sec else since + 1
+            nxt = 1 if (bi + 1 in sections or bi + 1 == len(bars)) else 0
+            sbar = min(since, tk.SECTION_BAR_MAX)
             chord_hist[c] += 1
             dens_hist[d] += 1
             str_hist[st] += 1
@@ -141,7 +145,7 @@ def main():
             ctrl = [d, st, sec, c]
 
             def row(typ, pos, pitch=tk.NONE_PITCH, dur=tk.NONE_DUR, ns=tk.NONE_NSTR, tr=tk.NONE_TRACK, count=0):
-                return [typ, pos, *ctrl, pitch, dur, ns, tr, min(count, tk.MAX_COUNT)]
+                return [typ, pos, *ctrl, pitch, dur, ns, tr, min(count, tk.MAX_COUNT), nxt, sbar]
 
             rows.append(row(tk.T_BAR, tk.NONE_POS))
             cur, count = -1, 0

@@ -5,10 +5,13 @@
 Graph (one decoding step):
   inputs   token  int64 [1, T, N_FIELDS]                 the compound token(s) just written (T = 1 when
                                                          decoding; T > 1 refills the cache in one call)
-           past   f32   [LAYERS, 2, 1, HEADS, P, HEAD_DIM] KV cache of the P tokens before them (P >= 0)
+           past_k0, past_v0, past_k1, ... f32 [1, HEADS, P, HEAD_DIM]
+                                                         KV cache of the P tokens before them (P >= 0),
+                                                         one tensor per layer and kind
   outputs  family [3], pos [16], pitch [4, 128], duration [32], note_strength [4], track [4]
-                                                         logits of the next token's fields
-           present f32 [LAYERS, 2, 1, HEADS, P + T, HEAD_DIM]
+                                                         logits of the next token's fields (one fused
+                                                         linear layer, split)
+           present_k0, present_v0, ... f32 [1, HEADS, P + T, HEAD_DIM]
 Token positions are P..P+T-1 (read from the shapes), so the runtime keeps P + T <= MAX_LEN.
 
 Writes
@@ -46,15 +49,32 @@ PREFILL = 16
 
 
 class Step(torch.nn.Module):
+    """One decoding call. The six output heads are fused into one linear layer (the same weights,
+    concatenated): one int8 matrix product and one activation quantisation instead of six."""
+
     def __init__(self, m):
         super().__init__()
         self.m = m
+        self.sizes = [HEADS[k] for k in OUT_NAMES]
+        self.fused = torch.nn.Linear(m.cfg["d"], sum(self.sizes))
+        with torch.no_grad():
+            self.fused.weight.copy_(torch.cat([m.heads[k].weight for k in OUT_NAMES]))
+            self.fused.bias.copy_(torch.cat([m.heads[k].bias for k in OUT_NAMES]))
 
-    def forward(self, token, past):
-        lg, present = self.m.step(token, past)
-        outs = [lg[k][0, 0] for k in OUT_NAMES]
+    def forward(self, token, *past):
+        h, present = self.m.step_hidden(token, past)
+        outs = list(torch.split(self.fused(h[0, 0]), self.sizes))
         outs[OUT_NAMES.index("pitch")] = outs[OUT_NAMES.index("pitch")].reshape(tk.N_TRACKS, tk.N_PITCH)
-        return (*outs, present)
+        return (*outs, *present)
+
+
+def past_names(cfg, prefix):
+    return [f"{prefix}_{kind}{i}" for i in range(cfg["layers"]) for kind in ("k", "v")]
+
+
+def empty_past(cfg, n=0):
+    return [np.zeros((1, cfg["n_heads"], n, cfg["d"] // cfg["n_heads"]), dtype=np.float32)
+            for _ in range(2 * cfg["layers"])]
 
 
 def sha256(path):
@@ -79,12 +99,13 @@ def reference_tokens(tokens_path):
 
 def run_ort(path, rows, cfg):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    past = np.zeros((cfg["layers"], 2, 1, cfg["n_heads"], 0, cfg["d"] // cfg["n_heads"]), dtype=np.float32)
+    past = empty_past(cfg)
+    names = past_names(cfg, "past")
     outs = []
     for r in rows:
-        res = sess.run(None, {"token": r.reshape(1, 1, -1), "past": past})
+        res = sess.run(None, {"token": r.reshape(1, 1, -1), **dict(zip(names, past))})
         outs.append({k: res[i] for i, k in enumerate(OUT_NAMES)})
-        past = res[-1]
+        past = res[len(OUT_NAMES):]
     return outs
 
 
@@ -94,6 +115,7 @@ def main():
     ap.add_argument("--tokens", default="tools/train/work/notes/tokens.npz")
     ap.add_argument("--work", default="tools/train/work/notes")
     ap.add_argument("--out-dir", default="models/notes")
+    ap.add_argument("--stats", default="models/notes/tokens.json", help="class edges (build_tokens.py)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     ck = torch.load(args.ckpt, weights_only=False, map_location="cpu")
@@ -109,13 +131,13 @@ def main():
     int8 = os.path.join(args.out_dir, "notes_int8.onnx")
 
     tok = torch.zeros(1, 2, tk.N_FIELDS, dtype=torch.int64)
-    past = torch.zeros(cfg["layers"], 2, 1, cfg["n_heads"], 3, cfg["d"] // cfg["n_heads"])
+    past = [torch.from_numpy(a) for a in empty_past(cfg, 3)]
     p_dim = torch.export.Dim("past", min=0, max=MAX_LEN - 1)
     t_dim = torch.export.Dim("tokens", min=1, max=MAX_LEN)
-    prog = torch.onnx.export(step, (tok, past), fp32, dynamo=True, input_names=["token", "past"],
-                             output_names=[*OUT_NAMES, "present"],
-                             dynamic_shapes={"token": {1: t_dim}, "past": {4: p_dim}}, external_data=False,
-                             opset_version=18)
+    prog = torch.onnx.export(step, (tok, *past), fp32, dynamo=True, input_names=["token", *past_names(cfg, "past")],
+                             output_names=[*OUT_NAMES, *past_names(cfg, "present")],
+                             dynamic_shapes={"token": {1: t_dim}, "past": tuple({2: p_dim} for _ in past)},
+                             external_data=False, opset_version=18)
     del prog
     quant_pre_process(fp32, pre)
     quantize_dynamic(pre, int8, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
@@ -138,8 +160,8 @@ def main():
 
     # The refill path: the first PREFILL tokens in one call must give the step-by-step logits.
     sess = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
-    empty = np.zeros((cfg["layers"], 2, 1, cfg["n_heads"], 0, cfg["d"] // cfg["n_heads"]), dtype=np.float32)
-    pre_out = sess.run(None, {"token": rows[:PREFILL].reshape(1, PREFILL, -1), "past": empty})
+    pre_out = sess.run(None, {"token": rows[:PREFILL].reshape(1, PREFILL, -1),
+                              **dict(zip(past_names(cfg, "past"), empty_past(cfg)))})
     dpre = max(float(np.abs(pre_out[i] - o8[PREFILL - 1][k]).max()) for i, k in enumerate(OUT_NAMES))
     log.info("int8 prefill of %d tokens vs step by step: max diff %.3f", PREFILL, dpre)
     ref = {"steps": len(rows), "fields": tk.FIELD_NAMES, "tokens": rows.tolist(), "prefill_tokens": PREFILL,
@@ -152,10 +174,10 @@ def main():
     meta = {
         "file": os.path.basename(int8), "sha256": sha256(int8), "bytes": os.path.getsize(int8),
         "layers": cfg["layers"], "d_model": cfg["d"], "heads": cfg["n_heads"], "head_dim": cfg["d"] // cfg["n_heads"],
-        "ff": cfg["ff"], "max_len": MAX_LEN, "n_fields": tk.N_FIELDS, "field_names": tk.FIELD_NAMES,
+        "ff": cfg["ff"], "max_len": MAX_LEN, "kv_cache": "per layer: past_k{i}, past_v{i} [1, heads, P, head_dim]", "n_fields": tk.N_FIELDS, "field_names": tk.FIELD_NAMES,
         "field_sizes": tk.FIELD_SIZES, "outputs": OUT_NAMES, "train_step": ck["step"],
         "params": sum(p.numel() for p in model.parameters()),
-        "density_edges": json.load(open(os.path.join(args.out_dir, "tokens.json")))["density_edges_notes_per_bar"],
+        "density_edges": json.load(open(args.stats))["density_edges_notes_per_bar"],
         "fp32_bytes": os.path.getsize(fp32), "int8_vs_fp32_max_abs_diff": d8, "prefill_vs_steps_max_abs_diff": dpre, "torch_vs_fp32_max_abs_diff": d32,
     }
     with open(os.path.join(args.out_dir, "model.json"), "w") as f:

@@ -29,9 +29,11 @@ HEADS = {
 
 
 class Block(nn.Module):
-    def __init__(self, d, n_heads, ff):
+    def __init__(self, d, n_heads, ff, dropout=0.0):
         super().__init__()
         self.n_heads = n_heads
+        # Residual dropout (training only: eval mode and the exported graph have none).
+        self.drop = nn.Dropout(dropout)
         self.ln1 = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
@@ -44,7 +46,8 @@ class Block(nn.Module):
         return x.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2)
 
     def forward(self, x, past=None):
-        """x: [B, T, d]. past: None (training, causal) or [2, B, H, P, dh] (one step, T = 1)."""
+        """x: [B, T, d]. past: None (training, causal) or (keys, values), each [B, H, P, dh]
+        (decoding); returns the new hidden state and (keys, values) with P + T entries."""
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
         q, k, v = self.split(q), self.split(k), self.split(v)
@@ -52,10 +55,10 @@ class Block(nn.Module):
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             present = None
         else:
-            p = past.shape[3]
+            p = past[0].shape[2]
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
-            present = torch.stack([k, v])
+            present = (k, v)
             # T new queries over P cached + T new keys, causal among the new ones (T = 1 in
             # decoding: the mask is all zeros; T > 1 refills the cache in one call). Written out
             # (not SDPA) so the exported graph is plain MatMul/Softmax that every runtime handles.
@@ -66,18 +69,19 @@ class Block(nn.Module):
             w = torch.softmax(att - future * 1e4, dim=-1)
             a = w @ v
         a = a.transpose(1, 2).reshape(b, t, d)
-        x = x + self.proj(a)
-        x = x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        x = x + self.drop(self.proj(a))
+        x = x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
         return x, present
 
 
 class NoteModel(nn.Module):
-    def __init__(self, d=256, layers=4, n_heads=4, ff=1024):
+    def __init__(self, d=256, layers=4, n_heads=4, ff=1024, dropout=0.0):
         super().__init__()
         self.cfg = dict(d=d, layers=layers, n_heads=n_heads, ff=ff)
         self.emb = nn.ModuleList(nn.Embedding(n, d) for n in tk.FIELD_SIZES)
         self.pos_emb = nn.Embedding(MAX_LEN, d)
-        self.blocks = nn.ModuleList(Block(d, n_heads, ff) for _ in range(layers))
+        self.emb_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d, n_heads, ff, dropout) for _ in range(layers))
         self.ln_f = nn.LayerNorm(d)
         self.heads = nn.ModuleDict({k: nn.Linear(d, n) for k, n in HEADS.items()})
         self.apply(self._init)
@@ -102,22 +106,29 @@ class NoteModel(nn.Module):
     def forward(self, x):
         """Training: x [B, T, N_FIELDS] int64 -> dict of logits [B, T, n]."""
         t = x.shape[1]
-        h = self.embed(x, torch.arange(t, device=x.device))
+        h = self.emb_drop(self.embed(x, torch.arange(t, device=x.device)))
         for blk in self.blocks:
             h, _ = blk(h)
         return self.out(h)
 
     def step(self, x, past):
-        """T tokens after a cache: x [B, T, N_FIELDS], past [layers, 2, B, H, P, dh] ->
-        (logits of the token after the last one, present [layers, 2, B, H, P + T, dh])."""
-        p, t = past.shape[4], x.shape[1]
+        """T tokens after a cache: x [B, T, N_FIELDS], past = [keys_0, values_0, keys_1, ...]
+        (2 x layers tensors [B, H, P, dh]) -> (logits of the token after the last one, the same
+        list with P + T entries). One tensor per layer and kind, so a decoding step copies the
+        cache once (the concatenation), not again to slice it out of and stack it into one tensor."""
+        h, present = self.step_hidden(x, past)
+        return {k: head(h) for k, head in self.heads.items()}, present
+
+    def step_hidden(self, x, past):
+        """As `step`, but the final layer-normed hidden state [B, 1, d] instead of the logits."""
+        p, t = past[0].shape[2], x.shape[1]
         h = self.embed(x, torch.arange(p, p + t, device=x.device))
         presents = []
         for i, blk in enumerate(self.blocks):
-            h, pr = blk(h, past[i])
-            presents.append(pr)
-        return self.out(h[:, -1:]), torch.stack(presents)
+            h, (k, v) = blk(h, (past[2 * i], past[2 * i + 1]))
+            presents += [k, v]
+        return self.ln_f(h[:, -1:]), presents
 
     def empty_past(self, batch=1):
         c = self.cfg
-        return torch.zeros(c["layers"], 2, batch, c["n_heads"], 0, c["d"] // c["n_heads"])
+        return [torch.zeros(batch, c["n_heads"], 0, c["d"] // c["n_heads"]) for _ in range(2 * c["layers"])]

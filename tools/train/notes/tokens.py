@@ -7,7 +7,8 @@ A piece is a sequence of compound tokens, one row of `N_FIELDS` small integers e
 * BAR opens a bar. POS (0..15, a 16th-note position) opens an onset; the NOTE tokens after it
   start there. Within one position notes are ordered by track, then by pitch from high to low.
 * Every token carries the current bar's controls (density class, strength class, section-start
-  flag, chord), the current position, and how many notes the bar already holds: the controls are
+  flag, chord, the *next* bar's section-start flag and the bar's place in its section), the
+  current position, and how many notes the bar already holds: the controls are
   broadcast to every token of the bar rather than written once (CMT writes them once at the bar
   token); the model then never has to look back to find what it was asked.
 * NOTE tokens carry pitch, duration (1..32 16ths), note-strength class (0..3) and track (0 melody,
@@ -23,6 +24,12 @@ conditioning on density makes every density x strength pair occur in the data).
 A bar's density class is its note count (all tracks) cut at the corpus' octile edges.
 The chord of a bar is estimated from its pitch classes (duration-weighted, stronger on beats 1
 and 3) against the 48 chords root x {major, minor, diminished, dominant 7}.
+
+Structure controls: `section` is 1 on the first bar of a section; `next_section` is 1 when the
+*next* bar starts a section, or when this is the piece's last bar (a section ends either way: the
+model can close the phrase, as the corpus does with its cadences before repeat signs, double bars
+and fermatas); `section_bar` counts the bars since the section started (0 on its first bar),
+saturating at SECTION_BAR_MAX (the corpus' sections are mostly 2, 4 or 8 bars long).
 """
 
 import math
@@ -30,10 +37,11 @@ import math
 import numpy as np
 
 # Field indices of a compound token row.
-F_TYPE, F_POS, F_DENS, F_STR, F_SEC, F_CHORD, F_PITCH, F_DUR, F_NSTR, F_TRACK, F_COUNT = range(11)
-N_FIELDS = 11
+(F_TYPE, F_POS, F_DENS, F_STR, F_SEC, F_CHORD, F_PITCH, F_DUR, F_NSTR, F_TRACK, F_COUNT, F_NEXT,
+ F_SBAR) = range(13)
+N_FIELDS = 13
 FIELD_NAMES = ["type", "pos", "density", "strength", "section", "chord", "pitch", "duration",
-               "note_strength", "track", "count"]
+               "note_strength", "track", "count", "next_section", "section_bar"]
 
 # Token types.
 T_BAR, T_POS, T_NOTE, T_PAD = 0, 1, 2, 3
@@ -51,6 +59,9 @@ N_PITCH = 128
 MAX_DUR16 = 32
 N_TRACKS = 4
 MAX_COUNT = 31  # notes-so-far field saturates here
+# The bars-since-section-start field saturates here: 8 values cover the corpus' usual 2-, 4- and
+# 8-bar sections; longer sections (and the product's long shots) read as "deep in a section".
+SECTION_BAR_MAX = 7
 
 # "Not applicable" value of each input field (one past the last real value).
 NONE_POS = STEPS_PER_BAR
@@ -61,7 +72,8 @@ NONE_TRACK = N_TRACKS
 
 # Input vocabulary size of each field (embedding table sizes).
 FIELD_SIZES = [N_TYPES_IN, STEPS_PER_BAR + 1, DENSITY_CLASSES, STRENGTH_CLASSES, 2, N_CHORDS,
-               N_PITCH + 1, MAX_DUR16 + 1, NOTE_STRENGTH_CLASSES + 1, N_TRACKS + 1, MAX_COUNT + 1]
+               N_PITCH + 1, MAX_DUR16 + 1, NOTE_STRENGTH_CLASSES + 1, N_TRACKS + 1, MAX_COUNT + 1, 2,
+               SECTION_BAR_MAX + 1]
 
 
 def accent(pos: int) -> int:

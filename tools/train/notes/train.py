@@ -1,16 +1,24 @@
-"""Train the note model on CPU; resumable and seeded.
+"""Train the note model (CPU or one GPU); resumable and seeded.
 
-    nice -n 10 .venv/bin/python tools/train/notes/train.py --steps 3000
+    nice -n 10 .venv/bin/python tools/train/notes/train.py --steps 3000          # CPU, this machine
+    python tools/train/notes/train.py --device cuda --batch 64 --minutes 7 \
+        --dropout 0.1 --best best.pt                                            # one GPU, bf16 autocast
 
 Reads tools/train/work/notes/tokens.npz (build_tokens.py), writes tools/train/work/notes/ckpt.pt
 every --ckpt-every steps and resumes from it when it exists (same seed: the data stream and the
 random state are restored, so a resumed run continues where it stopped). Logs to stdout.
+With --minutes the schedule runs on whichever ends first, the steps or the wall-clock budget
+(progress = max(step / steps, elapsed / budget)), so a run fits a fixed slot on any machine.
+With --best PATH the weights alone (fp32, no optimiser) of the step with the lowest held-out
+loss are written to PATH at each evaluation (a long run on a small corpus overfits: the best
+held-out step is the one exported).
 
 Augmentation: each training crop is transposed, half the time to C major / A minor (the keys the
 product asks for), otherwise to a uniformly random key, so every chord root is seen.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -90,7 +98,7 @@ def losses(model, x):
     nm = ttype == tk.T_NOTE
     pitch = lg["pitch"][nm].view(-1, tk.N_TRACKS, tk.N_PITCH)
     track = tgt[..., tk.F_TRACK][nm]
-    pitch = pitch[torch.arange(len(track)), track]
+    pitch = pitch[torch.arange(len(track), device=pitch.device), track]
     out["pitch"] = F.cross_entropy(pitch, tgt[..., tk.F_PITCH][nm])
     out["duration"] = F.cross_entropy(lg["duration"][nm], tgt[..., tk.F_DUR][nm])
     out["note_strength"] = F.cross_entropy(lg["note_strength"][nm], tgt[..., tk.F_NSTR][nm])
@@ -98,11 +106,22 @@ def losses(model, x):
     return out
 
 
-def lr_at(step, args):
+def lr_at(step, args, progress=None):
+    """Warm-up over the first steps, then cosine to lr_min over `progress` (0..1; default step / steps)."""
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
-    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    if progress is None:
+        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    t = min(1.0, progress)
     return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def save_weights(path, model, step, metrics):
+    """The weights alone (what export.py needs), atomically."""
+    tmp = path + ".tmp"
+    torch.save({"model": {k: v.detach().float().cpu() for k, v in model.state_dict().items()}, "step": step,
+                "cfg": model.cfg, "eval": metrics}, tmp)
+    os.replace(tmp, path)
 
 
 def save(path, model, opt, step, rng, args):
@@ -125,17 +144,31 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
+    ap.add_argument("--minutes", type=float, default=None, help="wall-clock budget of the schedule")
+    ap.add_argument("--dropout", type=float, default=0.0, help="residual/embedding dropout")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--d", type=int, default=256)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ff", type=int, default=1024)
+    ap.add_argument("--best", default=None, help="write the best held-out step's weights here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     data = Data(args.data, rng)
-    model = NoteModel()
+    dev = torch.device(args.device)
+    model = NoteModel(d=args.d, layers=args.layers, n_heads=args.heads, ff=args.ff, dropout=args.dropout).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
+
+    def amp():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+
     step = 0
+    best = float("inf")
     if os.path.exists(args.ckpt):
-        ck = torch.load(args.ckpt, weights_only=False)
+        ck = torch.load(args.ckpt, weights_only=False, map_location=dev)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
@@ -145,34 +178,51 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     log.info("params %d; train pieces %d, test pieces %d", n_params, len(data.train), len(data.test))
     t0, tok = time.time(), 0
-    while step < args.steps:
+
+    def progress():
+        p = (step - args.warmup) / max(1, args.steps - args.warmup)
+        if args.minutes:
+            p = max(p, (time.time() - t0) / (args.minutes * 60))
+        return p
+
+    while step < args.steps and progress() < 1.0:
+        lr = lr_at(step, args, progress())
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args)
-        x = data.batch(args.batch)
+            g["lr"] = lr
+        xb = data.batch(args.batch)
+        tok += int((xb[:, 1:, tk.F_TYPE] != tk.T_PAD).sum())
+        x = xb.to(dev, non_blocking=True)
         model.train()
-        ls = losses(model, x)
+        with amp():
+            ls = losses(model, x)
+        ls = {k: v.float() for k, v in ls.items()}
         loss = sum(ls.values())
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        tok += int((x[:, 1:, tk.F_TYPE] != tk.T_PAD).sum())
         if step % 25 == 0:
             log.info("step %d loss %.3f %s lr %.2e %.0f tok/s", step, loss.item(),
-                     " ".join(f"{k}={v.item():.3f}" for k, v in ls.items()), lr_at(step, args),
-                     tok / (time.time() - t0))
-        if step % args.ckpt_every == 0 or step == args.steps:
+                     " ".join(f"{k}={v.item():.3f}" for k, v in ls.items()), lr, tok / (time.time() - t0))
+        last = step == args.steps or progress() >= 1.0
+        if step % args.ckpt_every == 0 or last:
             save(args.ckpt, model, opt, step, rng, args)
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % args.eval_every == 0 or last:
             model.eval()
             tot, n = {}, 0
-            with torch.no_grad():
+            with torch.no_grad(), amp():
                 for xb in data.test_batches(32):
-                    for k, v in losses(model, xb).items():
-                        tot[k] = tot.get(k, 0.0) + v.item() * len(xb)
+                    for k, v in losses(model, xb.to(dev)).items():
+                        tot[k] = tot.get(k, 0.0) + v.float().item() * len(xb)
                     n += len(xb)
-            log.info("eval step %d %s", step, json.dumps({k: round(v / n, 4) for k, v in tot.items()}))
+            ev = {k: round(v / n, 4) for k, v in tot.items()}
+            total = sum(ev.values())
+            log.info("eval step %d total %.4f %s", step, total, json.dumps(ev))
+            if args.best and total < best:
+                best = total
+                save_weights(args.best, model, step, ev)
+                log.info("best so far: step %d -> %s", step, args.best)
     log.info("done at step %d", step)
 
 
