@@ -46,6 +46,9 @@ CARGO_BUILD_FLAGS += "--package undertone --bin undertone"
 
 # bindgen: find libclang in the native sysroot and parse the target's headers (linux/videodev2.h)
 # for the target, the way oe-core's meson class sets bindgen_clang_arguments.
+# The firmware falls back to the source checkout it was built from for its data; on the box
+# there is none, and the build folder's path must not end up in the binary (buildpaths QA).
+export UNDERTONE_NO_CHECKOUT = "1"
 export LIBCLANG_PATH = "${STAGING_LIBDIR_NATIVE}"
 export BINDGEN_EXTRA_CLANG_ARGS = "${HOST_CC_ARCH}${TOOLCHAIN_OPTIONS} --target=${TARGET_SYS}"
 
