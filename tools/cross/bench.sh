@@ -16,7 +16,7 @@ cd "$root"
 bars=${1:-64}
 clip=${2:-testdata/clips/carphone_pristine.mp4}
 native=${NATIVE:-target/release/undertone}
-arm=$CROSS_TARGET_DIR/$CROSS_TARGET/release/undertone
+arm=${ARM:-$CROSS_TARGET_DIR/$CROSS_TARGET/release/undertone}
 qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
 work=tools/cross/work
 mkdir -p "$work"
