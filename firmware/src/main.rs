@@ -8,7 +8,7 @@ fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(undertone::web::logs::TeeStderr)
         .init();
     match undertone::cmds::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
