@@ -10,7 +10,9 @@
 # 2. fluidsynth renders that same MIDI with the full FluidR3_GM at 48 kHz.
 # Both are pinned to one core (taskset -c 0); CPU seconds and peak RSS come from
 # /usr/bin/time; the renderer also prints the time of its render call alone.
-# Env: UNDERTONE (binary; default target/release/undertone), RUNS (default 3), OUT.
+# With CALLGRIND=1 both also run once under `valgrind --tool=callgrind`: instruction counts
+# are repeatable on a loaded machine where CPU seconds are not (ratio printed at the end).
+# Env: UNDERTONE (binary; default target/release/undertone), RUNS (default 3), OUT, CALLGRIND.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -56,3 +58,14 @@ print(f"ours render() call alone: {rc:.3f} s -> {secs / rc:.1f}x real time")
 print(f"ratio fluidsynth cpu / ours cpu: {res['fluidsynth'] / res['ours']:.2f}")
 PY
 rm -f "$out/calls"
+if [ "${CALLGRIND:-0}" = 1 ]; then
+  instr() { # label cmd... -> total instructions executed
+    local label=$1; shift
+    valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$label" "$@" >"$out/$label.cg.log" 2>&1
+    callgrind_annotate "$out/callgrind.$label" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+  }
+  ours_i=$(instr ours "$bin" --data "$root" templates render --notes "$notes" --genre "$genre" --tempo "$tempo" \
+    --seconds "$seconds" --out "$out/ours.wav" --midi "$out/piece.mid")
+  fs_i=$(instr fluidsynth fluidsynth -ni -q -r 48000 -F "$out/fluidsynth.wav" "$font" "$out/piece.mid")
+  python3 -c "import sys; o, f = int(sys.argv[1]), int(sys.argv[2]); print(f'instructions: ours {o/1e9:.2f} G, fluidsynth {f/1e9:.2f} G, ratio fluidsynth / ours {f/o:.2f}')" "$ours_i" "$fs_i"
+fi

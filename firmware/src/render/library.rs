@@ -190,11 +190,24 @@ impl Library {
     /// Decodes a template's audio: `[intro][loop]`, interleaved stereo f32 at
     /// [`SAMPLE_RATE`] (the intro is `template.intro_frames` long).
     pub fn decode(&self, template: &TemplateInfo) -> Result<Vec<f32>, RenderError> {
+        self.decode_into(template, Vec::new())
+    }
+
+    /// [`Library::decode`] into a recycled buffer (its contents are replaced): the
+    /// renderer hands back the previous template's buffer, so a piece does not fault in
+    /// fresh pages for every template it plays.
+    pub fn decode_into(
+        &self,
+        template: &TemplateInfo,
+        buf: Vec<f32>,
+    ) -> Result<Vec<f32>, RenderError> {
         let path = self.dir.join(&template.audio);
         let want = template.frames + template.intro_frames;
-        let pcm = decode_ogg(&path, want as usize).map_err(|message| RenderError::Template {
-            path: path.clone(),
-            message,
+        let pcm = decode_ogg_into(&path, want as usize, buf).map_err(|message| {
+            RenderError::Template {
+                path: path.clone(),
+                message,
+            }
         })?;
         let frames = pcm.len() / CHANNELS as usize;
         if frames as u64 != want {
@@ -432,6 +445,15 @@ fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
 /// Decodes a whole Ogg Vorbis file to interleaved f32 (`frames_hint`: expected length,
 /// reserved up front so the buffer is allocated once).
 pub fn decode_ogg(path: &Path, frames_hint: usize) -> Result<Vec<f32>, String> {
+    decode_ogg_into(path, frames_hint, Vec::new())
+}
+
+/// [`decode_ogg`] into `out` (cleared first; its allocation is reused).
+pub fn decode_ogg_into(
+    path: &Path,
+    frames_hint: usize,
+    mut out: Vec<f32>,
+) -> Result<Vec<f32>, String> {
     use symphonia::core::codecs::audio::AudioDecoderOptions;
     use symphonia::core::formats::TrackType;
     let mut format = open_format(path)?;
@@ -455,7 +477,8 @@ pub fn decode_ogg(path: &Path, frames_hint: usize) -> Result<Vec<f32>, String> {
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| format!("cannot decode ({e})"))?;
-    let mut out: Vec<f32> = Vec::with_capacity(frames_hint * CHANNELS as usize);
+    out.clear();
+    out.reserve(frames_hint * CHANNELS as usize);
     let mut buf: Vec<f32> = Vec::new();
     loop {
         let packet = match format.next_packet() {

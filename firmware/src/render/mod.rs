@@ -12,6 +12,7 @@ pub mod fit;
 pub mod library;
 pub mod master;
 pub mod player;
+pub mod stretch;
 pub mod synth;
 
 use std::collections::BTreeMap;
@@ -75,9 +76,11 @@ const MELODY_GAIN: f32 = 1.6;
 const MELODY_CENTER: f32 = 74.0;
 
 /// Fade-in of a new segment: the crossfade's rising half, 30 ms on the downbeat. Shorter
-/// fades (5 ms) let a join from a sparse to a full layer spike the spectral flux above
-/// anything in the template material (measured with tools/eval/render_metrics.py); 30 ms
-/// keeps every join inside the material's range and still lands the section on the beat.
+/// fades (5 ms), or starting on the downbeat with the attack intact, let a join from a
+/// sparse to a full layer spike the spectral flux above anything in the template material
+/// (measured with tools/eval/render_metrics.py: up to 1.05 × the material's maximum with
+/// the attack intact); 30 ms keeps joins inside the material's range and still lands the
+/// section on the beat.
 const FADE_IN_SECONDS: f64 = 0.03;
 
 /// At a join the old segment's sound is carried this long into the new section and faded
@@ -148,6 +151,13 @@ struct Segment {
     chords: Vec<Chord>,
     /// The last bar was cut short: restart the loop on the next bar's own position.
     restart: bool,
+    /// [`TEMPLATE_ADVANCE_SECONDS`] in native frames at this segment's rate.
+    advance: usize,
+    /// How far ahead of the grid the player is now (native frames): 0 before a join,
+    /// else `advance`.
+    lead: usize,
+    /// Fade-in of the first bar, frames (taken once).
+    fade_in: Option<usize>,
 }
 
 pub struct Renderer {
@@ -255,13 +265,26 @@ impl Renderer {
         let info = &seg.template.info;
         let beats = bar_beats(bar);
         let native = info.bar_frames() * beats as usize / BEATS_PER_BAR as usize;
-        seg.player.next(native, out);
+        // The backing runs `seg.advance` ahead of the grid. When the next bar is known to
+        // join (offline always; live when the lookahead holds it), this bar gives the
+        // advance back, so the segment ends just before its own next downbeat and the tail
+        // carried over the join holds no onset (else the old template's next downbeat
+        // would sound, mirrored, on top of the new one). The stretcher keeps the onsets
+        // in between in proportion.
+        let lead = if join_follows(seg, bar, ahead) {
+            0
+        } else {
+            seg.advance
+        };
+        let take = (native + lead).saturating_sub(seg.lead).max(1);
+        seg.lead = lead;
+        seg.player.next(take, out);
         // After a bar cut short the loop is mid-bar: the next bar of this segment
         // restarts the player on its own bar (a join), so template bars stay aligned.
         seg.restart = beats < BEATS_PER_BAR;
         let rate = native as f64 / frames.max(1) as f64;
-        if join || bar.index == 0 {
-            let n = ((FADE_IN_SECONDS * SAMPLE_RATE as f64) as usize).min(frames);
+        if let Some(fade) = std::mem::take(&mut seg.fade_in) {
+            let n = fade.min(frames);
             for i in 0..n {
                 let g = i as f32 / n as f32;
                 out[i * CH] *= g;
@@ -369,7 +392,12 @@ impl Renderer {
                 ))
             })?
             .clone();
-        let pcm = self.library.decode(&template.info)?;
+        let recycled = self
+            .current
+            .as_mut()
+            .map(|s| s.player.take_pcm())
+            .unwrap_or_default();
+        let pcm = self.library.decode_into(&template.info, recycled)?;
         let rate = bar.tempo_bpm / template.info.tempo_bpm;
         if !(0.25..=4.0).contains(&rate) {
             return Err(RenderError::Input(format!(
@@ -381,19 +409,22 @@ impl Renderer {
         // silence, then the loop from its second bar; elsewhere the loop itself.
         let bar_frames = template.info.bar_frames();
         let intro = template.info.intro_frames as usize;
+        let onsets = onset_frames(&template);
         let advance = (TEMPLATE_ADVANCE_SECONDS * SAMPLE_RATE as f64 * rate).round() as usize;
-        let player = if pos.is_multiple_of(PROGRESSION_BARS) && intro > 0 {
-            LoopPlayer::new(pcm, intro, true, bar_frames, rate, advance)
+        let from_intro = pos.is_multiple_of(PROGRESSION_BARS) && intro > 0;
+        let mut player = if from_intro {
+            LoopPlayer::new(pcm, intro, true, bar_frames, onsets)
         } else {
             LoopPlayer::new(
                 pcm,
                 intro,
                 false,
                 (pos % PROGRESSION_BARS) * bar_frames,
-                rate,
-                advance,
+                onsets,
             )
         };
+        // Start `advance` into the material (the backing plays that much early), fading in.
+        player.skip(advance);
         let transpose = melody_transpose(style, progression.key);
         tracing::debug!(bar = bar.index, template = %template.info.id, rate, transpose, "segment starts");
         Ok(Segment {
@@ -405,6 +436,9 @@ impl Renderer {
             transpose,
             chords: seen,
             restart: false,
+            advance,
+            lead: advance,
+            fade_in: Some((FADE_IN_SECONDS * SAMPLE_RATE as f64) as usize),
         })
     }
 
@@ -472,6 +506,30 @@ impl Renderer {
             master,
         })
     }
+}
+
+/// Loop frames where the template's pattern starts a note (any part): the stretcher keeps
+/// these on the planned grid.
+fn onset_frames(t: &Template) -> Vec<usize> {
+    let bar = t.info.bar_frames() as u64;
+    t.parts
+        .iter()
+        .flat_map(|p| p.notes.iter())
+        .map(|n| (n.tick * bar / TICKS_PER_BAR as u64) as usize)
+        .collect()
+}
+
+/// Whether the bar after `bar` is known (from `ahead`) to start a new segment: a new
+/// section, a restart after this short bar, or a chord the progression does not play.
+fn join_follows(seg: &Segment, bar: &BarPlan, ahead: &[BarPlan]) -> bool {
+    let Some(next) = ahead.first() else {
+        return false;
+    };
+    let pos = (next.index.saturating_sub(seg.first_bar)) as usize % PROGRESSION_BARS;
+    next.section_start
+        || next.section != seg.section
+        || bar_beats(bar) < BEATS_PER_BAR
+        || seg.progression.chords[pos] != next.chord
 }
 
 /// Beats actually played in a bar (1..=4; the planner cuts bars short before a section).

@@ -1,15 +1,14 @@
 //! Plays a template loop bar by bar at the planned tempo without changing its pitch.
 //!
-//! Each call consumes exactly one bar of the loop at its native tempo and writes
-//! exactly one bar at the planned tempo, so the template can never drift off the bar
-//! grid however long it plays. When the planned bar has the native length the audio is
-//! copied as it is; otherwise it goes through Signalsmith Stretch (a phase-vocoder
-//! time-stretcher), positioned with pre-roll from the loop itself and with its output
-//! latency compensated, so the stretched bar starts on the beat.
+//! Each call consumes exactly one bar (or the beats of a short bar) of the loop at its
+//! native tempo and writes exactly one bar at the planned tempo, so the template can never
+//! drift off the bar grid however long it plays. When the planned bar has the native length
+//! the audio is copied as it is; otherwise it goes through the onset-anchored stretcher
+//! ([`super::stretch::Wsola`]), which keeps every note onset of the template's pattern on
+//! its planned position. The stretcher has no latency, so a segment needs no pre-roll.
 
-use signalsmith_stretch::Stretch;
-
-use crate::music::{CHANNELS, SAMPLE_RATE};
+use super::stretch::Wsola;
+use crate::music::CHANNELS;
 
 const CH: usize = CHANNELS as usize;
 
@@ -29,102 +28,88 @@ pub struct LoopPlayer {
     intro_pos: usize,
     /// Read cursor in loop frames (the next loop frame to hand on after the intro).
     cursor: usize,
-    stretch: Option<Stretch>,
+    /// Note onsets of the pattern, ascending loop frames (the intro is the loop's first
+    /// bar played from silence: it has the onsets of that bar).
+    onsets: Vec<usize>,
+    /// Stretcher, for every chunk whose planned length is not its native one.
+    stretch: Wsola,
     scratch: Vec<f32>,
+    /// Onsets inside the chunk in `scratch` (frame offsets).
+    anchors: Vec<usize>,
 }
 
 impl LoopPlayer {
     /// A player over `pcm` = `[intro of intro_frames][loop]` that starts at `start_frame`
-    /// of the loop, to be played at `rate` native frames per output frame (planned tempo /
-    /// native tempo). With `play_intro`, the intro plays first and `start_frame` must be
-    /// the loop's second bar (the loop continues from there).
+    /// of the loop. With `play_intro`, the intro plays first and `start_frame` must be the
+    /// loop's second bar (the loop continues from there). `onsets` are the loop frames
+    /// where the pattern's notes start (any order); the stretcher keeps them on the grid.
     pub fn new(
         pcm: Vec<f32>,
         intro_frames: usize,
         play_intro: bool,
         start_frame: usize,
-        rate: f64,
-        advance: usize,
+        mut onsets: Vec<usize>,
     ) -> Self {
         let loop_frames = pcm.len() / CH - intro_frames;
-        let mut p = LoopPlayer {
+        onsets.retain(|&o| o < loop_frames);
+        onsets.sort_unstable();
+        onsets.dedup();
+        let intro_len = if play_intro { intro_frames } else { 0 };
+        let cursor = start_frame % loop_frames.max(1);
+        LoopPlayer {
             pcm,
             loop_start: intro_frames,
             loop_frames,
-            intro_len: if play_intro { intro_frames } else { 0 },
+            intro_len,
             intro_pos: 0,
-            cursor: start_frame % loop_frames.max(1),
-            stretch: None,
+            cursor,
+            onsets,
+            stretch: Wsola::new(),
             scratch: Vec::new(),
-        };
-        // Start `advance` frames into the material (the whole template plays that much
-        // early; see render::TEMPLATE_ADVANCE_SECONDS).
-        if p.intro_len > 0 {
-            p.intro_pos = advance.min(p.intro_len);
-        } else {
-            p.cursor = (p.cursor + advance) % p.loop_frames.max(1);
+            anchors: Vec::new(),
         }
-        if !is_unity(rate) {
-            p.start_stretch(rate);
-        }
-        p
     }
 
-    fn start_stretch(&mut self, rate: f64) {
-        // The cheaper preset (100 ms blocks, 40 ms hops) measured as good as the default
-        // here on beat alignment and join flux, at ~0.8x its cost.
-        let mut st = Stretch::preset_cheaper(CH as u32, SAMPLE_RATE);
-        let in_lat = st.input_latency();
-        let out_lat = st.output_latency();
-        // Pre-roll: what would have played before the start (silence before an intro,
-        // else the loop itself, which is seamless), then the stretcher's input latency.
-        let pre = 2 * in_lat;
-        let mut seek = Vec::new();
-        if self.intro_len == 0 {
-            self.peek_loop(&mut seek, self.cursor + self.loop_frames * 4 - pre, pre);
-        } else {
-            seek.resize(pre * CH, 0.0);
-        }
-        let mut ahead = Vec::new();
-        self.read(&mut ahead, in_lat);
-        seek.extend_from_slice(&ahead);
-        st.seek(&seek, rate);
-        // Drain the output latency so the next output frame is aligned with the start.
-        let drain_in = (out_lat as f64 * rate).round() as usize;
-        let mut input = Vec::new();
-        self.read(&mut input, drain_in);
-        let mut trash = vec![0.0f32; out_lat * CH];
-        st.process(&input, &mut trash);
-        self.stretch = Some(st);
+    /// Skips the next `frames` frames of material.
+    pub fn skip(&mut self, frames: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut anchors = std::mem::take(&mut self.anchors);
+        self.read(&mut scratch, &mut anchors, frames);
+        self.scratch = scratch;
+        self.anchors = anchors;
     }
 
-    /// Copies `frames` loop frames from `start` (wrapping) into `dst` without advancing.
-    fn peek_loop(&self, dst: &mut Vec<f32>, start: usize, frames: usize) {
+    /// Hands the decoded template's buffer back (for the next template's decode); the
+    /// player is empty afterwards.
+    pub fn take_pcm(&mut self) -> Vec<f32> {
+        self.loop_frames = 0;
+        self.intro_len = 0;
+        self.intro_pos = 0;
+        std::mem::take(&mut self.pcm)
+    }
+
+    /// Reads the next `frames` frames (intro first, then the loop) into `dst`, advancing,
+    /// and the offsets of the pattern's onsets inside them into `anchors`.
+    fn read(&mut self, dst: &mut Vec<f32>, anchors: &mut Vec<usize>, frames: usize) {
         dst.clear();
-        dst.reserve(frames * CH);
-        let mut pos = start % self.loop_frames;
-        let mut left = frames;
-        while left > 0 {
-            let n = left.min(self.loop_frames - pos);
-            let at = self.loop_start + pos;
-            dst.extend_from_slice(&self.pcm[at * CH..(at + n) * CH]);
-            left -= n;
-            pos = (pos + n) % self.loop_frames;
+        anchors.clear();
+        if self.loop_frames == 0 {
+            // Emptied by `take_pcm` (a failed segment start leaves it in place): silence.
+            dst.resize(frames * CH, 0.0);
+            return;
         }
-    }
-
-    /// Reads the next `frames` frames (intro first, then the loop) into `dst`, advancing.
-    fn read(&mut self, dst: &mut Vec<f32>, frames: usize) {
         let from_intro = frames.min(self.intro_len - self.intro_pos);
-        dst.clear();
         dst.reserve(frames * CH);
         dst.extend_from_slice(&self.pcm[self.intro_pos * CH..(self.intro_pos + from_intro) * CH]);
+        self.push_onsets(anchors, self.intro_pos, self.intro_pos + from_intro, 0);
         let mut pos = self.cursor;
         let mut left = frames - from_intro;
         while left > 0 {
             let n = left.min(self.loop_frames - pos);
             let at = self.loop_start + pos;
+            let base = dst.len() / CH;
             dst.extend_from_slice(&self.pcm[at * CH..(at + n) * CH]);
+            self.push_onsets(anchors, pos, pos + n, base);
             left -= n;
             pos = (pos + n) % self.loop_frames;
         }
@@ -132,34 +117,41 @@ impl LoopPlayer {
         self.cursor = pos;
     }
 
+    /// Onsets in loop frames `[lo, hi)` as offsets from `base` (`pos - lo + base`).
+    fn push_onsets(&self, anchors: &mut Vec<usize>, lo: usize, hi: usize, base: usize) {
+        let i = self.onsets.partition_point(|&o| o < lo);
+        for &o in self.onsets[i..].iter().take_while(|&&o| o < hi) {
+            anchors.push(o - lo + base);
+        }
+    }
+
     /// Consumes `in_frames` template frames and writes `out.len() / 2` frames into `out`
     /// (replacing its contents).
     pub fn next(&mut self, in_frames: usize, out: &mut [f32]) {
         let out_frames = out.len() / CH;
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.read(&mut scratch, in_frames);
-        match self.stretch.as_mut() {
-            None if in_frames == out_frames => out.copy_from_slice(&scratch),
-            None => {
-                // A bar whose length differs by a few frames from the native one
-                // (rounding of bar boundaries): resample linearly, inaudible at this size.
-                linear_fit(&scratch, out);
-            }
-            Some(st) => st.process(&scratch, &mut *out),
+        let mut anchors = std::mem::take(&mut self.anchors);
+        self.read(&mut scratch, &mut anchors, in_frames);
+        if in_frames == out_frames {
+            out.copy_from_slice(&scratch);
+        } else if in_frames.abs_diff(out_frames) <= ROUNDING_FRAMES {
+            // A bar whose length differs by a few frames from the native one (rounding
+            // of bar boundaries): resample linearly, inaudible at this size.
+            linear_fit(&scratch, out);
+        } else {
+            self.stretch.process(&scratch, &anchors, &mut *out);
         }
         self.scratch = scratch;
+        self.anchors = anchors;
     }
 }
 
-/// Rates this close to 1 are played without stretching: a bar of 2 s at 1.0005 is off by
-/// one millisecond, far inside the 30 ms beat tolerance, and avoids any phase-vocoder colour.
-const UNITY_TOLERANCE: f64 = 5e-4;
+/// A chunk this close to its native length is resampled linearly instead of stretched:
+/// bar boundaries rounded to whole frames differ by a frame or two, a pitch change of
+/// a few parts per million.
+const ROUNDING_FRAMES: usize = 4;
 
-pub fn is_unity(rate: f64) -> bool {
-    (rate - 1.0).abs() < UNITY_TOLERANCE
-}
-
-fn linear_fit(src: &[f32], dst: &mut [f32]) {
+pub(crate) fn linear_fit(src: &[f32], dst: &mut [f32]) {
     let sf = src.len() / CH;
     let df = dst.len() / CH;
     if sf == 0 {
@@ -201,14 +193,8 @@ mod tests {
             }
         }
         let planned_beat = 28_800usize; // 100 BPM
-        let mut p = LoopPlayer::new(
-            pcm,
-            0,
-            false,
-            0,
-            native_beat as f64 / planned_beat as f64,
-            0,
-        );
+        let onsets = (0..16).map(|b| b * native_beat).collect();
+        let mut p = LoopPlayer::new(pcm, 0, false, 0, onsets);
         let mut out = vec![0.0f32; planned_beat * 4 * CH];
         let mut all = Vec::new();
         for _ in 0..3 {
@@ -235,7 +221,7 @@ mod tests {
     #[test]
     fn unity_rate_copies_the_loop_exactly() {
         let pcm: Vec<f32> = (0..2000).map(|i| i as f32).collect();
-        let mut p = LoopPlayer::new(pcm.clone(), 0, false, 900, 1.0, 0);
+        let mut p = LoopPlayer::new(pcm.clone(), 0, false, 900, Vec::new());
         let mut out = vec![0.0f32; 400];
         p.next(200, &mut out);
         assert_eq!(&out[..200], &pcm[1800..2000]);
@@ -247,7 +233,7 @@ mod tests {
         // 50 intro frames of -1, then a 1000-frame loop counting up.
         let mut pcm: Vec<f32> = vec![-1.0; 100];
         pcm.extend((0..2000).map(|i| i as f32));
-        let mut p = LoopPlayer::new(pcm.clone(), 50, true, 500, 1.0, 0);
+        let mut p = LoopPlayer::new(pcm.clone(), 50, true, 500, Vec::new());
         let mut out = vec![0.0f32; 300];
         p.next(150, &mut out);
         assert!(out[..100].iter().all(|&x| x == -1.0));
