@@ -935,6 +935,8 @@ impl Worker {
                     density: bar.density_class,
                     strength: bar.strength_class,
                     section_start: bar.section_start,
+                    // live, a cut is seen after the bar before it was written
+                    next_section_start: false,
                     chord: bar.chord,
                 };
                 match c.next_bar(bar.index, &controls) {
