@@ -220,3 +220,25 @@ fn missing_truncated_and_wrong_models_are_named() {
     let e = Composer::load(&missing).unwrap_err();
     assert!(matches!(e, ComposeError::ModelInvalid { .. }), "{e}");
 }
+
+/// The structure fields the runtime writes: the next bar's section flag from the caller, the
+/// bars since the section started counted by the composer (saturating at SECTION_BAR_MAX).
+#[test]
+fn structure_fields_reach_the_model() {
+    let mut c = Composer::load(&model_path()).unwrap();
+    c.record_steps(true);
+    c.start(5);
+    for b in 0..10u32 {
+        c.next_bar(b, &controls(3, 1, b as usize)).unwrap();
+    }
+    let bars: Vec<Token> = c
+        .take_recorded()
+        .into_iter()
+        .filter(|(kind, t)| *kind != StepKind::Refill && t[F_TYPE] == T_BAR)
+        .map(|(_, t)| t)
+        .collect();
+    let field = |f: usize| bars.iter().map(|t| t[f]).collect::<Vec<_>>();
+    assert_eq!(field(F_SBAR), [0, 1, 2, 3, 4, 5, 6, 7, 0, 1]);
+    assert_eq!(field(F_NEXT), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(field(F_SEC), [1, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+}
