@@ -29,7 +29,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("UNDERTONE_BIN", ROOT / "target/debug/undertone"))
+BIN = Path(os.environ.get("UNDERTONE_BIN", Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug/undertone"))
 # Examples per operation: enough to reach every branch of a small handler, small enough for CI.
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "40"))
 # Bounds for starting external processes on a loaded machine; the waits end as soon as ready.

@@ -22,7 +22,8 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
-const bin = process.env.UNDERTONE_BIN || path.join(root, 'target/debug/undertone');
+const bin = process.env.UNDERTONE_BIN ||
+  path.join(process.env.CARGO_TARGET_DIR || path.join(root, 'target'), 'debug/undertone');
 const shots = path.join(root, 'docs/images');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'undertone-web-'));
 const PASSWORD = 'venue-pass-2024';

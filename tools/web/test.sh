@@ -8,6 +8,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-[ -x target/debug/undertone ] || cargo build -p undertone
+[ -x "${CARGO_TARGET_DIR:-target}/debug/undertone" ] || cargo build -p undertone
 (cd tests/web && npm test)
 .venv/bin/python tests/web/api_schema.py

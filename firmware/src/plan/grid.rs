@@ -25,10 +25,10 @@ const TEMPO_SEARCH_SPAN: f64 = 0.12;
 /// cuts within one beat are one change); any later cut does, even one beat on: the music must
 /// answer every cut.
 pub const MIN_SECTION_BEATS: i64 = 1;
-/// Warping: an anchor cut may be placed this far from its beat (the goal is ±50 ms in the muxed
-/// video). Cuts are placed on output frame times where one lies this close to the beat, so the
-/// muxed video's frame grid adds no rounding on top.
-const WARP_AIM_TOLERANCE_S: f64 = 0.045;
+/// Warping: an anchor cut may be placed this far from its beat. The goal is ±50 ms in the muxed
+/// video, whose frame grid can add up to half a frame (21 ms at 24 fps) where no frame time lies
+/// close enough to the beat: 25 + 21 < 50. (With 45 ms, real clips lost three cuts to rounding.)
+const WARP_AIM_TOLERANCE_S: f64 = 0.025;
 /// A cut this close after a beat still counts as on that beat (one frame at 25 fps).
 const ON_BEAT_TOLERANCE_S: f64 = 0.04;
 /// Cost weights of the tempo search: a bar cut short costs 1; straying 10 % from the target
@@ -466,10 +466,9 @@ mod tests {
     }
 
     #[test]
-    fn warping_fits_a_short_shot_by_moving_both_of_its_cuts() {
-        // A real montage's cuts (tools/eval/run_clips.sh montage_cuts): the 0.96 s shot between
-        // 3.04 and 4.0 fits no beat count at the target tempo when its first cut sits exactly on
-        // a beat. Weak gradual transitions (not anchors) must not get in the way.
+    fn warping_puts_a_real_montages_cuts_on_beats_within_limits() {
+        // A real montage's cuts (tools/eval/run_clips.sh montage_cuts), with a 0.96 s shot
+        // between 3.04 and 4.0. Weak gradual transitions (not anchors) must not get in the way.
         let mut cs = cuts(&[1.2083, 3.0417, 4.0, 8.0, 19.0, 21.5]);
         for t in [14.5, 15.1667] {
             cs.push(CutIn { t, anchor: false });
@@ -480,22 +479,28 @@ mod tests {
         for w in &g.time_map.segments {
             assert!((w.rate - 1.0).abs() <= MAX_WARP + 1e-9, "{w:?}");
         }
+        // With ±25 ms per cut the 1.21 s opening shot needs ≤ 109.5 BPM and the 0.96 s shot
+        // ≥ 110.2 BPM: one of the six cannot be put on its beat; every other one must be.
+        let mut misses = 0;
         for (c, s) in cs.iter().zip(&g.cut_sections) {
             let o = g.time_map.to_output(c.t);
             if c.anchor {
                 let b = s.expect("every anchor starts a section");
-                assert!(
-                    (o - b as f64 * beat).abs() <= WARP_AIM_TOLERANCE_S + 1e-9,
-                    "cut {} lands at {o}, its section at {} (tempo {})",
-                    c.t,
-                    b as f64 * beat,
-                    g.tempo_bpm
-                );
+                if (o - b as f64 * beat).abs() > WARP_AIM_TOLERANCE_S + 1e-9 {
+                    misses += 1;
+                    let dt = b as f64 * beat - o;
+                    assert!(dt > -ON_BEAT_TOLERANCE_S - 1e-9 && dt < beat, "cut {}", c.t);
+                }
             } else if let Some(b) = s {
                 let dt = *b as f64 * beat - o;
                 assert!(dt > -ON_BEAT_TOLERANCE_S - 1e-9 && dt < beat, "cut {}", c.t);
             }
         }
+        assert!(
+            misses <= 1,
+            "{misses} cuts off their beats (tempo {})",
+            g.tempo_bpm
+        );
         let mut sorted = g.section_beats.clone();
         sorted.dedup();
         assert_eq!(sorted, g.section_beats, "section starts strictly increase");
