@@ -591,6 +591,34 @@ impl Worker {
     }
 
     fn cut(&mut self, pts: f64, t: f64, detected: f64) {
+        let (d, earliest) = self.section_at_or_after(t);
+        let beat = self.planner.beat_seconds();
+        let mut l = self.log();
+        l.cuts_total += 1;
+        l.cuts.push_back(CutEntry {
+            pts,
+            t,
+            detected_at: detected,
+            queued_until: earliest,
+            section_at: d.section_at,
+            on_grid: d.on_grid,
+            section_bar: None,
+            reached_pcm_at: None,
+            reaction: None,
+            budget: beat + 0.1,
+        });
+        while l.cuts.len() > LOG_MAX_CUTS {
+            l.cuts.pop_front();
+        }
+        drop(l);
+        self.cut_logged(&d, t, detected);
+    }
+
+    /// Starts a new section on the first beat at or after `t` that is not yet committed to
+    /// the ring: audio rendered ahead past it is cut short (with a fade) and its bars are
+    /// withdrawn, so what follows is planned anew. Returns the decision and the earliest time
+    /// that was still open.
+    fn section_at_or_after(&mut self, t: f64) -> (CutDecision, f64) {
         let (d, earliest): (CutDecision, f64) = {
             let mut p = self.shared.lock();
             let earliest_frame = p.committed + CUT_FADE_FRAMES as u64;
@@ -614,7 +642,6 @@ impl Worker {
             }
             (d, earliest)
         };
-        let beat = self.planner.beat_seconds();
         let mut l = self.log();
         if let Some(i) = d.truncated {
             if let Some(b) = l.bars.iter_mut().find(|b| b.index == i) {
@@ -639,26 +666,15 @@ impl Worker {
                 }
             }
         }
-        l.cuts_total += 1;
-        l.cuts.push_back(CutEntry {
-            pts,
-            t,
-            detected_at: detected,
-            queued_until: earliest,
-            section_at: d.section_at,
-            on_grid: d.on_grid,
-            section_bar: None,
-            reached_pcm_at: None,
-            reaction: None,
-            budget: beat + 0.1,
-        });
-        while l.cuts.len() > LOG_MAX_CUTS {
-            l.cuts.pop_front();
-        }
-        drop(l);
+        (d, earliest)
+    }
+
+    /// The metrics and log line of a cut.
+    fn cut_logged(&mut self, d: &CutDecision, t: f64, detected: f64) {
         self.metrics.cuts.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             t,
+            detected,
             section_at = d.section_at,
             on_grid = d.on_grid,
             "cut: new section"
@@ -717,6 +733,8 @@ impl Worker {
             return;
         }
         let at = self.planner.next_start();
+        let before = self.prefs.clone();
+        let n_cmds = cmds.len();
         for cmd in cmds {
             let text = format!("{cmd:?}");
             let text = text.chars().take(200).collect::<String>();
@@ -780,6 +798,23 @@ impl Worker {
             });
             while l.commands.len() > LOG_MAX_COMMANDS {
                 l.commands.pop_front();
+            }
+        }
+        if self.prefs != before {
+            // The refinement loop: the new music starts a section on the next beat that is not
+            // yet in the ring, instead of after the bars already rendered ahead.
+            let now = secs(self.shared.lock().committed);
+            let (d, _) = self.section_at_or_after(now);
+            tracing::info!(
+                section_at = d.section_at,
+                "preferences changed: new section"
+            );
+            // The commands of this round take effect from that section's first bar.
+            let mut l = self.log();
+            let bar = l.bars.back().map_or(0, |b| b.index + 1);
+            for c in l.commands.iter_mut().rev().take(n_cmds) {
+                c.bar = bar;
+                c.t = d.section_at;
             }
         }
     }
