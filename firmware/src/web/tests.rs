@@ -640,6 +640,11 @@ fn settings_are_validated_saved_and_a_bad_restore_changes_nothing() {
     let mut bad = cfg.clone();
     bad["web"]["data_dir"] = "/tmp".into();
     assert_eq!(b.post_json_put(&auth, &bad.to_string()).status, 400);
+    assert_eq!(
+        std::fs::read(&cfg_path).unwrap(),
+        before,
+        "a refused setting changed the saved config"
+    );
     let mut cam = cfg.clone();
     cam["source"] = "v4l2:/dev/video2".into();
     assert_eq!(b.post_json_put(&auth, &cam.to_string()).status, 200);
