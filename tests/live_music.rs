@@ -184,7 +184,7 @@ fn a_missing_camera_plays_the_calm_fallback_then_the_picture() {
     let pulse = Pulse::start(dir.path());
     let rep = dir.path().join("report.json");
     let late = dir.path().join("camera.mp4");
-    let mut child = undertone()
+    let child = undertone()
         .args([
             "--config",
             "/dev/null",

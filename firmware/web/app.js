@@ -117,8 +117,13 @@ function startLive() {
   es.addEventListener('update', (ev) => {
     const d = JSON.parse(ev.data);
     if (d.status) onStatus(d.status);
-    if (d.features && d.features.length) state.features.push(...d.features);
-    if (d.bars && d.bars.length) state.bars.push(...d.bars);
+    if (d.features && d.features.length) {
+      // A cut comes after the frames that confirmed it, with its own earlier time.
+      state.features.push(...d.features);
+      state.features.sort((a, b) => a.t - b.t);
+    }
+    // A bar replaces the one of its index and all later ones (a cut replans the bars ahead).
+    for (const b of d.bars || []) { state.bars = state.bars.filter((x) => x.bar < b.bar); state.bars.push(b); }
     trimSeries();
     if (currentPage() === 'dashboard') drawPlot();
   });
@@ -200,10 +205,12 @@ function drawPlot() {
   const maxSpeed = Math.max(0.05, ...fs.map((p) => p.speed));
   // Cuts: full-height red lines in the picture lane.
   g.strokeStyle = col('--cut'); g.lineWidth = 2;
-  for (const p of fs) if (p.cut) { g.beginPath(); g.moveTo(x(p.t), 0); g.lineTo(x(p.t), top); g.stroke(); }
+  let cuts = 0;
+  for (const p of fs) if (p.cut) { cuts++; g.beginPath(); g.moveTo(x(p.t), 0); g.lineTo(x(p.t), top); g.stroke(); }
+  c.dataset.cuts = String(cuts); // what the plot shows, for the browser test
   const line = (key, color, scale) => {
     g.strokeStyle = color; g.lineWidth = 1.8; g.beginPath();
-    fs.forEach((p, i) => { const y = top - 4 - (p[key] / scale) * (top - 18); if (i) g.lineTo(x(p.t), y); else g.moveTo(x(p.t), y); });
+    fs.filter((p) => !p.cut).forEach((p, i) => { const y = top - 4 - (p[key] / scale) * (top - 18); if (i) g.lineTo(x(p.t), y); else g.moveTo(x(p.t), y); });
     g.stroke();
   };
   line('speed', col('--speed'), maxSpeed);

@@ -135,7 +135,16 @@ async function browser() {
 
 async function shot(page, name, fullPage = false) {
   fs.mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: path.join(shots, `web-${name}.png`), fullPage });
+  const file = path.join(shots, `web-${name}.png`);
+  if (!fullPage) return page.screenshot({ path: file });
+  // The whole page as on a phone tall enough to show it: the fixed tab bar stays at the
+  // bottom (a plain full-page capture leaves it floating one screen down).
+  const size = page.viewportSize();
+  const height = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.setViewportSize({ width: size.width, height: Math.max(size.height, height) });
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: file });
+  await page.setViewportSize(size);
 }
 
 /// A bad template: a real WAV (the format is refused).
@@ -178,7 +187,6 @@ async function walk(ctx, box) {
   await page.waitForFunction(() => Number(document.getElementById('now-bar').textContent) >= 3, null, { timeout: BARS_TIMEOUT_MS });
   await page.locator('.snap.live').waitFor({ timeout: BARS_TIMEOUT_MS });
   await page.waitForFunction(() => document.getElementById('dev-audio').textContent === 'running');
-  await shot(page, 'phone-dashboard', true);
 
   // Settings: a bad value is refused with the key named; a good one is saved.
   await page.click('a[data-page=settings]');
@@ -266,10 +274,14 @@ async function walk(ctx, box) {
   assert.equal(fs.readFileSync(cfgPath, 'utf8'), cfgBefore);
   await shot(page, 'phone-system');
 
+  // The dashboard again, its plot now full: a scene cut of the trailer (the first comes 24.7 s
+  // in) reaches the plot as a red mark, after the frames that confirmed it.
+  await page.click('a[data-page=dashboard]');
+  await page.waitForFunction(() => Number(document.getElementById('plot').dataset.cuts || 0) >= 1, null, { timeout: BARS_TIMEOUT_MS });
+  await shot(page, 'phone-dashboard', true);
   // Desktop size.
   await page.setViewportSize(DESKTOP);
-  await page.click('a[data-page=dashboard]');
-  await page.waitForTimeout(1500); // let the plot gather a few points for the picture
+  await page.waitForTimeout(500); // the plot redraws at the new size with the next update
   await shot(page, 'desktop-dashboard');
   await page.click('a[data-page=templates]');
   await page.locator('#tpl-list li').first().waitFor();

@@ -364,6 +364,11 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
             let engine = Engine::start(
                 EngineSetup {
                     data_root: data_root.to_path_buf(),
+                    user_templates: Some(
+                        cfg.web
+                            .data_dir
+                            .join(crate::web::templates::USER_TEMPLATES_DIR),
+                    ),
                     prefs: cfg.music.to_preferences(),
                     realtime: cfg.realtime_audio,
                 },
@@ -524,6 +529,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
                                     saliency: ff.saliency,
                                 });
                                 control.push_feature(FeaturePoint {
+                                    seq: 0,
                                     t,
                                     speed: ff.speed,
                                     saliency: ff.saliency,
@@ -547,6 +553,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
                                 detected: now_s,
                             });
                             control.push_feature(FeaturePoint {
+                                seq: 0,
                                 t,
                                 speed: 0.0,
                                 saliency: 0.0,

@@ -144,7 +144,7 @@ pub fn run(args: TemplatesArgs, data_root: &Path) -> anyhow::Result<()> {
                 count = lib.templates().len();
                 if decode {
                     for t in lib.templates() {
-                        if let Err(e) = lib.decode(&t.info) {
+                        if let Err(e) = lib.decode(t) {
                             problems.push(e.to_string());
                         }
                     }

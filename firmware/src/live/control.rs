@@ -139,6 +139,9 @@ impl Default for Status {
 /// One analysed camera frame, for the live plot.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct FeaturePoint {
+    /// Order of publication (set by [`Control::push_feature`]). A cut is published after the
+    /// frames that confirmed it, with its own earlier `t`, so readers resume by `seq`.
+    pub seq: u64,
     /// Seconds on the master (audio) clock since the engine started.
     pub t: f64,
     /// Motion speed, frame diagonals per second.
@@ -154,6 +157,9 @@ pub struct FeaturePoint {
 /// One planned bar, for the live plot.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct BarPoint {
+    /// Order of publication (set by [`Control::push_bar`]). A cut withdraws bars planned
+    /// ahead; their replacements reuse the indices and start earlier than bars already sent.
+    pub seq: u64,
     pub bar: u64,
     /// Start of the bar on the master clock, seconds since the engine started.
     pub t: f64,
@@ -181,8 +187,10 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct Control {
     status: Mutex<Status>,
-    features: Mutex<VecDeque<FeaturePoint>>,
-    bars: Mutex<VecDeque<BarPoint>>,
+    /// Kept points, and the last `seq` given out.
+    features: Mutex<(VecDeque<FeaturePoint>, u64)>,
+    /// Kept bars, and the last `seq` given out.
+    bars: Mutex<(VecDeque<BarPoint>, u64)>,
     snapshot: Mutex<Option<Snapshot>>,
     commands: Mutex<VecDeque<Command>>,
     /// Bumped at every status change, so pollers can skip unchanged states.
@@ -214,8 +222,20 @@ impl Control {
     /// Feature points with `t` after `since` (all kept ones for `f64::NEG_INFINITY`).
     pub fn features_since(&self, since: f64) -> Vec<FeaturePoint> {
         lock(&self.features)
+            .0
             .iter()
             .filter(|p| p.t > since)
+            .copied()
+            .collect()
+    }
+
+    /// Feature points published after the one numbered `seq` (all kept ones for 0), in
+    /// publication order.
+    pub fn features_after(&self, seq: u64) -> Vec<FeaturePoint> {
+        lock(&self.features)
+            .0
+            .iter()
+            .filter(|p| p.seq > seq)
             .copied()
             .collect()
     }
@@ -223,8 +243,20 @@ impl Control {
     /// Bars that start after `since`.
     pub fn bars_since(&self, since: f64) -> Vec<BarPoint> {
         lock(&self.bars)
+            .0
             .iter()
             .filter(|p| p.t > since)
+            .copied()
+            .collect()
+    }
+
+    /// Bars published after the one numbered `seq`, in publication order (a reader drops
+    /// the bars it holds from each one's index on, as [`Control::push_bar`] does).
+    pub fn bars_after(&self, seq: u64) -> Vec<BarPoint> {
+        lock(&self.bars)
+            .0
+            .iter()
+            .filter(|p| p.seq > seq)
             .copied()
             .collect()
     }
@@ -252,21 +284,33 @@ impl Control {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn push_feature(&self, p: FeaturePoint) {
-        let mut q = lock(&self.features);
+    /// Publishes a point; its `seq` is assigned here.
+    pub fn push_feature(&self, mut p: FeaturePoint) {
+        let mut g = lock(&self.features);
+        let (q, last) = &mut *g;
+        *last += 1;
+        p.seq = *last;
         if q.len() == FEATURE_HISTORY {
             q.pop_front();
         }
         q.push_back(p);
     }
 
-    pub fn push_bar(&self, p: BarPoint) {
-        let mut q = lock(&self.bars);
+    /// Publishes a bar; its `seq` is assigned here. A bar whose index was published before
+    /// replaces it and every later one (they were withdrawn by a cut).
+    pub fn push_bar(&self, mut p: BarPoint) {
+        let mut g = lock(&self.bars);
+        let (q, last) = &mut *g;
+        *last += 1;
+        p.seq = *last;
+        while q.back().is_some_and(|b| b.bar >= p.bar) {
+            q.pop_back();
+        }
         if q.len() == BAR_HISTORY {
             q.pop_front();
         }
         q.push_back(p);
-        drop(q);
+        drop(g);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -306,6 +350,7 @@ mod tests {
         let c = Control::new();
         for i in 0..FEATURE_HISTORY + 10 {
             c.push_feature(FeaturePoint {
+                seq: 0,
                 t: i as f64,
                 speed: 0.0,
                 saliency: 0.0,
@@ -317,6 +362,48 @@ mod tests {
         assert_eq!(all.len(), FEATURE_HISTORY);
         assert_eq!(all[0].t, 10.0);
         assert_eq!(c.features_since((FEATURE_HISTORY + 7) as f64).len(), 2);
+        // A cut published late, with an earlier time, still reaches a reader that resumes
+        // from the last point it saw.
+        let seen = all.last().unwrap().seq;
+        c.push_feature(FeaturePoint {
+            seq: 0,
+            t: 20.0,
+            speed: 0.0,
+            saliency: 0.0,
+            cut_prob: 0.9,
+            cut: true,
+        });
+        let new = c.features_after(seen);
+        assert_eq!(new.len(), 1);
+        assert!(new[0].cut && new[0].seq == seen + 1);
+        // Bars 0..4 planned ahead; a cut withdraws 2 and 3 and replans 2 earlier: the
+        // history and a reader that resumes by seq both see the replacement.
+        let bar = |i: u64, t: f64| BarPoint {
+            seq: 0,
+            bar: i,
+            t,
+            section: 0,
+            section_start: false,
+            density_class: 0,
+            strength_class: 0,
+            notes: 0,
+        };
+        for i in 0..4 {
+            c.push_bar(bar(i, i as f64 * 2.4));
+        }
+        let seen = c.bars_after(0).last().unwrap().seq;
+        c.push_bar(BarPoint {
+            section_start: true,
+            ..bar(2, 5.0)
+        });
+        let new = c.bars_after(seen);
+        assert!(new.len() == 1 && new[0].section_start && new[0].t == 5.0);
+        let kept: Vec<u64> = c
+            .bars_since(f64::NEG_INFINITY)
+            .iter()
+            .map(|b| b.bar)
+            .collect();
+        assert_eq!(kept, vec![0, 1, 2]);
         let v0 = c.version();
         c.update_status(|s| s.bar = 3);
         assert_eq!(c.status().bar, 3);

@@ -323,6 +323,9 @@ pub struct EngineLog {
 #[derive(Debug, Clone)]
 pub struct EngineSetup {
     pub data_root: PathBuf,
+    /// The user's uploaded templates (`<data>/templates`), merged into the shipped library
+    /// at start and on [`Command::ReloadTemplates`].
+    pub user_templates: Option<PathBuf>,
     pub prefs: Preferences,
     /// Run the music thread at real-time priority where allowed (`realtime_audio`).
     pub realtime: bool,
@@ -353,7 +356,7 @@ impl Engine {
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let realtime = setup.realtime;
-        let loaders = Loaders::start(&setup.data_root);
+        let loaders = Loaders::start(&setup.data_root, setup.user_templates.clone());
         let mut w = Worker {
             rx,
             planner,
@@ -380,6 +383,7 @@ impl Engine {
             recent_energy: VecDeque::new(),
             recent_density: VecDeque::new(),
             data_root: setup.data_root,
+            user_templates: setup.user_templates,
         };
         let thread = std::thread::Builder::new()
             .name("music".into())
@@ -423,22 +427,24 @@ impl Engine {
 /// The music stages loading in parallel (cold start: the renderer is needed for the first
 /// sound, the note model for the first melody — bars before it are played without one).
 struct Loaders {
-    renderer: Option<JoinHandle<Result<(Renderer, Arc<rustysynth::SoundFont>), String>>>,
+    #[allow(clippy::type_complexity)]
+    renderer:
+        Option<JoinHandle<Result<(Renderer, Arc<rustysynth::SoundFont>, Option<String>), String>>>,
     composer: Option<JoinHandle<Result<Composer, String>>>,
 }
 
 impl Loaders {
-    fn start(data_root: &Path) -> Loaders {
+    fn start(data_root: &Path, user_templates: Option<PathBuf>) -> Loaders {
         let root = data_root.to_path_buf();
         let renderer = std::thread::Builder::new()
             .name("load-renderer".into())
             .spawn(move || {
-                let lib = Library::load(&render::default_library_dir(&root))
-                    .map_err(|e| e.to_string())?;
+                let (lib, user_error) =
+                    load_library(&root, user_templates.as_deref()).map_err(|e| e.to_string())?;
                 let font = render::synth::load_soundfont(&render::default_soundfont_path(&root))
                     .map_err(|e| e.to_string())?;
                 let r = Renderer::with_font(lib, &font).map_err(|e| e.to_string())?;
-                Ok((r, font))
+                Ok((r, font, user_error))
             })
             .expect("spawn loader");
         let root = data_root.to_path_buf();
@@ -453,6 +459,24 @@ impl Loaders {
             composer: Some(composer),
         }
     }
+}
+
+/// The shipped template library with the user's uploads merged in. A user library that
+/// does not load is left out — the shipped one still plays — and its error is returned
+/// beside the library for the report.
+pub fn load_library(
+    data_root: &Path,
+    user: Option<&Path>,
+) -> Result<(Library, Option<String>), render::RenderError> {
+    let mut lib = Library::load(&render::default_library_dir(data_root))?;
+    let mut user_error = None;
+    if let Some(dir) = user {
+        if let Err(e) = lib.merge_user(dir) {
+            tracing::warn!(error = %e, "uploaded templates left out");
+            user_error = Some(format!("uploaded templates left out: {e}"));
+        }
+    }
+    Ok((lib, user_error))
 }
 
 struct Worker {
@@ -486,6 +510,7 @@ struct Worker {
     recent_energy: VecDeque<f32>,
     recent_density: VecDeque<u8>,
     data_root: PathBuf,
+    user_templates: Option<PathBuf>,
 }
 
 impl Worker {
@@ -525,7 +550,10 @@ impl Worker {
         {
             let h = self.loaders.renderer.take().expect("loader");
             match h.join().unwrap_or_else(|_| Err("loader panicked".into())) {
-                Ok((r, font)) => {
+                Ok((r, font, user_error)) => {
+                    if let Some(e) = user_error {
+                        self.note_error(e);
+                    }
                     self.renderer = Some(r);
                     self.font = Some(font);
                     self.log().renderer_ready_s = Some(self.started.elapsed().as_secs_f64());
@@ -848,10 +876,13 @@ impl Worker {
         let Some(font) = self.font.clone() else {
             return;
         };
-        match Library::load(&render::default_library_dir(&self.data_root))
-            .and_then(|lib| Renderer::with_font(lib, &font))
+        match load_library(&self.data_root, self.user_templates.as_deref())
+            .and_then(|(lib, user_error)| Ok((Renderer::with_font(lib, &font)?, user_error)))
         {
-            Ok(r) => {
+            Ok((r, user_error)) => {
+                if let Some(e) = user_error {
+                    self.note_error(e);
+                }
                 self.next_renderer = Some(r);
                 self.planner.start_section_next();
             }
@@ -1072,6 +1103,7 @@ impl Worker {
             heard_at: None,
         };
         self.control.push_bar(BarPoint {
+            seq: 0,
             bar: bar.index as u64,
             t: bar.start,
             section: bar.section,

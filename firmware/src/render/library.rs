@@ -106,6 +106,10 @@ pub struct Template {
     pub info: TemplateInfo,
     /// Parts of the loop, ticks from the loop start at [`TICKS_PER_BEAT`].
     pub parts: Vec<MidiTrack>,
+    /// The library folder `info.audio` and `info.midi` are relative to.
+    pub dir: PathBuf,
+    /// Uploaded by the user (merged from the data folder), not shipped.
+    pub user: bool,
 }
 
 /// The template library. Audio is decoded on demand (one loop at a time is in memory),
@@ -120,7 +124,38 @@ impl Library {
     /// Loads and validates the library in `dir`: every problem [`Library::check`] would
     /// report is an error here, naming the file and what to do.
     pub fn load(dir: &Path) -> Result<Self, RenderError> {
-        let problems = check_dir(dir);
+        Self::load_checked(dir, check_dir(dir), false)
+    }
+
+    /// Loads a user library (the web page's uploads, `<data>/templates`): each template is
+    /// checked as in [`Library::load`], but the folder need not cover every progression,
+    /// since it only adds to the shipped library ([`Library::merge_user`]).
+    pub fn load_user(dir: &Path) -> Result<Self, RenderError> {
+        Self::load_checked(dir, check_dir_with(dir, false), true)
+    }
+
+    /// Adds the templates of the user library in `dir`, if it has an index; returns how many
+    /// were added. An id the shipped library already has keeps the shipped template (logged).
+    /// On error nothing is added.
+    pub fn merge_user(&mut self, dir: &Path) -> Result<usize, RenderError> {
+        if !dir.join(INDEX_FILE).exists() {
+            return Ok(0);
+        }
+        let user = Library::load_user(dir)?;
+        let mut added = 0;
+        for t in user.templates {
+            if self.get(&t.info.id).is_some() {
+                tracing::warn!(id = %t.info.id, dir = %dir.display(), "uploaded template has the id of a shipped one; keeping the shipped one");
+                continue;
+            }
+            self.templates.push(t);
+            added += 1;
+        }
+        tracing::info!(dir = %dir.display(), added, "user templates merged");
+        Ok(added)
+    }
+
+    fn load_checked(dir: &Path, problems: Vec<Problem>, user: bool) -> Result<Self, RenderError> {
         if let Some(first) = problems.first() {
             return Err(RenderError::Library {
                 dir: dir.to_path_buf(),
@@ -140,7 +175,12 @@ impl Library {
                 path: path.clone(),
                 message,
             })?;
-            templates.push(Template { info, parts });
+            templates.push(Template {
+                info,
+                parts,
+                dir: dir.to_path_buf(),
+                user,
+            });
         }
         tracing::info!(dir = %dir.display(), templates = templates.len(), "template library loaded");
         Ok(Library {
@@ -179,29 +219,27 @@ impl Library {
         l
     }
 
-    /// The template of `style` recorded with `progression`, at the layer nearest `layer`.
+    /// The template of `style` recorded with `progression`, at the layer nearest `layer`;
+    /// between two equally near, the user's upload (that is what the user asked to hear).
     pub fn select(&self, style: Genre, progression: &str, layer: u8) -> Option<&Template> {
         self.templates
             .iter()
             .filter(|t| t.info.style == style && t.info.progression == progression)
-            .min_by_key(|t| (t.info.layer as i32 - layer as i32).abs())
+            .min_by_key(|t| ((t.info.layer as i32 - layer as i32).abs(), !t.user))
     }
 
     /// Decodes a template's audio: `[intro][loop]`, interleaved stereo f32 at
     /// [`SAMPLE_RATE`] (the intro is `template.intro_frames` long).
-    pub fn decode(&self, template: &TemplateInfo) -> Result<Vec<f32>, RenderError> {
+    pub fn decode(&self, template: &Template) -> Result<Vec<f32>, RenderError> {
         self.decode_into(template, Vec::new())
     }
 
     /// [`Library::decode`] into a recycled buffer (its contents are replaced): the
     /// renderer hands back the previous template's buffer, so a piece does not fault in
     /// fresh pages for every template it plays.
-    pub fn decode_into(
-        &self,
-        template: &TemplateInfo,
-        buf: Vec<f32>,
-    ) -> Result<Vec<f32>, RenderError> {
-        let path = self.dir.join(&template.audio);
+    pub fn decode_into(&self, template: &Template, buf: Vec<f32>) -> Result<Vec<f32>, RenderError> {
+        let (dir, template) = (&template.dir, &template.info);
+        let path = dir.join(&template.audio);
         let want = template.frames + template.intro_frames;
         let pcm = decode_ogg_into(&path, want as usize, buf).map_err(|message| {
             RenderError::Template {
@@ -244,6 +282,12 @@ fn read_index(dir: &Path) -> Result<Index, Problem> {
 
 /// Validates a library folder without loading it; returns every problem found.
 pub fn check_dir(dir: &Path) -> Vec<Problem> {
+    check_dir_with(dir, true)
+}
+
+/// [`check_dir`]; `coverage` also asks every style to have every progression at
+/// [`MIN_LAYERS`] layers (the shipped library must; a user library adds to it).
+pub fn check_dir_with(dir: &Path, coverage: bool) -> Vec<Problem> {
     let index = match read_index(dir) {
         Ok(i) => i,
         Err(p) => return vec![p],
@@ -296,8 +340,11 @@ pub fn check_dir(dir: &Path) -> Vec<Problem> {
     let mut styles: Vec<Genre> = index.templates.iter().map(|t| t.style).collect();
     styles.sort_by_key(|g| *g as u8);
     styles.dedup();
-    if styles.is_empty() {
+    if styles.is_empty() && coverage {
         out.push(problem("index", &ipath, "the index lists no templates"));
+    }
+    if !coverage {
+        return out;
     }
     for style in styles {
         for p in PROGRESSIONS.iter() {

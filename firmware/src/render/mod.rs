@@ -397,7 +397,7 @@ impl Renderer {
             .as_mut()
             .map(|s| s.player.take_pcm())
             .unwrap_or_default();
-        let pcm = self.library.decode_into(&template.info, recycled)?;
+        let pcm = self.library.decode_into(&template, recycled)?;
         let rate = bar.tempo_bpm / template.info.tempo_bpm;
         if !(0.25..=4.0).contains(&rate) {
             return Err(RenderError::Input(format!(

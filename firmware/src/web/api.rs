@@ -520,15 +520,17 @@ async fn events(
     struct S {
         st: Arc<AppState>,
         version: Option<u64>,
-        ft: f64,
-        bt: f64,
+        /// Last feature point sent (by `seq`: cuts arrive late with earlier times).
+        fseq: u64,
+        /// Last bar sent (by `seq`: a cut's replanned bars start before bars already sent).
+        bseq: u64,
         first: bool,
     }
     let init = S {
         st,
         version: None,
-        ft: f64::NEG_INFINITY,
-        bt: f64::NEG_INFINITY,
+        fseq: 0,
+        bseq: 0,
         first: true,
     };
     let stream = futures_util::stream::unfold(init, |mut s| async move {
@@ -541,16 +543,16 @@ async fn events(
                 return None;
             }
             let v = s.st.control.version();
-            let features = s.st.control.features_since(s.ft);
-            let bars = s.st.control.bars_since(s.bt);
+            let features = s.st.control.features_after(s.fseq);
+            let bars = s.st.control.bars_after(s.bseq);
             if s.version == Some(v) && features.is_empty() && bars.is_empty() {
                 continue;
             }
             if let Some(p) = features.last() {
-                s.ft = p.t;
+                s.fseq = p.seq;
             }
             if let Some(p) = bars.last() {
-                s.bt = p.t;
+                s.bseq = p.seq;
             }
             let status = (s.version != Some(v)).then(|| status_out(&s.st));
             s.version = Some(v);

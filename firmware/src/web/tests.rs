@@ -530,6 +530,22 @@ fn uploads_are_validated_limited_and_stored_inside_the_data_folder() {
         .collect();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0]["id"], "my-loop");
+    // The engine's loader (at start and on ReloadTemplates) merges the upload into the
+    // shipped library, reads its own files, and prefers it at its style, chords and layer.
+    let root = library().parent().unwrap().to_path_buf();
+    let (lib, err) = crate::live::engine::load_library(&root, Some(&user)).unwrap();
+    assert!(err.is_none(), "{err:?}");
+    let mine_t = lib
+        .get("my-loop")
+        .expect("the upload is in the engine's library");
+    assert!(mine_t.user && mine_t.dir == user);
+    let chosen = lib
+        .select(crate::music::Genre::Lofi, "I-V-vi-IV", 0)
+        .unwrap();
+    assert_eq!(chosen.info.id, "my-loop");
+    let shipped = lib.get("lofi_I-V-vi-IV_l0").unwrap();
+    assert!(!shipped.user);
+    assert_eq!(lib.decode(mine_t).unwrap(), lib.decode(shipped).unwrap());
     let r = request(b.addr(), "GET", "/api/templates/my-loop/audio", &auth, b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, audio);
@@ -583,6 +599,19 @@ fn uploads_are_validated_limited_and_stored_inside_the_data_folder() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(user_files(&b), 1, "only the index is left");
     assert_eq!(b.control.drain_commands(), vec![Command::ReloadTemplates]);
+    let (lib, err) = crate::live::engine::load_library(&root, Some(&user)).unwrap();
+    assert!(err.is_none() && lib.get("my-loop").is_none());
+    // A damaged user library is left out with the reason; the shipped one still plays.
+    std::fs::write(user.join("index.json"), b"{ not json").unwrap();
+    let (lib, err) = crate::live::engine::load_library(&root, Some(&user)).unwrap();
+    assert!(err.unwrap().contains("index.json"));
+    assert_eq!(
+        lib.templates().len(),
+        crate::render::Library::load(&library())
+            .unwrap()
+            .templates()
+            .len()
+    );
 }
 
 #[test]
@@ -761,6 +790,29 @@ fn snapshot_png_events_and_password_change() {
         text.contains("\"bar\":7") && text.contains("\"genre\":\"lofi\""),
         "{text}"
     );
+    // Frames, then a cut confirmed by them: published later with an earlier time, it
+    // still reaches the page (the plot's red mark).
+    let point = |t: f64, cut: bool| crate::live::control::FeaturePoint {
+        seq: 0,
+        t,
+        speed: 0.1,
+        saliency: 0.2,
+        cut_prob: if cut { 0.9 } else { 0.0 },
+        cut,
+    };
+    for t in [2.0, 2.1, 2.2] {
+        b.control.push_feature(point(t, false));
+    }
+    let mut read_until = |what: &str, got: &mut Vec<u8>| {
+        while !String::from_utf8_lossy(got).contains(what) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "stream closed: {}", String::from_utf8_lossy(got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_until("\"t\":2.2", &mut got);
+    b.control.push_feature(point(2.05, true));
+    read_until("\"cut\":true", &mut got);
     drop(s);
 
     // Change the password: the old one stops working, the old session ends.
