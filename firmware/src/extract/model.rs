@@ -373,6 +373,11 @@ fn window_means(blocks: &[f32], out: &mut Vec<f32>, bw: usize, bh: usize) {
     let nb = bw * bh;
     out.clear();
     out.resize(blocks.len(), 0.0);
+    // 1 / (blocks in the window), the same for every plane.
+    let span = |i: usize, n: usize| ((i + 2).min(n) - i.saturating_sub(1)) as f32;
+    let inv: Vec<f32> = (0..nb)
+        .map(|i| 1.0 / (span(i % bw, bw) * span(i / bw, bh)))
+        .collect();
     let mut rows = vec![0f32; nb];
     for (plane, dst) in blocks.chunks_exact(nb).zip(out.chunks_exact_mut(nb)) {
         for (src, r) in plane.chunks_exact(bw).zip(rows.chunks_exact_mut(bw)) {
@@ -389,9 +394,8 @@ fn window_means(blocks: &[f32], out: &mut Vec<f32>, bw: usize, bh: usize) {
                     *o += r;
                 }
             }
-            for (x, o) in d.iter_mut().enumerate() {
-                let cols = (x + 2).min(bw) - x.saturating_sub(1);
-                *o /= ((y1 - y0) * cols) as f32;
+            for (o, k) in d.iter_mut().zip(&inv[y * bw..(y + 1) * bw]) {
+                *o *= k;
             }
         }
     }

@@ -11,9 +11,9 @@ CVE_PRODUCT = "undertone"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=8;endline=8;md5=29c91c89ee62891477a1476375143bef"
 
-# alsa-sys links alsa-lib (found with pkg-config). v4l2-sys-mit and signalsmith-stretch run
-# bindgen in their build scripts, which loads libclang at build time: clang-native (oe-core
-# since 5.2) provides it. signalsmith-stretch also compiles C++ with the cc crate (TARGET_CXX).
+# alsa-sys links alsa-lib (found with pkg-config). v4l2-sys-mit runs bindgen in its build
+# script, which loads libclang at build time: clang-native (oe-core since 5.2) provides it.
+# tract-linalg compiles assembly with the cc crate (the cargo class exports the cross tools).
 DEPENDS += "alsa-lib clang-native"
 
 # The firmware comes from the git repository that holds this layer (yocto/meta-undertone),
