@@ -168,15 +168,33 @@ struct RunReport {
     headroom_last: f64,
     /// Seconds from the start of the run until the master clock first moved (first sound).
     first_sound_s: Option<f64>,
-    /// The music engine's log: tempo, per bar, cuts with their reaction, commands.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    music: Option<EngineLog>,
 }
 
-fn write_report(path: &Path, r: &RunReport) -> anyhow::Result<()> {
-    let text = serde_json::to_vec_pretty(r)?;
-    crate::fsutil::write_atomic(path, &text)
-        .with_context(|| format!("{}: cannot write the report", path.display()))
+/// Writes the report atomically, streamed into the temporary file (no copy of the music
+/// log, no buffer the size of the report: a long run's report is hundreds of kB).
+fn write_report(path: &Path, r: &RunReport, music: Option<&EngineLog>) -> anyhow::Result<()> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        run: &'a RunReport,
+        /// The music engine's log: tempo, per bar, cuts with their reaction, commands.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        music: Option<&'a EngineLog>,
+    }
+    let tmp = crate::fsutil::temp_path(path);
+    let res = (|| -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        serde_json::to_writer_pretty(&mut w, &Out { run: r, music })
+            .map_err(std::io::Error::other)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        drop(f);
+        crate::fsutil::commit(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.with_context(|| format!("{}: cannot write the report", path.display()))
 }
 
 /// A WAV to loop, as interleaved stereo f32.
@@ -249,6 +267,24 @@ fn open_source(spec: &SourceSpec, cfg: &Config) -> Result<AnySource, SourceError
     })
 }
 
+/// Allocator settings for a process that runs for days (glibc). Each section start decodes
+/// a template into a buffer of several MB and frees the old one; glibc's default raises its
+/// mmap threshold after such a free, so later big buffers come from the heap between
+/// long-lived small allocations and the heap creeps up (RSS growth in the soak). A fixed
+/// threshold keeps every buffer of 256 kB or more in its own mapping, returned on free; two
+/// arenas (instead of 8 per core) keep the worker threads from each growing their own.
+fn tune_allocator() {
+    /// Allocations at least this big get their own mapping.
+    const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
+    /// Malloc arenas shared by all threads.
+    const ARENA_MAX: libc::c_int = 2;
+    // SAFETY: mallopt only changes allocator parameters; called before the threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
+    }
+}
+
 /// What fills the audio ring: a looped WAV (audio path only) or the music engine.
 enum Audio {
     Play {
@@ -265,6 +301,7 @@ enum Audio {
 }
 
 pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
+    tune_allocator();
     let (cfg, config_at) = effective_config(&args)?;
     let spec = cfg.source_spec().map_err(anyhow::Error::msg)?;
     let play = args.play.as_deref().map(load_play).transpose()?;
@@ -407,7 +444,6 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         headroom_min: None,
         headroom_last: 0.0,
         first_sound_s: None,
-        music: None,
     };
     let t0 = clock.now();
     let mut last_cam = None;
@@ -642,10 +678,12 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
                 report.duration = t;
                 report.audio = status.snapshot();
                 report.fps = report.frames_seen as f64 / t.max(1e-9);
-                if let Audio::Music { engine, .. } = &audio {
-                    report.music = Some(engine.log());
+                match &audio {
+                    Audio::Music { engine, .. } => {
+                        engine.with_log(|m| write_report(path, &report, Some(m)))?
+                    }
+                    Audio::Play { .. } => write_report(path, &report, None)?,
                 }
-                write_report(path, &report)?;
                 last_report = now;
             }
         }
@@ -654,12 +692,13 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
     tracing::info!(reason = stopped_by, "stopping");
     notifier.stopping()?;
     let t = (clock.now() - t0).as_secs_f64();
+    let mut music = None;
     let (mut sink, record) = match audio {
         Audio::Play { sink, record, .. } => (sink, record),
         Audio::Music { feeder, engine, .. } => {
             let log = engine.log.clone();
             engine.stop();
-            report.music = Some(log.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            music = Some(log.lock().unwrap_or_else(|e| e.into_inner()).clone());
             feeder.stop()?
         }
     };
@@ -678,7 +717,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
     report.audio = status.snapshot();
     report.fps = report.frames_seen as f64 / t.max(1e-9);
     if let Some(path) = &cfg.report {
-        write_report(path, &report)?;
+        write_report(path, &report, music.as_ref())?;
     }
     eprintln!(
         "undertone: {stopped_by} after {t:.1} s: {} frames, {} underruns, audio {}",

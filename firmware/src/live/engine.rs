@@ -350,8 +350,13 @@ impl Engine {
     ) -> Result<Engine, crate::plan::PlanError> {
         let planner = LivePlanner::new(setup.prefs.clone(), 0.0)?;
         let (tx, rx) = std::sync::mpsc::channel();
+        // The report's history is allocated whole up front: a run of days keeps the same
+        // memory from its first minute on (RSS growth is a failure signal on the box).
         let log = Arc::new(Mutex::new(EngineLog {
             tempo_bpm: planner.tempo_bpm(),
+            bars: VecDeque::with_capacity(LOG_MAX_BARS + 1),
+            cuts: VecDeque::with_capacity(LOG_MAX_CUTS + 1),
+            commands: VecDeque::with_capacity(LOG_MAX_COMMANDS + 1),
             ..Default::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -414,6 +419,11 @@ impl Engine {
     /// A copy of the music log (for the report).
     pub fn log(&self) -> EngineLog {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the music log in place (the periodic report serialises it without a copy).
+    pub fn with_log<R>(&self, f: impl FnOnce(&EngineLog) -> R) -> R {
+        f(&self.log.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn stop(mut self) {
