@@ -26,6 +26,19 @@ pub const PROFILE_DIR: &str = "/etc/undertone/boards";
 /// caps near 15 s), and under 2 s a busy system resets for nothing.
 pub const WATCHDOG_TIMEOUT_RANGE: (u32, u32) = (2, 60);
 
+/// Valid ALSA period sizes, frames: from 2.7 ms at 48 kHz (below that, period wakeups cost
+/// measurable CPU on a Cortex-A53) to 171 ms (above it, the clock's resolution and the
+/// queued latency eat the reaction budget of a beat plus 100 ms).
+pub const AUDIO_PERIOD_FRAMES_RANGE: (u32, u32) = (128, 8192);
+/// Valid numbers of periods in the ALSA hardware buffer: ALSA needs two to play one while the
+/// other is written; past 32 the buffer is latency, not safety.
+pub const AUDIO_PERIODS_RANGE: (u32, u32) = (2, 32);
+/// The longest ALSA hardware buffer a profile may ask for, ms: everything queued in the
+/// device is audio a scene cut can no longer change.
+pub const AUDIO_BUFFER_MAX_MS: u32 = 1000;
+/// The sample rate the firmware plays at (for the buffer's length in ms).
+const AUDIO_RATE: u32 = 48_000;
+
 /// A board profile.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +49,16 @@ pub struct Profile {
     pub camera: String,
     /// ALSA PCM the music plays on.
     pub audio_device: String,
+    /// ALSA period size in frames at 48 kHz (128–8192). None: the firmware's default
+    /// (1024 frames, 21.3 ms). A board whose CPU is scheduled in bursts (an emulated one, a
+    /// busy single-core SoC) wakes the playback thread less often with a larger period.
+    #[serde(default)]
+    pub audio_period_frames: Option<u32>,
+    /// Periods in the ALSA hardware buffer (2–32). None: the firmware's default (4). The
+    /// buffer, period × periods, is what the playback thread may be late by before the
+    /// device runs dry; at most 1 s.
+    #[serde(default)]
+    pub audio_periods: Option<u32>,
     /// What can run the models besides the CPU; the firmware runs them on the CPU (tract)
     /// on every board today, so this is recorded for reports and future back ends.
     pub accelerator: Accelerator,
@@ -189,6 +212,33 @@ impl Profile {
                 "is empty; give an ALSA PCM (`aplay -L` lists them)".into(),
             ));
         }
+        for (key, value, (lo, hi)) in [
+            (
+                "audio_period_frames",
+                self.audio_period_frames,
+                AUDIO_PERIOD_FRAMES_RANGE,
+            ),
+            ("audio_periods", self.audio_periods, AUDIO_PERIODS_RANGE),
+        ] {
+            if let Some(v) = value {
+                if !(lo..=hi).contains(&v) {
+                    return Err(invalid(key, format!("is {v}; give {lo} to {hi}")));
+                }
+            }
+        }
+        if let (Some(f), Some(n)) = (self.audio_period_frames, self.audio_periods) {
+            let ms = u64::from(f) * u64::from(n) * 1000 / u64::from(AUDIO_RATE);
+            if ms > u64::from(AUDIO_BUFFER_MAX_MS) {
+                return Err(invalid(
+                    "audio_periods",
+                    format!(
+                        "is {n}: {n} periods of {f} frames hold {ms} ms, over the \
+                         {AUDIO_BUFFER_MAX_MS} ms a scene cut may wait; give fewer periods \
+                         or a smaller `audio_period_frames`"
+                    ),
+                ));
+            }
+        }
         for (key, l) in [("button.chip", &self.button), ("led.chip", &self.led)] {
             if let Some(l) = l {
                 if l.chip.trim().is_empty() {
@@ -298,5 +348,77 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("accelerator2"), "{e}");
+    }
+
+    #[test]
+    fn the_audio_buffer_keys_are_checked() {
+        let base = "name = \"x\"\ncamera = \"v4l2:/dev/video0\"\naudio_device = \"default\"\naccelerator = \"none\"\n";
+        let p = Profile::parse(base, "t").unwrap();
+        assert_eq!((p.audio_period_frames, p.audio_periods), (None, None));
+        let p = Profile::parse(
+            &format!("{base}audio_period_frames = 2048\naudio_periods = 8\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.audio_period_frames, p.audio_periods),
+            (Some(2048), Some(8))
+        );
+        for (line, key, range) in [
+            (
+                "audio_period_frames = 64",
+                "`audio_period_frames` is 64",
+                "128 to 8192",
+            ),
+            (
+                "audio_period_frames = 100000",
+                "`audio_period_frames` is 100000",
+                "128 to 8192",
+            ),
+            ("audio_periods = 1", "`audio_periods` is 1", "2 to 32"),
+            ("audio_periods = 33", "`audio_periods` is 33", "2 to 32"),
+        ] {
+            let e = Profile::parse(&format!("{base}{line}\n"), "board t")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("board t") && e.contains(key) && e.contains(range),
+                "{e}"
+            );
+        }
+        // Each in range, together too long: 8192 × 32 frames = 5.5 s.
+        let e = Profile::parse(
+            &format!("{base}audio_period_frames = 8192\naudio_periods = 32\n"),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`audio_periods` is 32") && e.contains("5461 ms"),
+            "{e}"
+        );
+        let e = Profile::parse(&format!("{base}audio_periods = \"many\"\n"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audio_periods"), "{e}");
+    }
+
+    #[test]
+    fn only_the_vm_asks_for_a_bigger_audio_buffer() {
+        for (name, _) in BUILTIN {
+            let p = Profile::resolve(name).unwrap();
+            if *name == "qemu-virt" {
+                assert_eq!(
+                    (p.audio_period_frames, p.audio_periods),
+                    (Some(2048), Some(6))
+                );
+            } else {
+                assert_eq!(
+                    (p.audio_period_frames, p.audio_periods),
+                    (None, None),
+                    "{name}"
+                );
+            }
+        }
     }
 }

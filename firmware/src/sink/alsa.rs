@@ -15,10 +15,18 @@
 //! - `EPIPE` (underrun: the device ran dry): count it, `try_recover` (prepare), go on —
 //!   the device restarts once the start threshold is queued again;
 //! - `ESTRPIPE` (system suspend): count it, `resume` (retrying while `EAGAIN`), else `prepare`;
-//! - anything else (`ENODEV` when a USB DAC is unplugged, `EIO`, `EBADFD`): close the PCM
+//! - `EIO` (the device took nothing for longer than the kernel waits for room, 1.1 × the
+//!   buffer and at least 100 ms: "DMA or IRQ trouble", seen on virtio-snd when the host is
+//!   late): count it as a `stall`, `drop` and `prepare` the PCM (the stream is still
+//!   running, which `snd_pcm_recover` does not handle), go on; reopen only if that fails;
+//! - anything else (`ENODEV` when a USB DAC is unplugged, `EBADFD`): close the PCM
 //!   and reopen it with the backoff of [`DeviceMachine`]; meanwhile the ring is drained at
 //!   real-time pace (paced by `CLOCK_MONOTONIC`), so the engine never blocks on a missing
 //!   device and its clock keeps running.
+//!
+//! The hardware buffer (period size and count) is [`HwBuffer`]: the defaults below suit a
+//! real board; a board profile may ask for another (`audio_period_frames`,
+//! `audio_periods`; docs/guide/board.md).
 //!
 //! The master clock: [`PlaybackStatus::position`] = frames handed to the device (or
 //! discarded at real-time pace while it was missing) minus the device's current delay,
@@ -38,18 +46,18 @@ use crate::live::device::{Action, AtomicState, DeviceMachine, DeviceState};
 use crate::live::ring::{ring, Consumer, Producer};
 use crate::music::{CHANNELS, SAMPLE_RATE};
 
-/// Frames per ALSA period: 1024 frames = 21.3 ms at 48 kHz. Small enough that the clock
+/// Frames per ALSA period by default: 1024 frames = 21.3 ms at 48 kHz. Small enough that the clock
 /// resolution and the queued latency stay far below the reaction budget (1 beat + 100 ms),
 /// large enough that a small ARM board under load wakes the thread in time (period
 /// wakeups of 5 ms and less cost measurable CPU on a Cortex-A53 and glitch under load).
 pub const PERIOD_FRAMES: usize = 1024;
-/// Periods in the ALSA hardware buffer: 4 × 21.3 ms = 85 ms queued at most. Survives a
+/// Periods in the ALSA hardware buffer by default: 4 × 21.3 ms = 85 ms queued at most. Survives a
 /// scheduling hiccup of about three periods (64 ms) without an xrun; more would only add
 /// latency between the engine's decision and the speaker.
 pub const BUFFER_PERIODS: usize = 4;
-/// The device starts playing once this many frames are queued (all but one period of the
-/// buffer), so the first wakeups already have a cushion.
-const START_THRESHOLD_FRAMES: usize = PERIOD_FRAMES * (BUFFER_PERIODS - 1);
+/// The smallest period the sink accepts, frames (1.3 ms): below it every wakeup is overhead.
+/// Profiles are held to a narrower range (`undertone_board::AUDIO_PERIOD_FRAMES_RANGE`).
+pub const MIN_PERIOD_FRAMES: usize = 64;
 /// Default size of the software ring between the engine and the playback thread: 0.5 s.
 /// The engine renders ahead (one or two bars of *plans*, but audio only a bit ahead of the
 /// hardware buffer), so a cut seen now still changes audio that is not yet queued; half a
@@ -66,6 +74,52 @@ const RESUME_TRIES: u32 = 10;
 const RT_PRIORITY: i32 = 40;
 
 const CH: usize = CHANNELS as usize;
+
+/// The ALSA hardware buffer asked of the device: `periods` periods of `period_frames`
+/// frames. ALSA picks the nearest the device supports; the sink follows what it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HwBuffer {
+    pub period_frames: usize,
+    pub periods: usize,
+}
+
+impl Default for HwBuffer {
+    fn default() -> Self {
+        HwBuffer {
+            period_frames: PERIOD_FRAMES,
+            periods: BUFFER_PERIODS,
+        }
+    }
+}
+
+impl HwBuffer {
+    /// The board profile's buffer (`audio_period_frames`, `audio_periods`), each key it
+    /// leaves out at the default.
+    pub fn from_profile(period_frames: Option<u32>, periods: Option<u32>) -> HwBuffer {
+        let d = HwBuffer::default();
+        HwBuffer {
+            period_frames: period_frames.map_or(d.period_frames, |v| v as usize),
+            periods: periods.map_or(d.periods, |v| v as usize),
+        }
+    }
+
+    /// Frames in the whole buffer.
+    pub fn frames(&self) -> usize {
+        self.period_frames * self.periods
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.period_frames < MIN_PERIOD_FRAMES || self.periods < 2 {
+            return Err(format!(
+                "a hardware buffer of {} periods of {} frames cannot play; give at least 2 \
+                 periods of {MIN_PERIOD_FRAMES} frames (board profile keys `audio_periods`, \
+                 `audio_period_frames`)",
+                self.periods, self.period_frames
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Options of an ALSA sink.
 #[derive(Debug, Clone)]
@@ -102,10 +156,16 @@ pub struct PlaybackStatus {
     discarded_frames: AtomicU64,
     /// ALSA underruns (EPIPE), each recovered with `try_recover`.
     underruns: AtomicU64,
+    /// The device took nothing within the kernel's wait (EIO), each recovered with
+    /// drop + prepare.
+    stalls: AtomicU64,
     suspends: AtomicU64,
     reopens: AtomicU64,
     /// errno of the last device error (0 = none).
     last_errno: AtomicI32,
+    /// The period and buffer the device gave at the last open, frames (0 before).
+    period_frames: AtomicU64,
+    buffer_frames: AtomicU64,
     state: AtomicState,
     /// The thread has finished (ring closed and drained, or stopped).
     finished: AtomicBool,
@@ -126,11 +186,18 @@ pub struct PlaybackStats {
     pub discarded_frames: u64,
     /// ALSA underruns (EPIPE: the device ran dry), each recovered.
     pub underruns: u64,
+    /// Times the device took nothing for longer than the kernel waits (EIO), each
+    /// recovered by drop + prepare (an audible gap, like an underrun).
+    pub stalls: u64,
     /// Suspends (ESTRPIPE) recovered.
     pub suspends: u64,
     /// Times the device was opened again after failing.
     pub reopens: u64,
     pub last_errno: i32,
+    /// The ALSA period the device gave, frames.
+    pub period_frames: u64,
+    /// The ALSA hardware buffer the device gave, frames.
+    pub buffer_frames: u64,
     pub state: DeviceState,
 }
 
@@ -143,9 +210,12 @@ impl PlaybackStatus {
             starved: AtomicU64::new(0),
             discarded_frames: AtomicU64::new(0),
             underruns: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
             suspends: AtomicU64::new(0),
             reopens: AtomicU64::new(0),
             last_errno: AtomicI32::new(0),
+            period_frames: AtomicU64::new(0),
+            buffer_frames: AtomicU64::new(0),
             state: AtomicState::new(DeviceState::Missing),
             finished: AtomicBool::new(false),
             abort: AtomicBool::new(false),
@@ -178,9 +248,12 @@ impl PlaybackStatus {
             starved: self.starved.load(Ordering::Relaxed),
             discarded_frames: self.discarded_frames.load(Ordering::Relaxed),
             underruns: self.underruns.load(Ordering::Relaxed),
+            stalls: self.stalls.load(Ordering::Relaxed),
             suspends: self.suspends.load(Ordering::Relaxed),
             reopens: self.reopens.load(Ordering::Relaxed),
             last_errno: self.last_errno.load(Ordering::Relaxed),
+            period_frames: self.period_frames.load(Ordering::Relaxed),
+            buffer_frames: self.buffer_frames.load(Ordering::Relaxed),
             state: self.state.load(),
         }
     }
@@ -189,6 +262,8 @@ impl PlaybackStatus {
 /// Plays PCM on an ALSA device from a real-time thread.
 pub struct AlsaSink {
     device: String,
+    /// The period asked for: `write` naps a quarter of it while the ring is full.
+    period: Duration,
     producer: Option<Producer>,
     status: Arc<PlaybackStatus>,
     thread: Option<JoinHandle<()>>,
@@ -198,11 +273,36 @@ impl AlsaSink {
     /// Starts the playback thread on PCM `device`. The device is opened by the thread (and
     /// reopened by it when lost); this fails only when the thread cannot be made or the
     /// first open fails for a reason that will not heal (a wrong name or a device that
-    /// cannot play 48 kHz stereo).
+    /// cannot play 48 kHz stereo). The hardware buffer is the default [`HwBuffer`].
     pub fn start(device: &str, opts: AlsaOptions) -> Result<AlsaSink, SinkError> {
+        AlsaSink::start_with_buffer(device, opts, HwBuffer::default())
+    }
+
+    /// [`AlsaSink::start`] asking the device for the hardware buffer `hw` (a board
+    /// profile's `audio_period_frames` × `audio_periods`); a buffer that cannot play (under
+    /// two periods, or periods under [`MIN_PERIOD_FRAMES`]) is refused naming the keys.
+    pub fn start_with_buffer(
+        device: &str,
+        opts: AlsaOptions,
+        hw: HwBuffer,
+    ) -> Result<AlsaSink, SinkError> {
+        hw.check().map_err(|detail| SinkError::Alsa {
+            device: device.into(),
+            detail,
+        })?;
         // Fail fast on a name that cannot work; the thread handles devices that come and go.
-        match open_pcm(device) {
-            Ok(_) => {}
+        match open_pcm(device, hw) {
+            Ok(p) => {
+                let (period, buffer) = p.2;
+                tracing::info!(
+                    device,
+                    period_frames = period,
+                    buffer_frames = buffer,
+                    asked_period = hw.period_frames,
+                    asked_periods = hw.periods,
+                    "ALSA hardware buffer"
+                );
+            }
             Err(OpenError::Unusable(detail)) => {
                 return Err(SinkError::Alsa {
                     device: device.into(),
@@ -219,7 +319,7 @@ impl AlsaSink {
                 tracing::warn!(device, error = %e, "audio device not available yet; will keep trying");
             }
         }
-        let (producer, consumer) = ring(opts.ring_frames.max(PERIOD_FRAMES) * CH);
+        let (producer, consumer) = ring(opts.ring_frames.max(hw.period_frames) * CH);
         let status = Arc::new(PlaybackStatus::new());
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(), i32>>(1);
         let st = status.clone();
@@ -230,7 +330,7 @@ impl AlsaSink {
             .spawn(move || {
                 let rt = if realtime { promote_realtime() } else { Ok(()) };
                 let _ = tx.send(rt);
-                Playback::new(name, consumer, st).run();
+                Playback::new(name, hw, consumer, st).run();
             })
             .map_err(|e| SinkError::Alsa {
                 device: device.into(),
@@ -254,6 +354,7 @@ impl AlsaSink {
         }
         Ok(AlsaSink {
             device: device.into(),
+            period: period_of(hw.period_frames),
             producer: Some(producer),
             status,
             thread: Some(thread),
@@ -305,8 +406,7 @@ impl Sink for AlsaSink {
         let mut off = 0;
         let mut last_progress = Instant::now();
         // A quarter period: often enough to keep the ring topped up, rare enough to cost nothing.
-        let nap =
-            Duration::from_micros((PERIOD_FRAMES as u64 * 1_000_000) / SAMPLE_RATE as u64 / 4);
+        let nap = self.period / 4;
         while off < samples.len() {
             let n = p.push(&samples[off..]);
             off += n;
@@ -396,8 +496,12 @@ enum SampleFormat {
     F32,
 }
 
-/// Opens and configures `name`: interleaved stereo at 48 kHz, our period and buffer.
-fn open_pcm(name: &str) -> Result<(PCM, SampleFormat), OpenError> {
+/// An open PCM: its sample format and the (period, buffer) it gave, frames.
+type OpenPcm = (PCM, SampleFormat, (u64, u64));
+
+/// Opens and configures `name`: interleaved stereo at 48 kHz, the period and buffer of `hw`
+/// (or the nearest the device has), starting once all but one period is queued.
+fn open_pcm(name: &str, hw: HwBuffer) -> Result<OpenPcm, OpenError> {
     let pcm = PCM::new(name, Direction::Playback, false)?;
     let format;
     {
@@ -427,29 +531,39 @@ fn open_pcm(name: &str) -> Result<(PCM, SampleFormat), OpenError> {
                 "plays {rate} Hz, not {SAMPLE_RATE} Hz; use a plughw: PCM, which resamples"
             )));
         }
-        hwp.set_period_size_near(PERIOD_FRAMES as alsa::pcm::Frames, ValueOr::Nearest)?;
-        hwp.set_buffer_size_near((PERIOD_FRAMES * BUFFER_PERIODS) as alsa::pcm::Frames)?;
+        hwp.set_period_size_near(hw.period_frames as alsa::pcm::Frames, ValueOr::Nearest)?;
+        hwp.set_buffer_size_near(hw.frames() as alsa::pcm::Frames)?;
         pcm.hw_params(&hwp)?;
     }
+    let got;
     {
         let hwp = pcm.hw_params_current()?;
         let buffer = hwp.get_buffer_size()?;
         let period = hwp.get_period_size()?;
         let swp = pcm.sw_params_current()?;
-        swp.set_start_threshold(
-            (START_THRESHOLD_FRAMES as alsa::pcm::Frames)
-                .min(buffer - period)
-                .max(1),
-        )?;
+        // The device starts once all but one period of the buffer is queued, so the first
+        // wakeups already have a cushion.
+        swp.set_start_threshold((buffer - period).max(1))?;
         swp.set_avail_min(period)?;
         pcm.sw_params(&swp)?;
+        got = (period.max(0) as u64, buffer.max(0) as u64);
     }
-    Ok((pcm, format))
+    Ok((pcm, format, got))
+}
+
+/// The time `frames` frames play for.
+fn period_of(frames: usize) -> Duration {
+    Duration::from_micros(frames as u64 * 1_000_000 / SAMPLE_RATE as u64)
 }
 
 /// The playback thread's state; everything it needs is allocated in `new`.
 struct Playback {
     name: String,
+    /// Frames taken from the ring per write: the period asked for.
+    period_frames: usize,
+    /// One period of time.
+    period: Duration,
+    hw: HwBuffer,
     ring: Consumer,
     status: Arc<PlaybackStatus>,
     clock: RealClock,
@@ -470,23 +584,23 @@ struct Playback {
     alsa_messages: Option<std::rc::Rc<std::cell::RefCell<alsa::Output>>>,
 }
 
-/// One period of time.
-const PERIOD: Duration =
-    Duration::from_micros(PERIOD_FRAMES as u64 * 1_000_000 / SAMPLE_RATE as u64);
-
 impl Playback {
-    fn new(name: String, ring: Consumer, status: Arc<PlaybackStatus>) -> Self {
+    fn new(name: String, hw: HwBuffer, ring: Consumer, status: Arc<PlaybackStatus>) -> Self {
         let clock = RealClock::new();
+        let pf = hw.period_frames;
         Playback {
             name,
+            period_frames: pf,
+            period: period_of(pf),
+            hw,
             ring,
             status,
             machine: DeviceMachine::new(clock.now()),
             clock,
             pcm: None,
-            buf: vec![0.0; PERIOD_FRAMES * CH],
-            out16: vec![0; PERIOD_FRAMES * CH],
-            out32: vec![0; PERIOD_FRAMES * CH],
+            buf: vec![0.0; pf * CH],
+            out16: vec![0; pf * CH],
+            out32: vec![0; pf * CH],
             primed: false,
             starving: false,
             missing_since: None,
@@ -539,9 +653,11 @@ impl Playback {
     }
 
     fn open(&mut self, now: Duration) {
-        match open_pcm(&self.name) {
-            Ok(p) => {
-                self.pcm = Some(p);
+        match open_pcm(&self.name, self.hw) {
+            Ok((pcm, fmt, (period, buffer))) => {
+                self.status.period_frames.store(period, Ordering::Relaxed);
+                self.status.buffer_frames.store(buffer, Ordering::Relaxed);
+                self.pcm = Some((pcm, fmt));
                 if self.opened_once {
                     self.status.reopens.fetch_add(1, Ordering::Relaxed);
                 }
@@ -581,7 +697,7 @@ impl Playback {
         let now = self.clock.now();
         let (since, done) = *self.missing_since.get_or_insert((now, 0));
         let due = ((now - since).as_secs_f64() * SAMPLE_RATE as f64) as u64;
-        let frames = due.saturating_sub(done).min(PERIOD_FRAMES as u64 * 4);
+        let frames = due.saturating_sub(done).min(self.period_frames as u64 * 4);
         if frames > 0 {
             let got = (self.ring.skip(frames as usize * CH) / CH) as u64;
             self.status
@@ -595,13 +711,13 @@ impl Playback {
         if self.ring.is_closed() && self.ring.is_empty() {
             return true;
         }
-        self.clock.sleep(PERIOD);
+        self.clock.sleep(self.period);
         false
     }
 
     /// Plays up to one period of what the ring holds. Returns true when finished.
     fn play_period(&mut self) -> bool {
-        let n = self.ring.pop(&mut self.buf[..PERIOD_FRAMES * CH]);
+        let n = self.ring.pop(&mut self.buf[..self.period_frames * CH]);
         if n > 0 {
             self.primed = true;
             self.starving = false;
@@ -627,13 +743,13 @@ impl Playback {
                 .as_ref()
                 .and_then(|(p, _)| p.delay().ok())
                 .unwrap_or(0);
-            if queued <= PERIOD_FRAMES as alsa::pcm::Frames {
+            if queued <= self.period_frames as alsa::pcm::Frames {
                 self.starving = true;
                 self.status.starved.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Nothing to play: wait a quarter period. Not the device's fault, so it stays healthy.
-        self.clock.sleep(PERIOD / 4);
+        self.clock.sleep(self.period / 4);
         self.machine.progress(self.clock.now());
         false
     }
@@ -717,8 +833,20 @@ impl Playback {
                     }
                 }
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) if e.errno() == libc::EIO => {
+                    // The kernel waited 1.1 buffers (at least 100 ms) for room and the
+                    // device took nothing: the stream is still running, so
+                    // `snd_pcm_recover` does not apply. Stop it and prepare it again, as
+                    // after an underrun; the device restarts at the start threshold. Only
+                    // if that fails is the device gone (reopen).
+                    self.status.stalls.fetch_add(1, Ordering::Relaxed);
+                    self.status.last_errno.store(libc::EIO, Ordering::Relaxed);
+                    if pcm.drop().is_err() || pcm.prepare().is_err() {
+                        return Err(libc::EIO);
+                    }
+                }
                 Err(e) => {
-                    // ENODEV (unplugged), EIO, EBADFD...: the device is gone; reopen later.
+                    // ENODEV (unplugged), EBADFD...: the device is gone; reopen later.
                     return Err(e.errno());
                 }
             }
@@ -727,5 +855,55 @@ impl Playback {
             self.status.delay.store(d.max(0) as u64, Ordering::Release);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hardware_buffer_follows_the_profile_keys_it_has() {
+        assert_eq!(
+            HwBuffer::from_profile(None, None),
+            HwBuffer {
+                period_frames: PERIOD_FRAMES,
+                periods: BUFFER_PERIODS
+            }
+        );
+        let vm = HwBuffer::from_profile(Some(2048), Some(6));
+        assert_eq!(
+            (vm.period_frames, vm.periods, vm.frames()),
+            (2048, 6, 12_288)
+        );
+        let half = HwBuffer::from_profile(None, Some(8));
+        assert_eq!((half.period_frames, half.periods), (PERIOD_FRAMES, 8));
+        assert_eq!(period_of(2048), Duration::from_micros(42_666));
+    }
+
+    #[test]
+    fn a_buffer_that_cannot_play_is_refused_naming_the_keys() {
+        for hw in [
+            HwBuffer::from_profile(Some(1024), Some(1)),
+            HwBuffer::from_profile(Some(32), Some(4)),
+        ] {
+            let e = AlsaSink::start_with_buffer("null", AlsaOptions::default(), hw)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains("\"null\""), "{e}");
+            assert!(
+                e.contains(&format!(
+                    "{} periods of {} frames",
+                    hw.periods, hw.period_frames
+                )),
+                "{e}"
+            );
+            assert!(
+                e.contains("`audio_periods`") && e.contains("`audio_period_frames`"),
+                "{e}"
+            );
+        }
+        assert!(HwBuffer::default().check().is_ok());
     }
 }
