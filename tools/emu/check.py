@@ -1,7 +1,8 @@
 """Host-side checks of one board VM run (tools/emu/run-vm.sh OUT).
 
 Passes when the firmware ran for the whole time and exited cleanly, it captured frames from
-the V4L2 camera (its report), it had no underruns, and the WAV that virtio-sound wrote on
+the V4L2 camera (its report), it had no underruns, stalls or reopens of the sound device,
+and the WAV that virtio-sound wrote on
 the host is music: not silence, not a tone (energy spread over several octave bands), with
 a beat librosa can track.
 
@@ -61,6 +62,12 @@ def check(out: Path, min_seconds: float):
         results["fps"] = report.get("fps")
         audio = report.get("audio", {})
         results["underruns"] = audio.get("underruns")
+        results["stalls"] = audio.get("stalls")
+        results["reopens"] = audio.get("reopens")
+        results["starved"] = audio.get("starved")
+        results["alsa_period_frames"] = audio.get("period_frames")
+        results["alsa_buffer_frames"] = audio.get("buffer_frames")
+        results["headroom_min_s"] = report.get("headroom_min")
         results["stopped_by"] = report.get("stopped_by")
         if not str(report.get("source", "")).startswith("v4l2:"):
             failures.append(f"the source was {report.get('source')}, not a V4L2 device")
@@ -70,6 +77,11 @@ def check(out: Path, min_seconds: float):
             failures.append(f"the run stopped by {report.get('stopped_by')}, not at its duration")
         if audio.get("underruns", 1) != 0:
             failures.append(f"{audio.get('underruns')} underruns")
+        # A stall (EIO: the device took nothing within the kernel's wait) and a reopen are
+        # gaps in the music like an underrun; a report without the counter counts as one.
+        for key in ("stalls", "reopens"):
+            if audio.get(key, 1) != 0:
+                failures.append(f"{audio.get(key)} {key} of the sound device")
 
     wav = out / "music.wav"
     if not wav.exists() or wav.stat().st_size <= 44:

@@ -52,6 +52,8 @@ start=$(cut -d' ' -f1 /proc/uptime)
 /usr/bin/undertone "$@" $extra > /out/undertone.log 2>&1
 echo $? > /out/rc
 end=$(cut -d' ' -f1 /proc/uptime)
+# The kernel's side of the run (virtio_snd's timeouts, ALSA's "DMA or IRQ trouble").
+dmesg > /out/dmesg.txt 2>&1
 log "undertone exited $(cat /out/rc) after $start..$end s uptime"
 sync
 umount /out

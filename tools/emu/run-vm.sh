@@ -16,10 +16,11 @@ shift $(( $# < 3 ? $# : 3 ))
 BOOT_ALLOWANCE_S=${BOOT_ALLOWANCE_S:-240}
 # QEMU's audio timer drains virtio-sound's buffers into the WAV every AUDIO_TIMER_US. At the
 # default 10 ms, a host too busy to run it on time drains a burst after the delay, and the
-# guest's 85 ms ALSA buffer (4 periods of 1024 frames) runs dry: a guest underrun that a real
-# codec, clocked by its own crystal, would not see. 2 ms keeps the drain smooth.
+# guest's ALSA buffer runs dry: a guest underrun that a real codec, clocked by its own
+# crystal, would not see. 2 ms keeps the drain smooth. (The buffer itself is the qemu-virt
+# board profile's: 6 periods of 2048 frames, 256 ms.)
 AUDIO_TIMER_US=${AUDIO_TIMER_US:-2000}
-rm -f "$out"/{music.wav,report.json,undertone.log,rc,init.log,devices.txt,asound_*.txt,console.log}
+rm -f "$out"/{music.wav,report.json,undertone.log,rc,init.log,devices.txt,asound_*.txt,console.log,dmesg.txt}
 set +e
 timeout $((secs + BOOT_ALLOWANCE_S)) qemu-system-aarch64 \
   -M virt,acpi=off -cpu cortex-a53 -smp 2 -m 2048 \
