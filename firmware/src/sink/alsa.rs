@@ -103,6 +103,18 @@ impl HwBuffer {
         }
     }
 
+    /// The buffer of the board profile `name` (`[web] board`), the default when that
+    /// profile cannot be resolved (the board task logs why, naming the profile and key).
+    pub fn for_board(name: &str) -> HwBuffer {
+        match undertone_board::Profile::resolve(name) {
+            Ok(p) => HwBuffer::from_profile(p.audio_period_frames, p.audio_periods),
+            Err(e) => {
+                tracing::debug!("audio buffer: the default ({e})");
+                HwBuffer::default()
+            }
+        }
+    }
+
     /// Frames in the whole buffer.
     pub fn frames(&self) -> usize {
         self.period_frames * self.periods
@@ -876,6 +888,9 @@ mod tests {
             (vm.period_frames, vm.periods, vm.frames()),
             (2048, 6, 12_288)
         );
+        assert_eq!(HwBuffer::for_board("qemu-virt"), vm);
+        assert_eq!(HwBuffer::for_board("rpi5"), HwBuffer::default());
+        assert_eq!(HwBuffer::for_board("no-such-board"), HwBuffer::default());
         let half = HwBuffer::from_profile(None, Some(8));
         assert_eq!((half.period_frames, half.periods), (PERIOD_FRAMES, 8));
         assert_eq!(period_of(2048), Duration::from_micros(42_666));
