@@ -31,7 +31,7 @@ use crate::live::metrics::Metrics;
 use crate::live::notify::{watchdog_interval, Notifier};
 use crate::live::timeline::FrameClock;
 use crate::music::{CHANNELS, SAMPLE_RATE};
-use crate::sink::alsa::{AlsaOptions, PlaybackStats};
+use crate::sink::alsa::{AlsaOptions, HwBuffer, PlaybackStats};
 use crate::sink::{AlsaSink, Sink, WavSink};
 use crate::source::{AnalysisSize, CaptureRequest, FileSource, Source, SourceError, V4l2Source};
 
@@ -368,12 +368,15 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         cfg.audio_buffer_ms
     };
     let ring_frames = ring_ms as usize * SAMPLE_RATE as usize / 1000;
-    let sink = AlsaSink::start(
+    // The ALSA hardware buffer is the board's (`audio_period_frames` × `audio_periods` in
+    // its profile; the default where the profile leaves them out).
+    let sink = AlsaSink::start_with_buffer(
         &cfg.audio_device,
         AlsaOptions {
             ring_frames,
             realtime: cfg.realtime_audio,
         },
+        HwBuffer::for_board(&cfg.web.board),
     )?;
     let status = sink.status();
     metrics.attach_playback(status.clone());
