@@ -233,97 +233,6 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-/// Why the metrics server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("cannot listen on {addr} for /metrics: {source} (is another undertone running? change `listen` in the config)")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot start the metrics thread: {0}")]
-    Thread(std::io::Error),
-}
-
-/// A running metrics server; dropped or [`MetricsServer::stop`]ped, it shuts down.
-pub struct MetricsServer {
-    addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl MetricsServer {
-    /// Binds `addr` (port 0 picks a free one) and serves on a thread named `metrics`.
-    pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsServer, MetricsError> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|source| MetricsError::Bind { addr, source })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| MetricsError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| MetricsError::Bind { addr, source })?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "metrics: cannot make the async runtime; no /metrics");
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(error = %e, "metrics: cannot use the socket; no /metrics");
-                            return;
-                        }
-                    };
-                    let app = router(metrics);
-                    let res = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
-                    if let Err(e) = res {
-                        tracing::error!(error = %e, "metrics server stopped");
-                    }
-                });
-            })
-            .map_err(MetricsError::Thread)?;
-        tracing::info!(addr = %local, "metrics on http://{local}/metrics");
-        Ok(MetricsServer {
-            addr: local,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
-    /// The bound address (the real port when 0 was asked).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops serving and waits for the thread.
-    pub fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// The routes (public so the web page can merge them into its own router).
 pub fn router(metrics: Arc<Metrics>) -> axum::Router {
     use axum::http::{header, StatusCode};
@@ -364,6 +273,22 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    /// The firmware's HTTP server (the web page's, which serves /metrics and /healthz
+    /// without a session) on a free port.
+    fn serve(
+        dir: &tempfile::TempDir,
+        m: Arc<Metrics>,
+    ) -> Result<crate::web::WebServer, crate::web::WebError> {
+        crate::web::WebServer::start_with_library(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(crate::live::control::Control::new()),
+            m,
+            &dir.path().join("config.toml"),
+            &dir.path().join("data"),
+            &dir.path().join("templates"),
+        )
+    }
+
     /// One real HTTP/1.1 request over loopback; returns (status line, body).
     fn get(addr: SocketAddr, path: &str) -> (String, String) {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -389,7 +314,8 @@ mod tests {
         m.record_headroom(0.5);
         m.model_step_seconds.set(0.0011);
         m.camera.store(DeviceState::Stalled);
-        let mut server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), m.clone()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = serve(&dir, m.clone()).unwrap();
         let (status, body) = get(server.addr(), "/metrics");
         assert_eq!(status, "HTTP/1.1 200 OK");
         for line in [
@@ -428,10 +354,18 @@ mod tests {
     fn bind_error_names_the_address() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let e = MetricsServer::start(addr, Metrics::new())
-            .err()
-            .unwrap()
-            .to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let e = crate::web::WebServer::start_with_library(
+            addr,
+            Arc::new(crate::live::control::Control::new()),
+            Metrics::new(),
+            &dir.path().join("config.toml"),
+            &dir.path().join("data"),
+            &dir.path().join("templates"),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains(&addr.to_string()) && e.contains("listen"), "{e}");
     }
 }

@@ -380,8 +380,14 @@ impl Renderer {
                 style.genre
             )));
         }
-        let li =
-            ((style.energy.clamp(0.0, 1.0) * layers.len() as f32) as usize).min(layers.len() - 1);
+        let li = section_layer(
+            style.energy,
+            layers.len(),
+            self.current
+                .as_ref()
+                .filter(|s| pos == 0 && s.template.info.style == style.genre)
+                .and_then(|s| layers.iter().position(|&l| l == s.template.info.layer)),
+        );
         let template = self
             .library
             .select(style.genre, progression.id, layers[li])
@@ -572,6 +578,27 @@ fn validate(bars: &[BarPlan], styles: &[StyleVector], length: usize) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Index (into the style's layers, ascending) of the intensity layer for a section of
+/// `energy`: the layer whose share of 0..=1 holds it. A new section (`previous`: the layer
+/// index playing before it) always brings a new texture: when the energy maps to the
+/// layer already playing, the neighbouring layer nearer the energy is taken instead, so a
+/// scene cut is heard as a change of instrumentation and not only of chords.
+fn section_layer(energy: f32, n: usize, previous: Option<usize>) -> usize {
+    let x = energy.clamp(0.0, 1.0) * n as f32;
+    let li = (x as usize).min(n - 1);
+    match previous {
+        Some(p) if p == li && n > 1 => {
+            let up = x - li as f32 >= 0.5;
+            if (up && li + 1 < n) || li == 0 {
+                li + 1
+            } else {
+                li - 1
+            }
+        }
+        _ => li,
+    }
 }
 
 /// The progression that agrees with the most of `chords` (chords[k] is bar `pos + k` of

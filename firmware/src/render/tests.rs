@@ -304,3 +304,35 @@ fn committed_library_checks_clean() {
 }
 
 use sha2::Digest;
+
+#[test]
+fn a_new_section_changes_the_layer() {
+    // Energy picks the layer whose share holds it...
+    assert_eq!(section_layer(0.1, 3, None), 0);
+    assert_eq!(section_layer(0.5, 3, None), 1);
+    assert_eq!(section_layer(1.0, 3, None), 2);
+    // ...unless that layer is already playing: then the neighbour nearer the energy.
+    assert_eq!(section_layer(0.40, 3, Some(1)), 0);
+    assert_eq!(section_layer(0.60, 3, Some(1)), 2);
+    assert_eq!(section_layer(0.1, 3, Some(0)), 1);
+    assert_eq!(section_layer(0.95, 3, Some(2)), 1);
+    assert_eq!(section_layer(0.5, 3, Some(0)), 1);
+    assert_eq!(section_layer(0.5, 1, Some(0)), 0);
+    // In a rendered piece: every section after the first plays another layer than the one
+    // before it (the demo plan holds the energy in one band over several sections).
+    let (bars, notes, styles) = piece(Genre::Pop, 100.0, 40.0);
+    let mut r = renderer();
+    let mut layers = Vec::new();
+    for (i, b) in bars.iter().enumerate() {
+        let mut out = vec![0f32; ((b.end - b.start) * SAMPLE_RATE as f64).round() as usize * CH];
+        let n = notes.iter().find(|n| n.bar == b.index);
+        let info = r
+            .render_bar(b, n, &styles[i], &bars[i + 1..], &mut out)
+            .unwrap();
+        if b.section_start || i == 0 {
+            layers.push(info.layer);
+        }
+    }
+    assert!(layers.len() >= 3, "{layers:?}");
+    assert!(layers.windows(2).all(|w| w[0] != w[1]), "{layers:?}");
+}
