@@ -17,7 +17,7 @@ bars=${1:-64}
 clip=${2:-testdata/clips/carphone_pristine.mp4}
 native=${NATIVE:-target/release/undertone}
 arm=${ARM:-$CROSS_TARGET_DIR/$CROSS_TARGET/release/undertone}
-qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
+qemu=($CROSS_QEMU)
 work=tools/cross/work
 mkdir -p "$work"
 for b in "$native" "$arm"; do [ -x "$b" ] || { echo "bench: $b missing" >&2; exit 1; }; done

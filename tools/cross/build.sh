@@ -22,7 +22,7 @@ for a in "$@"; do
 done
 
 APT_PACKAGES=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
-  libasound2-dev:arm64 qemu-user)
+  libasound2-dev:arm64 libc6:arm64 qemu-user)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -55,7 +55,7 @@ file "$bin" 2>/dev/null || true
 
 if [ "$run_tests" = 1 ]; then
   # The lib tests of both crates, each test binary started by the runner in env.sh
-  # (qemu-aarch64 -L /usr/aarch64-linux-gnu with QEMU_CPU=cortex-a53). `--release` reuses
+  # (qemu-aarch64 with the multiarch arm64 libraries, QEMU_CPU=cortex-a53). `--release` reuses
   # the dependencies the binary was built with (the dev profile would build tract again)
   # and keeps the emulated tests on real clips within minutes.
   echo "cross: cargo test --release --lib under qemu-aarch64 ($QEMU_CPU)"

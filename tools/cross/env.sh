@@ -8,7 +8,16 @@
 # authentication and runs 1.5-2x slower, which would make the ARM figures even more pessimistic).
 export CROSS_TARGET=aarch64-unknown-linux-gnu
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# The runner takes the arm64 loader and libraries from the host's multiarch packages
+# (libc6:arm64, which libasound2-dev:arm64 pulls in): /lib/ld-linux-aarch64.so.1 and
+# /usr/lib/aarch64-linux-gnu, one glibc build. Not `-L /usr/aarch64-linux-gnu`: that takes
+# the loader from the cross package (libc6-arm64-cross, another Debian revision) while the
+# loader still finds libc.so.6 in the multiarch folder through ld.so.cache; the two disagree
+# on the loader's private data (GLIBC_PRIVATE), and the first pthread_create of a process
+# then loops for ever walking a garbled stack-cache list (seen with 2.36-8cross1 against
+# 2.36-9+deb12u14: every test binary hung before its first test).
+export CROSS_QEMU="qemu-aarch64"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$CROSS_QEMU"
 export QEMU_CPU=cortex-a53
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++

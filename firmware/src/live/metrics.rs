@@ -2,12 +2,11 @@
 //! `GET /metrics` (Prometheus text format 0.0.4) and `GET /healthz` (200 `ok` while audio
 //! is playing, 503 with the reason otherwise).
 //!
-//! The engine and the playback thread write atomics; the server renders them on request,
-//! on its own thread with a one-thread tokio runtime, so a slow scraper never touches the
-//! audio path.
+//! The engine and the playback thread write atomics; the web server (`web::WebServer`, on
+//! its own threads) renders them on request through [`router`], so a slow scraper never
+//! touches the audio path.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -290,7 +289,7 @@ mod tests {
     }
 
     /// One real HTTP/1.1 request over loopback; returns (status line, body).
-    fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(
             s,
