@@ -83,6 +83,18 @@ def check(out: Path, min_seconds: float):
             if audio.get(key, 1) != 0:
                 failures.append(f"{audio.get(key)} {key} of the sound device")
 
+    # Host CPU the emulated CPUs got (run-vm.sh): informative, not a check. The share is time
+    # on a host core over time wanted (on a core or waiting for one).
+    host = out / "host_cpu.json"
+    if host.exists():
+        h = json.loads(host.read_text())
+        shares = []
+        for pair in filter(None, h.get("vcpu_schedstat_ns", "").split(";")):
+            run, wait = (int(x) for x in pair.split())
+            shares.append(round(run / max(run + wait, 1), 2))
+        results["vcpu_host_share"] = shares
+        results["host_loadavg"] = h.get("loadavg")
+
     wav = out / "music.wav"
     if not wav.exists() or wav.stat().st_size <= 44:
         failures.append(f"no audio reached the host WAV {wav}")
