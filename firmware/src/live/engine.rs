@@ -252,10 +252,14 @@ pub struct BarEntry {
     pub saliency: f32,
     /// Calm fallback (camera not running).
     pub fallback: bool,
-    pub chord: String,
+    /// Written as its name (`Am`); kept as a value so a log entry holds no heap memory.
+    #[serde(serialize_with = "chord_name")]
+    pub chord: crate::music::Chord,
     pub notes: usize,
     pub mean_velocity: f32,
-    pub template: String,
+    /// Shared with every other bar of that template (see [`Worker::template_id`]).
+    #[serde(serialize_with = "shared_str")]
+    pub template: Arc<str>,
     pub layer: u8,
     pub join: bool,
     /// Level of the bar as queued, dBFS.
@@ -265,6 +269,55 @@ pub struct BarEntry {
     pub truncated: bool,
     /// Master clock when its first frame was heard (position reached its start).
     pub heard_at: Option<f64>,
+}
+
+fn shared_str<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v)
+}
+
+fn chord_name<S: serde::Serializer>(c: &crate::music::Chord, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&c.name())
+}
+
+/// A deque of `n` entries whose memory is allocated and written now, so that filling it
+/// over a run of days does not grow the resident size (RSS growth is the soak's leak
+/// signal).
+fn pretouched<T: Clone>(n: usize, filler: T) -> VecDeque<T> {
+    let mut d = VecDeque::with_capacity(n);
+    d.extend(std::iter::repeat_n(filler, n));
+    d.clear();
+    d
+}
+
+impl BarEntry {
+    /// A placeholder, for [`pretouched`].
+    fn filler() -> BarEntry {
+        BarEntry {
+            index: 0,
+            start: 0.0,
+            end: 0.0,
+            beats: 0,
+            tempo_bpm: 0.0,
+            section: 0,
+            section_start: false,
+            density_class: 0,
+            strength_class: 0,
+            energy: 0.0,
+            speed: 0.0,
+            saliency: 0.0,
+            fallback: false,
+            chord: crate::music::PROGRESSIONS[0].chords[0],
+            notes: 0,
+            mean_velocity: 0.0,
+            template: Arc::from(""),
+            layer: 0,
+            join: false,
+            rms_dbfs: 0.0,
+            peak_dbfs: 0.0,
+            truncated: false,
+            heard_at: None,
+        }
+    }
 }
 
 /// One detected cut in the report.
@@ -290,6 +343,24 @@ pub struct CutEntry {
     pub reaction: Option<f64>,
     /// The budget: one beat + 100 ms.
     pub budget: f64,
+}
+
+impl CutEntry {
+    /// A placeholder, for [`pretouched`].
+    fn filler() -> CutEntry {
+        CutEntry {
+            pts: 0.0,
+            t: 0.0,
+            detected_at: 0.0,
+            queued_until: 0.0,
+            section_at: 0.0,
+            on_grid: false,
+            section_bar: None,
+            reached_pcm_at: None,
+            reaction: None,
+            budget: 0.0,
+        }
+    }
 }
 
 /// One command applied.
@@ -354,8 +425,8 @@ impl Engine {
         // memory from its first minute on (RSS growth is a failure signal on the box).
         let log = Arc::new(Mutex::new(EngineLog {
             tempo_bpm: planner.tempo_bpm(),
-            bars: VecDeque::with_capacity(LOG_MAX_BARS + 1),
-            cuts: VecDeque::with_capacity(LOG_MAX_CUTS + 1),
+            bars: pretouched(LOG_MAX_BARS + 1, BarEntry::filler()),
+            cuts: pretouched(LOG_MAX_CUTS + 1, CutEntry::filler()),
             commands: VecDeque::with_capacity(LOG_MAX_COMMANDS + 1),
             ..Default::default()
         }));
@@ -387,6 +458,7 @@ impl Engine {
             buf: Vec::new(),
             recent_energy: VecDeque::new(),
             recent_density: VecDeque::new(),
+            template_ids: Vec::new(),
             data_root: setup.data_root,
             user_templates: setup.user_templates,
         };
@@ -519,11 +591,23 @@ struct Worker {
     /// Energy and density class of the last bars (for the refine options).
     recent_energy: VecDeque<f32>,
     recent_density: VecDeque<u8>,
+    /// Template ids as shared strings, one per template played (the bar log points at them).
+    template_ids: Vec<Arc<str>>,
     data_root: PathBuf,
     user_templates: Option<PathBuf>,
 }
 
 impl Worker {
+    /// The shared copy of template id `id` (made on its first bar).
+    fn template_id(&mut self, id: &str) -> Arc<str> {
+        if let Some(a) = self.template_ids.iter().find(|a| &***a == id) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(id);
+        self.template_ids.push(a.clone());
+        a
+    }
+
     fn log(&self) -> std::sync::MutexGuard<'_, EngineLog> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -753,7 +837,8 @@ impl Worker {
                 s.energy = b.energy;
                 s.level_rms_dbfs = b.rms_dbfs;
                 s.level_peak_dbfs = b.peak_dbfs;
-                s.template = b.template.clone();
+                s.template.clear();
+                s.template.push_str(&b.template);
                 if let Some(v) = &style {
                     s.genre = name_of(&v.genre);
                     s.mood = name_of(&v.mood);
@@ -1098,13 +1183,10 @@ impl Worker {
             speed: bar.speed,
             saliency: bar.saliency,
             fallback,
-            chord: bar.chord.name(),
+            chord: bar.chord,
             notes: notes_n,
             mean_velocity: vel,
-            template: rendered
-                .as_ref()
-                .map(|r| r.template_id.clone())
-                .unwrap_or_default(),
+            template: self.template_id(rendered.as_ref().map_or("", |r| r.template_id.as_str())),
             layer: rendered.as_ref().map_or(0, |r| r.layer),
             join: rendered.as_ref().is_some_and(|r| r.join),
             rms_dbfs: dbfs(rms),
