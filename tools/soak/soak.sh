@@ -91,10 +91,13 @@ cpu_ticks() { # utime+stime of undertone and its children (the ffmpeg decoder)
   echo "$t"
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$ut_pid/status" 2>/dev/null || echo 0; }
+# The split of RSS: anonymous (heap, stacks: where a leak shows) and file-backed (code and
+# data files paged in; reclaimable).
+rss_split() { awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {print a+0 "," f+0}' "/proc/$ut_pid/status" 2>/dev/null || echo 0,0; }
 metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 csv="$out/samples.csv"
-echo "t_s,rss_kb,cpu_ticks,underruns,headroom_s,headroom_min_s,fps" > "$csv"
+echo "t_s,rss_kb,cpu_ticks,underruns,headroom_s,headroom_min_s,fps,rss_anon_kb,rss_file_kb" > "$csv"
 t0=$(date +%s.%N)
 rss_warm=""; ticks_warm=""; t_warm=""
 while kill -0 "$ut_pid" 2>/dev/null; do
@@ -102,7 +105,7 @@ while kill -0 "$ut_pid" 2>/dev/null; do
   kill -0 "$ut_pid" 2>/dev/null || break
   t=$(echo "$(date +%s.%N) - $t0" | bc)
   r=$(rss_kb); c=$(cpu_ticks)
-  echo "$t,$r,$c,$(metric undertone_underruns_total),$(metric undertone_headroom_seconds),$(metric undertone_headroom_min_seconds),$(metric undertone_fps)" >> "$csv"
+  echo "$t,$r,$c,$(metric undertone_underruns_total),$(metric undertone_headroom_seconds),$(metric undertone_headroom_min_seconds),$(metric undertone_fps),$(rss_split)" >> "$csv"
   if [ -z "$rss_warm" ] && [ "$(echo "$t >= $WARMUP_S" | bc)" = 1 ]; then
     rss_warm=$r; ticks_warm=$c; t_warm=$t
   fi
@@ -132,6 +135,11 @@ print(f"soak: {r['duration']/60:.1f} min, stopped by {r['stopped_by']}, {r['fram
 print(f"underruns: {und} (want 0)")
 print(f"lowest headroom: {hmin*1000 if hmin is not None else float('nan'):.1f} ms (one period = {period*1000:.1f} ms)")
 print(f"RSS after warm-up {rss_warm} kB -> end {rss_last} kB: growth {(rss_last-rss_warm)/1024:.2f} MB (want <= 1)")
+warm = next((x for x in rows if float(x[0]) >= $WARMUP_S), None)
+if warm is not None and len(warm) >= 9 and len(rows[-1]) >= 9:
+    da = (int(rows[-1][7]) - int(warm[7])) / 1024
+    df = (int(rows[-1][8]) - int(warm[8])) / 1024
+    print(f"  of which anonymous {da:+.2f} MB (heap: where a leak shows), file-backed {df:+.2f} MB")
 print(f"CPU: {cpu:.1f} % of one core (undertone + its ffmpeg decoder; want <= 25)")
 print(f"reference ffmpeg -re decode of the same clip alone: {ref:.1f} % of one core (ratio {cpu/max(ref,1e-9):.2f})")
 m = r.get("music")
