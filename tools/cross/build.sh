@@ -60,6 +60,6 @@ if [ "$run_tests" = 1 ]; then
   # and keeps the emulated tests on real clips within minutes.
   echo "cross: cargo test --release --lib under qemu-aarch64 ($QEMU_CPU)"
   cargo test --release --locked --target "$CROSS_TARGET" --target-dir "$CROSS_TARGET_DIR" \
-    -p undertone-board -p undertone --lib
+    --no-fail-fast -p undertone-board -p undertone --lib
 fi
 echo "cross: $bin"

@@ -9,6 +9,19 @@ use crate::music::{ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
 /// Largest logit difference allowed between tract and onnxruntime for the multi-token prefill.
 const REFILL_TOLERANCE: f32 = 0.1;
 
+/// Largest logit difference allowed between tract and onnxruntime for one step. The reference
+/// run is onnxruntime's on x86-64, where tract agrees with it to 1e-5 (the same rounding of the
+/// dynamically quantised int8 activations). tract's aarch64 kernels (NEON, with their own tile
+/// shapes, summation order and requantisation rounding) put a few activations on the other side
+/// of an int8 rounding step, which moves the logits by one quantum times the weights: 0.059
+/// measured under qemu-aarch64 on a Cortex-A53 model (QEMU computes Arm floating point with
+/// softfloat to the architecture's rounding rules, so this is the board's result), with the
+/// argmax of every field still agreeing. That is the prefill's bound, set for the same rounding.
+#[cfg(target_arch = "aarch64")]
+const STEP_TOLERANCE: f32 = REFILL_TOLERANCE;
+#[cfg(not(target_arch = "aarch64"))]
+const STEP_TOLERANCE: f32 = 0.05;
+
 fn model_path() -> PathBuf {
     Composer::default_model_path(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
@@ -77,7 +90,10 @@ fn tract_matches_onnxruntime_reference_vectors() {
         }
     }
     let rate = agree as f64 / total as f64;
-    assert!(max_diff <= 0.05, "max abs diff {max_diff}");
+    assert!(
+        max_diff <= STEP_TOLERANCE,
+        "max abs diff {max_diff} (argmax agreement {rate})"
+    );
     assert!(rate >= 0.99, "argmax agreement {rate}");
 
     // The window-restart path: the first tokens in one call.
