@@ -800,6 +800,9 @@ impl Playback {
             SampleFormat::F32 => {}
         }
         let mut done = 0usize;
+        // `done` when an EIO was last recovered in place: a second EIO with nothing written
+        // since is a device that fails at once, not a late one (reopen, with backoff).
+        let mut eio_at: Option<usize> = None;
         while done < frames {
             let r = match fmt {
                 SampleFormat::S16 => pcm
@@ -849,10 +852,15 @@ impl Playback {
                     // The kernel waited 1.1 buffers (at least 100 ms) for room and the
                     // device took nothing: the stream is still running, so
                     // `snd_pcm_recover` does not apply. Stop it and prepare it again, as
-                    // after an underrun; the device restarts at the start threshold. Only
-                    // if that fails is the device gone (reopen).
-                    self.status.stalls.fetch_add(1, Ordering::Relaxed);
+                    // after an underrun; the device restarts at the start threshold. If
+                    // that fails, or the device fails again before taking a frame, it is
+                    // gone (reopen).
                     self.status.last_errno.store(libc::EIO, Ordering::Relaxed);
+                    if eio_at == Some(done) {
+                        return Err(libc::EIO);
+                    }
+                    self.status.stalls.fetch_add(1, Ordering::Relaxed);
+                    eio_at = Some(done);
                     if pcm.drop().is_err() || pcm.prepare().is_err() {
                         return Err(libc::EIO);
                     }
