@@ -33,13 +33,12 @@ use crate::live::device::DeviceState;
 use crate::live::level::Leveler;
 use crate::live::metrics::Metrics;
 use crate::music::{
-    Genre, Instrument, Mood, NoteSet, Preferences, CHANNELS, DENSITY_CLASSES, SAMPLE_RATE,
-    TICKS_PER_BAR, TICKS_PER_BEAT,
+    Genre, Instrument, NoteSet, Preferences, CHANNELS, SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT,
 };
 use crate::plan::live::{CutDecision, LivePlanner};
 use crate::plan::BarPlan;
 use crate::render::{self, Library, Renderer};
-use crate::score::refine::RefineOption;
+use crate::score::refine::{self, RefineOption};
 use crate::sink::alsa::{AlsaSink, PlaybackStatus, PERIOD_FRAMES};
 use crate::sink::{Sink, SinkError, WavSink};
 use crate::style::{self, StyleVector};
@@ -70,9 +69,6 @@ pub const LOG_MAX_CUTS: usize = 1000;
 pub const LOG_MAX_COMMANDS: usize = 200;
 /// Golden-ratio step from the seed to a "new melody" seed (as `score`).
 const MELODY_SEED_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
-/// Refinement steps, as `score::refine` applies them offline.
-const ENERGY_STEP: f32 = 0.25;
-const MAX_DENSITY_OFFSET: i8 = 3;
 /// Undo history depth.
 const MAX_UNDO: usize = 32;
 
@@ -988,76 +984,29 @@ impl Worker {
         }
     }
 
-    /// The refinement options that fit what plays now (as `score::refine::options` does
-    /// for a scored file, from the recent bars instead of the whole piece).
-    fn options(&self) -> Vec<RefineOption> {
-        use clap::ValueEnum;
-        let p = &self.prefs;
+    /// What plays now, from the recent bars, for `score::refine::options_for` (the same
+    /// options and steps as for a scored file).
+    fn playing(&self) -> refine::Playing {
         let n = self.recent_energy.len().max(1) as f32;
-        let energy = p
-            .energy
-            .unwrap_or(self.recent_energy.iter().sum::<f32>() / n);
-        let density = self.recent_density.iter().map(|&d| d as f32).sum::<f32>() / n;
-        let mut out = Vec::new();
-        if energy < 1.0 - ENERGY_STEP / 2.0 {
-            out.push(RefineOption::MoreEnergetic);
-        }
-        if energy > ENERGY_STEP / 2.0 {
-            out.push(RefineOption::Calmer);
-        }
-        if p.density_offset > -MAX_DENSITY_OFFSET && density > 0.5 {
-            out.push(RefineOption::Simpler);
-        }
-        if p.density_offset < MAX_DENSITY_OFFSET && density < DENSITY_CLASSES as f32 - 1.5 {
-            out.push(RefineOption::Busier);
-        }
-        out.push(RefineOption::NewMelody);
-        let (genre, mood, inst) = match &self.style {
+        let (genre, mood, instrument) = match &self.style {
             Some(v) => (Some(v.genre), Some(v.mood), Some(v.instrument)),
-            None => (p.genre, p.mood, p.instrument),
+            None => (self.prefs.genre, self.prefs.mood, self.prefs.instrument),
         };
-        out.extend(
-            Genre::value_variants()
-                .iter()
-                .filter(|g| Some(**g) != genre)
-                .map(|g| RefineOption::Genre(*g)),
-        );
-        out.extend(
-            Mood::value_variants()
-                .iter()
-                .filter(|m| Some(**m) != mood)
-                .map(|m| RefineOption::Mood(*m)),
-        );
-        out.extend(
-            Instrument::value_variants()
-                .iter()
-                .filter(|i| Some(**i) != inst)
-                .map(|i| RefineOption::Instrument(*i)),
-        );
-        out
+        refine::Playing {
+            energy: self.recent_energy.iter().sum::<f32>() / n,
+            density: self.recent_density.iter().map(|&d| d as f32).sum::<f32>() / n,
+            genre,
+            mood,
+            instrument,
+        }
+    }
+
+    fn options(&self) -> Vec<RefineOption> {
+        refine::options_for(&self.prefs, &self.playing())
     }
 
     fn refined(&self, opt: RefineOption) -> Preferences {
-        let mut p = self.prefs.clone();
-        let n = self.recent_energy.len().max(1) as f32;
-        let energy = p
-            .energy
-            .unwrap_or(self.recent_energy.iter().sum::<f32>() / n);
-        match opt {
-            RefineOption::MoreEnergetic => p.energy = Some((energy + ENERGY_STEP).min(1.0)),
-            RefineOption::Calmer => p.energy = Some((energy - ENERGY_STEP).max(0.0)),
-            RefineOption::Simpler => {
-                p.density_offset = (p.density_offset - 1).max(-MAX_DENSITY_OFFSET)
-            }
-            RefineOption::Busier => {
-                p.density_offset = (p.density_offset + 1).min(MAX_DENSITY_OFFSET)
-            }
-            RefineOption::NewMelody => p.melody_variation = p.melody_variation.wrapping_add(1),
-            RefineOption::Genre(g) => p.genre = Some(g),
-            RefineOption::Mood(m) => p.mood = Some(m),
-            RefineOption::Instrument(i) => p.instrument = Some(i),
-        }
-        p
+        refine::apply_option(&self.prefs, opt, self.playing().energy)
     }
 
     fn style_for(&mut self, bar: &BarPlan, notes: Option<&NoteSet>, fallback: bool) -> StyleVector {

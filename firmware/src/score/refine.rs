@@ -126,10 +126,21 @@ fn current<T: serde::de::DeserializeOwned>(r: &Report, key: &str) -> Option<T> {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
-/// The options that fit this result.
-pub fn options(r: &Report) -> Vec<RefineOption> {
-    let p = &r.preferences;
-    let energy = p.energy.unwrap_or_else(|| mean_energy(r));
+/// What the music is like now, for choosing the options that fit it: the mean energy and
+/// density class of the bars (the whole piece offline, the recent bars live) and the style
+/// playing (`None` where unknown).
+#[derive(Debug, Clone, Copy)]
+pub struct Playing {
+    pub energy: f32,
+    pub density: f32,
+    pub genre: Option<Genre>,
+    pub mood: Option<Mood>,
+    pub instrument: Option<Instrument>,
+}
+
+/// The options that fit music with preferences `p` that plays like `now` (offline and live).
+pub fn options_for(p: &Preferences, now: &Playing) -> Vec<RefineOption> {
+    let energy = p.energy.unwrap_or(now.energy);
     let mut out = Vec::new();
     if energy < 1.0 - ENERGY_STEP / 2.0 {
         out.push(RefineOption::MoreEnergetic);
@@ -137,45 +148,39 @@ pub fn options(r: &Report) -> Vec<RefineOption> {
     if energy > ENERGY_STEP / 2.0 {
         out.push(RefineOption::Calmer);
     }
-    let mean_density =
-        r.bars.iter().map(|b| b.density_class as f32).sum::<f32>() / r.bars.len().max(1) as f32;
-    if p.density_offset > -MAX_DENSITY_OFFSET && mean_density > 0.5 {
+    if p.density_offset > -MAX_DENSITY_OFFSET && now.density > 0.5 {
         out.push(RefineOption::Simpler);
     }
-    if p.density_offset < MAX_DENSITY_OFFSET && mean_density < DENSITY_CLASSES as f32 - 1.5 {
+    if p.density_offset < MAX_DENSITY_OFFSET && now.density < DENSITY_CLASSES as f32 - 1.5 {
         out.push(RefineOption::Busier);
     }
     out.push(RefineOption::NewMelody);
-    let genre: Option<Genre> = p.genre.or_else(|| current(r, "genre"));
     out.extend(
         Genre::value_variants()
             .iter()
-            .filter(|g| Some(**g) != genre)
+            .filter(|g| Some(**g) != now.genre)
             .map(|g| RefineOption::Genre(*g)),
     );
-    let mood: Option<Mood> = p.mood.or_else(|| current(r, "mood"));
     out.extend(
         Mood::value_variants()
             .iter()
-            .filter(|m| Some(**m) != mood)
+            .filter(|m| Some(**m) != now.mood)
             .map(|m| RefineOption::Mood(*m)),
     );
-    let inst: Option<Instrument> = p.instrument.or_else(|| current(r, "instrument"));
     out.extend(
         Instrument::value_variants()
             .iter()
-            .filter(|i| Some(**i) != inst)
+            .filter(|i| Some(**i) != now.instrument)
             .map(|i| RefineOption::Instrument(*i)),
     );
     out
 }
 
-/// The preferences after applying `opt` to a result.
-pub fn refined_preferences(r: &Report, opt: RefineOption) -> Preferences {
-    let mut p = r.preferences.clone();
-    // Keep the grid (and any warp) exactly as it was.
-    p.tempo = Some(r.tempo_bpm);
-    let energy = p.energy.unwrap_or_else(|| mean_energy(r));
+/// Preferences `p` after applying `opt`; `energy` is the mean energy playing (the base of
+/// "more energetic" / "calmer" when no energy was asked for).
+pub fn apply_option(p: &Preferences, opt: RefineOption, energy: f32) -> Preferences {
+    let mut p = p.clone();
+    let energy = p.energy.unwrap_or(energy);
     match opt {
         RefineOption::MoreEnergetic => p.energy = Some((energy + ENERGY_STEP).min(1.0)),
         RefineOption::Calmer => p.energy = Some((energy - ENERGY_STEP).max(0.0)),
@@ -186,6 +191,28 @@ pub fn refined_preferences(r: &Report, opt: RefineOption) -> Preferences {
         RefineOption::Mood(m) => p.mood = Some(m),
         RefineOption::Instrument(i) => p.instrument = Some(i),
     }
+    p
+}
+
+/// The options that fit this result.
+pub fn options(r: &Report) -> Vec<RefineOption> {
+    let p = &r.preferences;
+    let now = Playing {
+        energy: mean_energy(r),
+        density: r.bars.iter().map(|b| b.density_class as f32).sum::<f32>()
+            / r.bars.len().max(1) as f32,
+        genre: p.genre.or_else(|| current(r, "genre")),
+        mood: p.mood.or_else(|| current(r, "mood")),
+        instrument: p.instrument.or_else(|| current(r, "instrument")),
+    };
+    options_for(p, &now)
+}
+
+/// The preferences after applying `opt` to a result.
+pub fn refined_preferences(r: &Report, opt: RefineOption) -> Preferences {
+    let mut p = apply_option(&r.preferences, opt, mean_energy(r));
+    // Keep the grid (and any warp) exactly as it was.
+    p.tempo = Some(r.tempo_bpm);
     p
 }
 
