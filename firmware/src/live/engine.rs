@@ -278,16 +278,16 @@ fn chord_name<S: serde::Serializer>(c: &crate::music::Chord, s: S) -> Result<S::
 /// A deque of `n` entries whose memory is allocated and written now, so that filling it
 /// over a run of days does not grow the resident size (RSS growth is the soak's leak
 /// signal).
-fn pretouched<T: Clone>(n: usize, filler: T) -> VecDeque<T> {
+fn pretouched<T: Clone>(n: usize, zero: T) -> VecDeque<T> {
     let mut d = VecDeque::with_capacity(n);
-    d.extend(std::iter::repeat_n(filler, n));
+    d.extend(std::iter::repeat_n(zero, n));
     d.clear();
     d
 }
 
 impl BarEntry {
-    /// A placeholder, for [`pretouched`].
-    fn filler() -> BarEntry {
+    /// The zero entry [`pretouched`] writes the log's memory with (never reported).
+    fn zero() -> BarEntry {
         BarEntry {
             index: 0,
             start: 0.0,
@@ -342,8 +342,8 @@ pub struct CutEntry {
 }
 
 impl CutEntry {
-    /// A placeholder, for [`pretouched`].
-    fn filler() -> CutEntry {
+    /// The zero entry [`pretouched`] writes the log's memory with (never reported).
+    fn zero() -> CutEntry {
         CutEntry {
             pts: 0.0,
             t: 0.0,
@@ -421,8 +421,8 @@ impl Engine {
         // memory from its first minute on (RSS growth is a failure signal on the box).
         let log = Arc::new(Mutex::new(EngineLog {
             tempo_bpm: planner.tempo_bpm(),
-            bars: pretouched(LOG_MAX_BARS + 1, BarEntry::filler()),
-            cuts: pretouched(LOG_MAX_CUTS + 1, CutEntry::filler()),
+            bars: pretouched(LOG_MAX_BARS + 1, BarEntry::zero()),
+            cuts: pretouched(LOG_MAX_CUTS + 1, CutEntry::zero()),
             commands: VecDeque::with_capacity(LOG_MAX_COMMANDS + 1),
             ..Default::default()
         }));
@@ -624,9 +624,13 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.drain_heard();
-            if self.renderer.is_some() && self.need_bar() {
+            if self.renderer.is_some() {
+                // Commands are taken at once (within one IDLE_WAIT), not at the next bar to
+                // render: that came up to a bar (2.4 s at 100 BPM) after the click.
                 self.apply_commands();
-                self.make_bar();
+                if self.need_bar() {
+                    self.make_bar();
+                }
             }
         }
     }
@@ -845,7 +849,8 @@ impl Worker {
         }
     }
 
-    /// Commands wait for a bar boundary and apply from the bar planned next.
+    /// Applies the commands queued since the last call. A change of preferences starts a
+    /// section on the next beat not yet in the ring (the bars rendered ahead are replanned).
     fn apply_commands(&mut self) {
         let cmds = self.control.drain_commands();
         if cmds.is_empty() {
