@@ -1,7 +1,13 @@
-//! Set-up shared by the PNG reports (`analyze --png`, `score`'s report.png).
+//! Set-up and drawing shared by the PNG reports (`analyze --png`, `score`'s report.png): two
+//! charts over one time axis, lines and marks with a legend.
 
+use std::ops::Range;
+use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 /// DejaVu Sans (Bitstream Vera licence, see assets/fonts/DejaVuSans.LICENSE), embedded once so
@@ -14,4 +20,106 @@ pub fn ensure_font() {
     REGISTER.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
+}
+
+/// Both reports' picture size: wide enough for one bar per ~10 px on a 2-minute video.
+pub const WIDTH: u32 = 1600;
+pub const HEIGHT: u32 = 900;
+
+/// A chart over output seconds (x) and a value (y), as both reports draw them.
+pub type TimeChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A PNG at `path` split into a top and a bottom half, white, with the font registered.
+pub fn halves(
+    path: &Path,
+) -> Result<
+    (
+        DrawingArea<BitMapBackend<'_>, Shift>,
+        DrawingArea<BitMapBackend<'_>, Shift>,
+        DrawingArea<BitMapBackend<'_>, Shift>,
+    ),
+    String,
+> {
+    ensure_font();
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (top, bottom) = root.split_vertically(HEIGHT / 2);
+    Ok((root, top, bottom))
+}
+
+/// A chart on `area`: a caption, seconds `0..t_end` on x, `y` on y, horizontal grid lines.
+pub fn time_chart<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    caption: String,
+    t_end: f64,
+    y: Range<f64>,
+) -> Result<TimeChart<'a, 'b>, String> {
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..t_end, y)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("seconds")
+        .disable_x_mesh()
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err)?;
+    Ok(c)
+}
+
+/// A line through `points` of `color` and `width`, listed in the legend as `label`.
+pub fn line(
+    c: &mut TimeChart<'_, '_>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    width: u32,
+    label: &str,
+) -> Result<(), String> {
+    c.draw_series(LineSeries::new(points, color.stroke_width(width)))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    Ok(())
+}
+
+/// Vertical marks at `xs` from `y0` to `y1` (cuts, section starts, beats); `label`, when
+/// given, adds one legend entry for them all.
+pub fn marks(
+    c: &mut TimeChart<'_, '_>,
+    xs: impl IntoIterator<Item = f64>,
+    (y0, y1): (f64, f64),
+    color: RGBColor,
+    width: u32,
+    label: Option<&str>,
+) -> Result<(), String> {
+    let drawn = c
+        .draw_series(
+            xs.into_iter()
+                .map(|x| PathElement::new([(x, y0), (x, y1)], color.stroke_width(width))),
+        )
+        .map_err(err)?;
+    if let Some(label) = label {
+        drawn
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    Ok(())
+}
+
+/// The legend box, drawn last so it lies over the series.
+pub fn legend<'a, 'b: 'a>(c: &mut TimeChart<'a, 'b>) -> Result<(), String> {
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
+/// A drawing error as text (the reports add the file name).
+pub fn err(x: impl std::fmt::Display) -> String {
+    x.to_string()
 }

@@ -11,28 +11,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 runs=${1:-5}
 BIN=${BIN:-$root/target/release/undertone}
-[ -x "$BIN" ] || (cd "$root" && cargo build --release -p undertone)
-work=$(mktemp -d /tmp/undertone-cold.XXXXXX)
-cleanup() {
-  [ -n "${ut_pid:-}" ] && kill "$ut_pid" 2>/dev/null || true
-  [ -n "${pa_pid:-}" ] && kill "$pa_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cp "$BIN" "$work/undertone"
+. "$root/tools/soak/lib.sh"
+soak_workdir cold
 sox -n -r 48000 -c 2 -b 16 "$work/music.wav" synth 2 pluck A3 pluck C4 pluck E4 gain -6
-mkdir -p "$work/run" "$work/cfg/alsa"; chmod 700 "$work/run"
-cat > "$work/pa.conf" <<PA
-load-module module-null-sink sink_name=nullsink rate=48000 channels=2 norewinds=1
-load-module module-native-protocol-unix auth-anonymous=1 socket=$work/native
-PA
-XDG_RUNTIME_DIR=$work/run HOME=$work pulseaudio -n -F "$work/pa.conf" --exit-idle-time=-1 \
-  --daemonize=no 2>/dev/null &
-pa_pid=$!
-for _ in $(seq 200); do [ -S "$work/native" ] && break; sleep 0.05; done
-chrt -a -f -p 30 "$pa_pid" >/dev/null 2>&1 || true
-echo "pcm.cold { type pulse device \"nullsink\" server \"unix:$work/native\" }" > "$work/cfg/alsa/asoundrc"
+soak_pulse cold
 times=()
 play=()
 [ "${PLAY:-0}" = 1 ] && play=(--play "$work/music.wav")

@@ -20,18 +20,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BIN:-$root/target/release/undertone}
 PY=${PY:-$root/.venv/bin/python}
-[ -x "$BIN" ] || (cd "$root" && cargo build --release -p undertone)
+. "$root/tools/soak/lib.sh"
+soak_workdir react
 out=${OUT:-$root/target/soak/reaction}
 mkdir -p "$out"
-work=$(mktemp -d /tmp/undertone-react.XXXXXX)
-cleanup() {
-  [ -n "${ut_pid:-}" ] && kill "$ut_pid" 2>/dev/null || true
-  [ -n "${pa_pid:-}" ] && kill "$pa_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cp "$BIN" "$work/undertone"
 clips=$root/testdata/clips
 
 # 1. The montage: (clip, start s, length s). Lengths are whole frames at 30 fps.
@@ -72,18 +64,8 @@ else
   printf '%s\n' "${cuts[@]}" | python3 -c 'import sys, json; print(json.dumps([float(x) for x in sys.stdin.read().split()]))' > "$out/truth.json"
 fi
 
-# 2. A private PulseAudio with a 48 kHz null sink (as soak.sh; see ../shared/RECIPES.md).
-mkdir -p "$work/run" "$work/cfg/alsa"; chmod 700 "$work/run"
-cat > "$work/pa.conf" <<PA
-load-module module-null-sink sink_name=nullsink rate=48000 channels=2 norewinds=1
-load-module module-native-protocol-unix auth-anonymous=1 socket=$work/native
-PA
-XDG_RUNTIME_DIR=$work/run HOME=$work pulseaudio -n -F "$work/pa.conf" --exit-idle-time=-1 \
-  --daemonize=no --realtime=yes --high-priority=yes 2>"$work/pa.log" &
-pa_pid=$!
-for _ in $(seq 200); do [ -S "$work/native" ] && break; sleep 0.05; done
-chrt -a -f -p 30 "$pa_pid" >/dev/null 2>&1 || echo "reaction: cannot make PulseAudio real-time" >&2
-echo "pcm.react { type pulse device \"nullsink\" server \"unix:$work/native\" handle_underrun true }" > "$work/cfg/alsa/asoundrc"
+# 2. A private PulseAudio with a 48 kHz null sink, played through the ALSA PCM "react".
+soak_pulse react
 
 # 3. The run: the whole clip, replayed as a camera.
 XDG_CONFIG_HOME=$work/cfg "$work/undertone" --log info run --config /dev/null \

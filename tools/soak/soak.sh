@@ -22,20 +22,10 @@ secs=$((minutes * 60))
 SAMPLE_S=${SAMPLE_S:-10}
 WARMUP_S=${WARMUP_S:-60}   # RSS growth is measured from here (allocators and caches settle)
 BIN=${BIN:-$root/target/release/undertone}
-[ -x "$BIN" ] || (cd "$root" && cargo build --release -p undertone)
-work=$(mktemp -d /tmp/undertone-soak.XXXXXX)
+. "$root/tools/soak/lib.sh"
+soak_workdir soak
 out=${OUT:-$root/target/soak}
 mkdir -p "$out"
-cleanup() {
-  [ -n "${ut_pid:-}" ] && kill "$ut_pid" 2>/dev/null || true
-  [ -n "${pa_pid:-}" ] && kill "$pa_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# The binary is copied so a rebuild during the soak cannot touch it.
-cp "$BIN" "$work/undertone"
 
 # 1. The "camera": trailer_bbb at 640x480 30 fps, encoded once, looped (stream copy) to cover the run.
 base="$out/camera_640x480_30.mp4"
@@ -51,27 +41,8 @@ sox -n -r 48000 -c 2 -b 16 "$work/music.wav" synth 1 pluck C4 pluck E4 pluck G4 
   synth 1 pluck A3 pluck C4 pluck E4 : synth 1 pluck F3 pluck A3 pluck C4 : \
   synth 1 pluck G3 pluck B3 pluck D4 gain -6
 
-# 3. A private PulseAudio with a 48 kHz null sink (norewinds=1: see ../shared/RECIPES.md).
-mkdir -p "$work/run" "$work/cfg/alsa"
-chmod 700 "$work/run"
-cat > "$work/pa.conf" <<PA
-load-module module-null-sink sink_name=nullsink rate=48000 channels=2 norewinds=1
-load-module module-native-protocol-unix auth-anonymous=1 socket=$work/native
-PA
-# --realtime/--high-priority: on this shared, loaded machine a starved PulseAudio catches up
-# in bursts and drains its clients' buffers faster than real time (an underrun that is the
-# test rig's, not ours); a sound card's DMA has no such problem. Ignored where not allowed.
-XDG_RUNTIME_DIR=$work/run HOME=$work pulseaudio -n -F "$work/pa.conf" --exit-idle-time=-1 \
-  --daemonize=no --log-target=stderr --realtime=yes --high-priority=yes 2>"$work/pa.log" &
-pa_pid=$!
-for _ in $(seq 200); do [ -S "$work/native" ] && break; sleep 0.05; done
-# PulseAudio forwards client audio from its main thread, which --realtime leaves at normal
-# priority; under the box's other load (builds, training) it then falls behind by more than
-# the 85 ms device buffer. Make all its threads real-time too (a sound card needs none of this).
-chrt -a -f -p 30 "$pa_pid" >/dev/null 2>&1 || echo "soak: cannot make PulseAudio real-time; underruns may be the rig's" >&2
-cat > "$work/cfg/alsa/asoundrc" <<RC
-pcm.soak { type pulse device "nullsink" server "unix:$work/native" handle_underrun true }
-RC
+# 3. A private PulseAudio with a 48 kHz null sink, played through the ALSA PCM "soak".
+soak_pulse soak
 
 # 4. The run.
 port=$(( 20000 + RANDOM % 20000 ))

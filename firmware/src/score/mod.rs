@@ -283,24 +283,12 @@ fn write_outputs(
     video: VideoFrom<'_>,
 ) -> Result<Report, ScoreError> {
     write_wav(&staging.path("music.wav"), &scored.rendered.pcm)?;
-    let tracks = midi_tracks(scored);
-    let meters = meter_changes(&scored.plan);
-    midi::write_midi_with_meters(
-        &staging.path("notes.mid"),
-        scored.plan.tempo_bpm,
-        &meters,
-        &tracks,
-    )
-    .map_err(|e| ScoreError::Output {
-        path: staging.final_dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let report = Report::new(input, analysis, scored, prefs, warp);
     let wav = staging.path("music.wav");
     let out = staging.path("scored.mp4");
     let png = staging.path("report.png");
-    // ffmpeg muxes (a separate process) while this thread draws the picture.
-    let (muxed, drawn) = std::thread::scope(|scope| {
+    // The mux (ffmpeg, a separate process: AAC encoding is the longest step here) starts as
+    // soon as music.wav exists; this thread writes notes.mid and draws the picture meanwhile.
+    let (muxed, written) = std::thread::scope(|scope| {
         let muxer = scope.spawn(|| match video {
             VideoFrom::Input(p) => mux::mux(
                 p,
@@ -311,15 +299,30 @@ fn write_outputs(
             ),
             VideoFrom::Previous(p) => mux::mux(p, &wav, &out, None, analysis.fps),
         });
-        let drawn = plot::draw(&png, &report);
-        (muxer.join().expect("mux thread panicked"), drawn)
+        let written = (|| {
+            let tracks = midi_tracks(scored);
+            let meters = meter_changes(&scored.plan);
+            midi::write_midi_with_meters(
+                &staging.path("notes.mid"),
+                scored.plan.tempo_bpm,
+                &meters,
+                &tracks,
+            )
+            .map_err(|e| ScoreError::Output {
+                path: staging.final_dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let report = Report::new(input, analysis, scored, prefs, warp);
+            plot::draw(&png, &report).map_err(|e| ScoreError::Output {
+                path: staging.final_dir.display().to_string(),
+                reason: format!("report.png: {e}"),
+            })?;
+            Ok::<_, ScoreError>(report)
+        })();
+        (muxer.join().expect("mux thread panicked"), written)
     });
     muxed?;
-    drawn.map_err(|e| ScoreError::Output {
-        path: staging.final_dir.display().to_string(),
-        reason: format!("report.png: {e}"),
-    })?;
-    Ok(report)
+    written
 }
 
 /// The melody as heard (every voice the note model wrote, fitted to the template's chords)
