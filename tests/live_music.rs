@@ -14,16 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{clip, stderr};
-use live_pulse::{alsa_config_home, Pulse};
+use live_pulse::{paced_args, read_json as report, undertone_run, Pulse};
 use serde_json::Value;
 
+/// `undertone run` with the default configuration (no config file).
 fn undertone() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_undertone"));
-    c.env("XDG_CONFIG_HOME", alsa_config_home())
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .args(["--data", common::root().to_str().unwrap()])
-        .arg("run");
+    let mut c = undertone_run();
+    c.args(["--config", "/dev/null"]);
     c
 }
 
@@ -72,10 +69,6 @@ fn montage(dir: &Path) -> (PathBuf, Vec<f64>) {
     (out, cuts)
 }
 
-fn report(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 fn rms_dbfs(wav: &Path, from_s: f64) -> (f64, u32) {
     let mut r = hound::WavReader::open(wav).unwrap();
     let frames = r.duration();
@@ -98,21 +91,7 @@ fn every_cut_starts_a_section_within_one_beat_and_100_ms() {
     let rep = dir.path().join("report.json");
     let rec = dir.path().join("played.wav");
     let o = undertone()
-        .args([
-            "--config",
-            "/dev/null",
-            "--source",
-            &format!("file:{}", video.display()),
-            "--realtime",
-            "--audio-device",
-            &pulse.pcm(),
-            "--report",
-            rep.to_str().unwrap(),
-            "--record",
-            rec.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(paced_args(&video, &pulse.pcm(), &rep, Some(&rec)))
         .stdout(Stdio::null())
         .output()
         .unwrap();
@@ -185,21 +164,8 @@ fn a_missing_camera_plays_the_calm_fallback_then_the_picture() {
     let rep = dir.path().join("report.json");
     let late = dir.path().join("camera.mp4");
     let child = undertone()
-        .args([
-            "--config",
-            "/dev/null",
-            "--source",
-            &format!("file:{}", late.display()),
-            "--realtime",
-            "--audio-device",
-            &pulse.pcm(),
-            "--report",
-            rep.to_str().unwrap(),
-            "--duration",
-            "12",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(paced_args(&late, &pulse.pcm(), &rep, None))
+        .args(["--duration", "12"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -256,21 +222,12 @@ fn sigterm_with_the_engine_stops_cleanly_with_the_music_report_complete() {
     let rep = dir.path().join("report.json");
     let rec = dir.path().join("played.wav");
     let child = undertone()
-        .args([
-            "--config",
-            "/dev/null",
-            "--source",
-            &format!("file:{}", clip("trailer_bbb.mp4").display()),
-            "--realtime",
-            "--audio-device",
+        .args(paced_args(
+            &clip("trailer_bbb.mp4"),
             &pulse.pcm(),
-            "--report",
-            rep.to_str().unwrap(),
-            "--record",
-            rec.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+            &rep,
+            Some(&rec),
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

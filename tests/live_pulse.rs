@@ -36,13 +36,57 @@ pcm.utpaced {
 static CONFIG_HOME: OnceLock<PathBuf> = OnceLock::new();
 
 /// A folder whose `alsa/asoundrc` defines the PCMs; give it to a child as `XDG_CONFIG_HOME`.
+/// One folder for every test process (the file is always the same; each writes it to a
+/// temporary name and renames it, so a reader never sees half of it), not one per process
+/// left behind in the temporary folder.
 pub fn alsa_config_home() -> &'static Path {
     CONFIG_HOME.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("undertone-live-alsa-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("undertone-live-alsa");
         std::fs::create_dir_all(dir.join("alsa")).unwrap();
-        std::fs::write(dir.join("alsa/asoundrc"), ASOUNDRC).unwrap();
+        let tmp = dir.join(format!("alsa/.asoundrc.{}", std::process::id()));
+        std::fs::write(&tmp, ASOUNDRC).unwrap();
+        std::fs::rename(&tmp, dir.join("alsa/asoundrc")).unwrap();
         dir
     })
+}
+
+/// `undertone run` (with the repository as its data folder) using the PCMs above, outside
+/// systemd (no notify socket or watchdog inherited from the test's environment).
+pub fn undertone_run() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_undertone"));
+    c.env("XDG_CONFIG_HOME", alsa_config_home())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .arg("--data")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .arg("run");
+    c
+}
+
+/// The arguments of a run that replays the video file `source` as a camera in real time into
+/// the ALSA PCM `pcm`, writes its report to `report` (and what it played to `record`), and
+/// serves its control API on a free port; the caller adds the rest.
+pub fn paced_args(source: &Path, pcm: &str, report: &Path, record: Option<&Path>) -> Vec<String> {
+    let mut a = vec![
+        "--source".to_string(),
+        format!("file:{}", source.display()),
+        "--realtime".to_string(),
+        "--audio-device".to_string(),
+        pcm.to_string(),
+        "--report".to_string(),
+        report.display().to_string(),
+        "--listen".to_string(),
+        "127.0.0.1:0".to_string(),
+    ];
+    if let Some(r) = record {
+        a.extend(["--record".to_string(), r.display().to_string()]);
+    }
+    a
+}
+
+/// A JSON file the run wrote (its report).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 static SETUP: std::sync::Once = std::sync::Once::new();

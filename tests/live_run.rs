@@ -11,23 +11,13 @@ mod live_pulse;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{clip, stderr};
-use live_pulse::{alsa_config_home, Pulse};
-use serde_json::Value;
+use live_pulse::{paced_args, read_json as report, undertone_run as undertone, Pulse};
 
-fn undertone() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_undertone"));
-    c.env("XDG_CONFIG_HOME", alsa_config_home())
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .arg("run");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
+fn run<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
     undertone().args(args).output().unwrap()
 }
 
@@ -51,10 +41,6 @@ fn chord_wav(path: &Path) {
         w.write_sample(s).unwrap();
     }
     w.finalize().unwrap();
-}
-
-fn report(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -106,24 +92,9 @@ fn paced_run_writes_a_complete_report_and_recording() {
     chord_wav(&wav);
     let rep = dir.path().join("report.json");
     let rec = dir.path().join("rec.wav");
-    let source = format!("file:{}", clip("bikes.mp4").display());
-    let o = run(&[
-        "--source",
-        &source,
-        "--realtime",
-        "--audio-device",
-        &pulse.pcm(),
-        "--play",
-        wav.to_str().unwrap(),
-        "--duration",
-        "3",
-        "--report",
-        rep.to_str().unwrap(),
-        "--record",
-        rec.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let mut args = paced_args(&clip("bikes.mp4"), &pulse.pcm(), &rep, Some(&rec));
+    args.extend(["--play", wav.to_str().unwrap(), "--duration", "3"].map(String::from));
+    let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let r = report(&rep);
     assert_eq!(r["stopped_by"], "duration");
@@ -149,7 +120,7 @@ fn paced_run_writes_a_complete_report_and_recording() {
 }
 
 /// Spawns `undertone run` with a notify socket; returns the child and the socket.
-fn spawn_notified(dir: &Path, args: &[&str]) -> (Child, UnixDatagram) {
+fn spawn_notified(dir: &Path, args: &[String]) -> (Child, UnixDatagram) {
     let sock_path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
@@ -191,25 +162,9 @@ fn sigterm_stops_cleanly_with_report_and_recording_complete() {
     chord_wav(&wav);
     let rep = dir.path().join("report.json");
     let rec = dir.path().join("rec.wav");
-    let source = format!("file:{}", clip("trailer_bbb.mp4").display());
-    let (child, sock) = spawn_notified(
-        dir.path(),
-        &[
-            "--source",
-            &source,
-            "--realtime",
-            "--audio-device",
-            &pulse.pcm(),
-            "--play",
-            wav.to_str().unwrap(),
-            "--report",
-            rep.to_str().unwrap(),
-            "--record",
-            rec.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
+    let mut args = paced_args(&clip("trailer_bbb.mp4"), &pulse.pcm(), &rep, Some(&rec));
+    args.extend(["--play".to_string(), wav.display().to_string()]);
+    let (child, sock) = spawn_notified(dir.path(), &args);
     let mut seen = Vec::new();
     wait_for(&sock, "READY=1", &mut seen);
     // Two watchdog pings prove the loop runs (WATCHDOG_USEC=0.4 s: one every 0.2 s).
@@ -257,25 +212,9 @@ fn source_that_appears_late_is_captured_within_two_seconds_and_music_never_stops
     chord_wav(&wav);
     let rep = dir.path().join("report.json");
     let late: PathBuf = dir.path().join("camera.mp4");
-    let source = format!("file:{}", late.display());
-    let (child, sock) = spawn_notified(
-        dir.path(),
-        &[
-            "--source",
-            &source,
-            "--realtime",
-            "--audio-device",
-            &pulse.pcm(),
-            "--play",
-            wav.to_str().unwrap(),
-            "--report",
-            rep.to_str().unwrap(),
-            "--duration",
-            "8",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
+    let mut args = paced_args(&late, &pulse.pcm(), &rep, None);
+    args.extend(["--play", wav.to_str().unwrap(), "--duration", "8"].map(String::from));
+    let (child, sock) = spawn_notified(dir.path(), &args);
     let mut seen = Vec::new();
     wait_for(&sock, "READY=1", &mut seen);
     let ready_at = Instant::now();
