@@ -2,7 +2,14 @@
 //!
 //! **Speed** is the mean flow magnitude over the frame, in frame diagonals per second:
 //! `mean_b |f_b| / diagonal / dt` — the same quantity as CMT's mean Farneback magnitude,
-//! made independent of resolution and frame rate.
+//! made independent of resolution and frame rate. Block Lucas-Kanade cannot measure a block with
+//! little texture (the aperture problem): its solve is dominated by the regulariser and by noise,
+//! and on fast motion or a dissolve a flat block's coarse-level estimate is often several pixels
+//! of motion that is not there. A dense method like Farneback instead gives such a region the
+//! motion around it. So each block's flow is blended toward the fitted camera motion (below) by
+//! how little texture it has, `f_b' = w_b f_b + (1 - w_b) c_b` with `w_b = conf_b / (conf_b +
+//! CONF_HALF)`: measured flow where the block can measure it, the scene's motion model where it
+//! cannot (the measured effect on the agreement with Farneback: docs/design/extraction.md).
 //!
 //! **Motion saliency** is how conspicuous the motion is against the rest of the frame. The
 //! camera's own motion is modelled as an affine flow field (pan, tilt, zoom, roll), fitted
@@ -36,18 +43,6 @@ const CONF_HALF: f32 = 2e-4;
 const IRLS_ROUNDS: usize = 4;
 /// Smallest residual scale in the Cauchy weights (pixels/frame).
 const MIN_SCALE_PX: f32 = 0.25;
-
-/// Mean flow magnitude in pixels per frame.
-pub fn mean_magnitude(dx: &[f32], dy: &[f32]) -> f32 {
-    if dx.is_empty() {
-        return 0.0;
-    }
-    dx.iter()
-        .zip(dy)
-        .map(|(a, b)| (a * a + b * b).sqrt())
-        .sum::<f32>()
-        / dx.len() as f32
-}
 
 /// 3x3 median filter of a block map (edges use the neighbours that exist; an even count takes
 /// the upper median).
@@ -135,6 +130,9 @@ pub struct Saliency {
     pub saliency: f32,
     /// Mean magnitude of the fitted camera motion, pixels/frame.
     pub camera: f32,
+    /// Mean flow magnitude with untextured blocks filled by the camera motion (see the module
+    /// docs), pixels/frame: the frame's speed.
+    pub speed: f32,
     /// Per-block residual (object motion) magnitude, pixels/frame.
     pub residual: Vec<f32>,
 }
@@ -143,6 +141,7 @@ pub struct Saliency {
 pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> Saliency {
     // Isolated wrong blocks (a coarse level overshooting on repetitive texture) would read as
     // lone movers: a 3x3 median keeps coherent movers of 2x2 blocks or more and drops them.
+    let (raw_dx, raw_dy) = (dx, dy);
     let (mdx, mdy) = (median3x3(dx, bw, bh), median3x3(dy, bw, bh));
     let (dx, dy) = (&mdx[..], &mdy[..]);
     let n = bw * bh;
@@ -150,6 +149,7 @@ pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> S
         return Saliency {
             saliency: 0.0,
             camera: 0.0,
+            speed: 0.0,
             residual: Vec::new(),
         };
     }
@@ -210,14 +210,22 @@ pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> S
             w[i] = base[i] / (1.0 + r * r);
         }
     }
-    let camera = pos
-        .iter()
-        .map(|&(x, y)| {
-            let (u, v) = (a[0] + a[1] * x + a[2] * y, b[0] + b[1] * x + b[2] * y);
-            (u * u + v * v).sqrt() as f32
-        })
-        .sum::<f32>()
-        / n as f32;
+    let (mut camera, mut speed) = (0f32, 0f32);
+    for (i, &(x, y)) in pos.iter().enumerate() {
+        let (cu, cv) = (
+            (a[0] + a[1] * x + a[2] * y) as f32,
+            (b[0] + b[1] * x + b[2] * y) as f32,
+        );
+        camera += (cu * cu + cv * cv).sqrt();
+        // Measured flow where the block has texture, the camera's motion where it has none.
+        let w = (base[i] as f32).min(1.0);
+        let (u, v) = (
+            w * raw_dx[i] + (1.0 - w) * cu,
+            w * raw_dy[i] + (1.0 - w) * cv,
+        );
+        speed += (u * u + v * v).sqrt();
+    }
+    let (camera, speed) = (camera / n as f32, speed / n as f32);
     // Object motion is scored where it can be measured: textured blocks (a flat block's flow
     // is shrunk to zero, which would read as motion against a moving camera), away from the
     // border ring (content entering or leaving the frame has no match).
@@ -242,6 +250,7 @@ pub fn saliency(dx: &[f32], dy: &[f32], conf: &[f32], bw: usize, bh: usize) -> S
     Saliency {
         saliency: s,
         camera,
+        speed,
         residual,
     }
 }
@@ -281,6 +290,30 @@ mod tests {
             s.sort_by(f32::total_cmp);
             assert_eq!(median9(v), s[4], "{v:?}");
         }
+    }
+
+    #[test]
+    fn untextured_blocks_take_the_camera_motion_in_the_speed() {
+        // A pan of 2 px/frame over a textured scene, with a flat band (no texture) whose block
+        // estimates are spurious: the speed is the pan's, whatever the flat blocks said.
+        let (bw, bh) = (20, 11);
+        let conf: Vec<f32> = (0..bw * bh)
+            .map(|i| if i / bw < 4 { 0.0 } else { 1e-2 })
+            .collect();
+        let (dx, dy) = grid(bw, bh, |x, y| {
+            if y < 4 {
+                (((x * 7 + y * 3) % 11) as f32 - 2.0, 6.0)
+            } else {
+                (2.0, 0.0)
+            }
+        });
+        let s = saliency(&dx, &dy, &conf, bw, bh);
+        assert!((s.speed - 2.0).abs() < 0.1, "speed {}", s.speed);
+        // Fully textured: the speed is the plain mean magnitude of the measured flow.
+        let conf = vec![1.0; bw * bh];
+        let (dx, dy) = grid(bw, bh, |x, _| (if x < 10 { 1.0 } else { 3.0 }, 0.0));
+        let s = saliency(&dx, &dy, &conf, bw, bh);
+        assert!((s.speed - 2.0).abs() < 0.01, "speed {}", s.speed);
     }
 
     #[test]

@@ -45,6 +45,17 @@ pub struct FeatureFrame {
     pub impact: f32,
 }
 
+impl FeatureFrame {
+    /// The frame's speed counted as motion: a frame inside a scene transition changes by
+    /// replacing or blending the picture, not by moving it, so its flow is discounted by the
+    /// transition probability (a hard cut counts as no motion, as the evaluation drops the
+    /// frame pair across a cut; a dissolve, whose block flow is mostly blending artefacts, counts
+    /// by how unsure the detector is). Per-bar speeds average this.
+    pub fn motion_speed(&self) -> f32 {
+        self.speed * (1.0 - self.transition.clamp(0.0, 1.0))
+    }
+}
+
 /// Kind of scene transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -272,8 +283,9 @@ impl Extractor {
     fn record(&mut self, t: f64, w: u32, h: u32, maps: &PairMaps) -> Rec {
         let diag = ((w * w + h * h) as f32).sqrt();
         let per_s = 1.0 / (diag * self.dt as f32);
-        let speed = features::mean_magnitude(&maps.dx, &maps.dy) * per_s;
-        let sal = features::saliency(&maps.dx, &maps.dy, &maps.conf, maps.bw, maps.bh).saliency;
+        let sal = features::saliency(&maps.dx, &maps.dy, &maps.conf, maps.bw, maps.bh);
+        let speed = sal.speed * per_s;
+        let sal = sal.saliency;
         let mut dgram = maps.evidence.directogram;
         dgram.iter_mut().for_each(|d| *d *= per_s);
         if let Some(hist) = self.history.as_mut() {

@@ -19,7 +19,8 @@ pub struct BarPlan {
     /// the next section starts on the beat right after a scene cut. Notes and template audio
     /// past `beats` are dropped.
     pub beats: u8,
-    /// Mean motion speed over the bar (frame diagonals per second).
+    /// Mean motion speed over the bar (frame diagonals per second; frames inside a scene
+    /// transition count by [`crate::extract::FeatureFrame::motion_speed`]).
     pub speed: f32,
     /// Mean motion saliency over the bar, 0..=1.
     pub saliency: f32,
@@ -246,7 +247,7 @@ pub fn plan_offline(
         let hi = frame_out.partition_point(|&t| t < e);
         let (mut sp, mut sa, mut n) = (0.0f32, 0.0f32, 0u32);
         for f in &analysis.frames[lo..hi.max(lo)] {
-            sp += f.speed;
+            sp += f.motion_speed();
             sa += f.saliency;
             n += 1;
         }
@@ -260,7 +261,7 @@ pub fn plan_offline(
                 k if (frame_out[k] - mid).abs() < (mid - frame_out[k - 1]).abs() => k,
                 k => k - 1,
             };
-            sp = analysis.frames[i].speed;
+            sp = analysis.frames[i].motion_speed();
             sa = analysis.frames[i].saliency;
             n = 1;
         }
@@ -455,6 +456,24 @@ mod tests {
             d[0] <= 1 && *d.last().unwrap() >= DENSITY_CLASSES - 2,
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn bar_speed_discounts_frames_inside_a_transition() {
+        // The same motion everywhere, but the frames of the second bar's span are a dissolve:
+        // its speed reads as (almost) no motion, the others as the motion.
+        let mut a = analysis();
+        for f in &mut a.frames {
+            f.speed = 0.1;
+        }
+        let p0 = plan_offline(&a, &Preferences::default(), false).unwrap();
+        let (s, e) = (p0.bars[1].start, p0.bars[1].end);
+        for f in a.frames.iter_mut().filter(|f| f.t >= s && f.t < e) {
+            f.transition = 0.9;
+        }
+        let p = plan_offline(&a, &Preferences::default(), false).unwrap();
+        assert!((p.bars[1].speed - 0.01).abs() < 1e-4, "{}", p.bars[1].speed);
+        assert!((p.bars[0].speed - 0.1).abs() < 1e-4, "{}", p.bars[0].speed);
     }
 
     #[test]
