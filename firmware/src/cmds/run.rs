@@ -564,7 +564,9 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
                                 let t = to_master(ff.t);
                                 engine.send(Input::Frame {
                                     t,
-                                    speed: ff.speed,
+                                    // as the offline plan: frames inside a transition count
+                                    // by how little of them is a transition
+                                    speed: ff.motion_speed(),
                                     saliency: ff.saliency,
                                 });
                                 control.push_feature(FeaturePoint {
