@@ -273,13 +273,14 @@ mod tests {
     use std::io::{Read, Write};
 
     /// The firmware's HTTP server (the web page's, which serves /metrics and /healthz
-    /// without a session) on a free port.
+    /// without a session) on `addr`.
     fn serve(
+        addr: std::net::SocketAddr,
         dir: &tempfile::TempDir,
         m: Arc<Metrics>,
     ) -> Result<crate::web::WebServer, crate::web::WebError> {
         crate::web::WebServer::start_with_library(
-            "127.0.0.1:0".parse().unwrap(),
+            addr,
             Arc::new(crate::live::control::Control::new()),
             m,
             &dir.path().join("config.toml"),
@@ -314,7 +315,7 @@ mod tests {
         m.model_step_seconds.set(0.0011);
         m.camera.store(DeviceState::Stalled);
         let dir = tempfile::tempdir().unwrap();
-        let mut server = serve(&dir, m.clone()).unwrap();
+        let mut server = serve("127.0.0.1:0".parse().unwrap(), &dir, m.clone()).unwrap();
         let (status, body) = get(server.addr(), "/metrics");
         assert_eq!(status, "HTTP/1.1 200 OK");
         for line in [
@@ -354,17 +355,7 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let e = crate::web::WebServer::start_with_library(
-            addr,
-            Arc::new(crate::live::control::Control::new()),
-            Metrics::new(),
-            &dir.path().join("config.toml"),
-            &dir.path().join("data"),
-            &dir.path().join("templates"),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = serve(addr, &dir, Metrics::new()).err().unwrap().to_string();
         assert!(e.contains(&addr.to_string()) && e.contains("listen"), "{e}");
     }
 }
