@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::compose::sampler::Sampling;
 use crate::compose::{BarControls, Composer};
 use crate::midi::{write_midi, MidiTrack, TimedNote};
-use crate::music::{Chord, ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
+use crate::music::{Chord, ChordQuality, BEATS_PER_BAR, PROGRESSIONS, TICKS_PER_BAR};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -152,6 +152,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
             // the next bar opens a section, or the piece ends here
             next_section_start: args.sections_at.contains(&(bar + 1)) || bar + 1 == args.bars,
             chord: chords[b % chords.len()],
+            beats: BEATS_PER_BAR as u8,
         };
         let set = composer
             .next_bar(bar, &controls)

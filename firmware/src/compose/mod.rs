@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::music::{Chord, Note, NoteSet, DENSITY_CLASSES, STRENGTH_CLASSES};
+use crate::music::{Chord, Note, NoteSet, BEATS_PER_BAR, DENSITY_CLASSES, STRENGTH_CLASSES};
 use model::{Logits, NoteModel, Past};
 use sampler::{density_guard, sample, BarState, Sampling};
 use vocab::*;
@@ -37,6 +37,14 @@ pub struct BarControls {
     pub next_section_start: bool,
     /// The chord the bar's notes must fit.
     pub chord: Chord,
+    /// Length of the bar in beats: [`BEATS_PER_BAR`] for a whole bar, fewer when a section
+    /// start cuts it short. The notes are written to fit in it, at the class's density per beat.
+    #[serde(default = "whole_bar")]
+    pub beats: u8,
+}
+
+fn whole_bar() -> u8 {
+    BEATS_PER_BAR as u8
 }
 
 #[derive(Debug, Error)]
@@ -241,6 +249,13 @@ impl Composer {
         if controls.chord.root >= 12 {
             return Err(bad("chord root", controls.chord.root, 12));
         }
+        if controls.beats == 0 || u32::from(controls.beats) > BEATS_PER_BAR {
+            return Err(ComposeError::ControlOutOfRange {
+                control: "beats",
+                value: u32::from(controls.beats),
+                range: format!("1..={BEATS_PER_BAR}"),
+            });
+        }
         Ok(())
     }
 
@@ -346,15 +361,20 @@ impl Composer {
         let none_note = [NONE_PITCH, NONE_DUR, NONE_NSTR, NONE_TRACK];
         let mut tokens = vec![token(T_BAR, NONE_POS, none_note, 0)];
         let mut logits = self.feed(tokens[0])?;
+        // A short bar offers only its own onsets; the notes must fit in it.
+        let steps = usize::from(controls.beats) * STEPS_PER_BAR / BEATS_PER_BAR as usize;
+        let end_tick = steps as u32 * TICKS_PER_STEP;
         let (min_notes, max_notes) = if self.density_guard {
             density_guard(
                 usize::from(controls.density),
                 &self.model.card().density_edges,
+                steps,
             )
         } else {
             (0, usize::MAX)
         };
         let mut st = BarState {
+            steps,
             tokens: 1,
             min_notes,
             max_notes,
@@ -401,7 +421,9 @@ impl Composer {
                     );
                     notes.push(Note {
                         start: pos as u32 * TICKS_PER_STEP,
-                        duration: (dur as u32 + 1) * TICKS_PER_STEP,
+                        // a note of a short bar rings to its end at most
+                        duration: ((dur as u32 + 1) * TICKS_PER_STEP)
+                            .min(end_tick - pos as u32 * TICKS_PER_STEP),
                         pitch: pitch as u8,
                         velocity: velocity(controls.strength, ns as u8),
                         track: track as u8,

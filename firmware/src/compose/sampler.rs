@@ -17,8 +17,11 @@ pub const PITCH_MAX: usize = 108;
 pub const MAX_NOTES_PER_POS: usize = 8;
 
 /// Where the writer is inside the current bar.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BarState {
+    /// Onset positions (16ths) of this bar: [`STEPS_PER_BAR`] for a whole bar, fewer for a
+    /// bar cut short by a section start (the notes must fit in it).
+    pub steps: usize,
     /// Tokens written in this bar, its BAR token included.
     pub tokens: usize,
     /// Current onset position, `None` right after the BAR token.
@@ -36,15 +39,43 @@ pub struct BarState {
     pub max_notes: usize,
 }
 
+impl Default for BarState {
+    /// A whole bar, nothing written yet, no density guard minimum.
+    fn default() -> Self {
+        BarState {
+            steps: STEPS_PER_BAR,
+            tokens: 0,
+            pos: None,
+            last_family: 0,
+            notes: 0,
+            notes_at_pos: 0,
+            last_note: None,
+            min_notes: 0,
+            max_notes: 0,
+        }
+    }
+}
+
 /// The density guard: the note counts a bar of density class `class` may end with, given the
 /// corpus' class edges (`edges[k]` = most notes of class k). The model decides where inside the
 /// range of the requested class and its two neighbours the bar ends; the guard only keeps a
 /// sampling slip from landing two or more classes away (a safety rail like the token budget:
 /// the learned control is measured with it off, see `undertone compose --no-density-guard`).
-pub fn density_guard(class: usize, edges: &[f64]) -> (usize, usize) {
+/// A short bar of `steps` 16ths (a whole bar has [`STEPS_PER_BAR`]) gets that share of the
+/// range, so its notes per beat match the class.
+pub fn density_guard(class: usize, edges: &[f64], steps: usize) -> (usize, usize) {
     let upper = |k: usize| edges.get(k).map_or(usize::MAX, |e| e.floor() as usize);
     let min = if class >= 2 { upper(class - 2) + 1 } else { 0 };
-    (min, upper(class + 1))
+    let max = upper(class + 1);
+    let steps = steps.min(STEPS_PER_BAR);
+    (
+        min * steps / STEPS_PER_BAR,
+        if max == usize::MAX {
+            max
+        } else {
+            (max * steps).div_ceil(STEPS_PER_BAR)
+        },
+    )
 }
 
 /// Sampling settings.
@@ -114,7 +145,7 @@ impl BarState {
     pub fn family_mask(&self, max_tokens: usize) -> [bool; N_FAMILIES] {
         // A POS needs room for itself and one NOTE; a NOTE for itself.
         let room = max_tokens.saturating_sub(self.tokens);
-        let pos_left = self.pos.map_or(true, |p| p + 1 < STEPS_PER_BAR);
+        let pos_left = self.pos.map_or(self.steps > 0, |p| p + 1 < self.steps);
         let more = self.notes < self.max_notes;
         let bar = self.last_family != 1; // a POS must be followed by a note
         let pos = self.last_family != 1 && pos_left && room >= 2 && more;
@@ -134,7 +165,10 @@ impl BarState {
     pub fn pos_mask(&self) -> [bool; STEPS_PER_BAR] {
         let mut m = [false; STEPS_PER_BAR];
         let from = self.pos.map_or(0, |p| p + 1);
-        m.iter_mut().skip(from).for_each(|x| *x = true);
+        m.iter_mut()
+            .take(self.steps)
+            .skip(from)
+            .for_each(|x| *x = true);
         m
     }
 
@@ -227,11 +261,33 @@ mod tests {
     }
 
     #[test]
+    fn a_short_bar_allows_only_its_own_positions() {
+        let mut st = BarState {
+            steps: 8, // two beats
+            tokens: 1,
+            max_notes: usize::MAX,
+            ..Default::default()
+        };
+        let m = st.pos_mask();
+        assert!(
+            m[..8].iter().all(|x| *x) && m[8..].iter().all(|x| !*x),
+            "{m:?}"
+        );
+        st.on_pos(7);
+        st.on_note(0, 60);
+        // position 7 is this bar's last: the bar may only end or add a chord note
+        assert_eq!(st.family_mask(64), [true, false, true]);
+    }
+
+    #[test]
     fn density_guard_keeps_bars_within_one_class() {
         let edges = [5.0, 7.0, 8.0, 9.0, 10.0, 11.0, 15.0];
-        assert_eq!(density_guard(0, &edges), (0, 7));
-        assert_eq!(density_guard(3, &edges), (8, 10));
-        assert_eq!(density_guard(7, &edges), (12, usize::MAX));
+        assert_eq!(density_guard(0, &edges, 16), (0, 7));
+        assert_eq!(density_guard(3, &edges, 16), (8, 10));
+        assert_eq!(density_guard(7, &edges, 16), (12, usize::MAX));
+        // a bar of two beats: half the range, rounded outwards
+        assert_eq!(density_guard(3, &edges, 8), (4, 5));
+        assert_eq!(density_guard(2, &edges, 12), (4, 7));
         let mut st = BarState {
             tokens: 1,
             min_notes: 2,

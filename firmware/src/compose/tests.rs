@@ -33,6 +33,7 @@ fn controls(density: u8, strength: u8, bar: usize) -> BarControls {
         section_start: bar % 8 == 0,
         next_section_start: bar % 8 == 7,
         chord: PROGRESSIONS[0].chords[bar % 4],
+        beats: 4,
     }
 }
 

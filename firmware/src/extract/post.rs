@@ -155,8 +155,8 @@ fn blend_error(a: &[f32], mid: &[f32], b: &[f32]) -> f32 {
 /// hard cuts. Frame t is inside one when the pictures half a second before and after differ
 /// strongly, t itself is a blend of the two (the dissolve test), the change is not explained by
 /// accumulated motion, no hard cut lies in between, and the picture changes on every frame;
-/// runs of such frames (or a run of blank frames between two shots) become one transition
-/// from its first to its last frame.
+/// runs of such frames (or a run of blank frames between two shots), less than
+/// [`MIN_CUT_GAP_S`] apart, become one transition from its first to its last frame.
 pub fn gradual_transitions(h: &[History], cuts: &[f64], fps: f64) -> Vec<Transition> {
     let n = h.len();
     let k = ((GRADUAL_HALF_WINDOW_S * fps).round() as usize).max(2);
@@ -190,10 +190,20 @@ pub fn gradual_transitions(h: &[History], cuts: &[f64], fps: f64) -> Vec<Transit
             continue;
         }
         let s = i;
-        while i < n && inside[i] {
+        let mut e = i;
+        // A dissolve's middle frames can miss the blend test for a frame or two; runs closer
+        // than MIN_CUT_GAP_S with no hard cut between are one transition (else one dissolve
+        // reads as three, and the music would start three sections for it).
+        while i < n {
+            if inside[i] {
+                e = i;
+            } else if h[i].t - h[e].t >= MIN_CUT_GAP_S
+                || cuts.iter().any(|&c| c > h[e].t && c <= h[i].t + 1e-9)
+            {
+                break;
+            }
             i += 1;
         }
-        let e = i - 1;
         let (t0, t1) = (h[s].t, h[e].t);
         // Blank runs at the very start or end are a fade-in from / out to nothing, not a transition.
         let blank_edge = (s == 0 || e + 1 == n) && h[s..=e].iter().any(|f| f.luma_sd < FLAT_SD);
@@ -312,6 +322,50 @@ mod tests {
         let mad = vec![0.25f32; 20];
         let st = vec![0.6f32; 20];
         assert!((0..20).all(|i| cut_probability(&mad, &st, i) < 0.5));
+    }
+
+    #[test]
+    fn a_dissolve_with_a_glitch_in_its_middle_is_one_transition() {
+        let fps = 25.0;
+        let a: Vec<f32> = (0..64)
+            .map(|j| 0.5 + 0.3 * (j as f32 * 0.7).sin())
+            .collect();
+        let b: Vec<f32> = (0..64)
+            .map(|j| 0.5 + 0.3 * (j as f32 * 2.3).cos())
+            .collect();
+        let (d0, d1) = (40usize, 65usize); // a 1 s dissolve from shot a to shot b
+        let frame = |i: usize, thumb: Vec<f32>| History {
+            t: i as f64 / fps,
+            speed: 0.0,
+            mad: 0.01,
+            luma_sd: 0.2,
+            thumb,
+        };
+        let mut h: Vec<History> = (0..110)
+            .map(|i| {
+                let w = ((i as f32 - d0 as f32) / (d1 - d0) as f32).clamp(0.0, 1.0);
+                frame(i, a.iter().zip(&b).map(|(p, q)| p + w * (q - p)).collect())
+            })
+            .collect();
+        let clean = gradual_transitions(&h, &[], fps);
+        assert_eq!(clean.len(), 1, "{clean:?}");
+        // Two frames in the middle that are no blend of the shots (a flash, a coding glitch)
+        // break the detector's run; it is still one transition.
+        for i in [52, 53] {
+            h[i].thumb = (0..64).map(|j| ((j * 7919) % 13) as f32 / 13.0).collect();
+        }
+        let glitched = gradual_transitions(&h, &[], fps);
+        assert_eq!(glitched.len(), 1, "{glitched:?}");
+        // (the glitched frames also end some comparison windows, so the edges move a little)
+        let (g, c) = (&glitched[0], &clean[0]);
+        assert!(g.t <= 52.0 / fps && g.end >= 53.0 / fps, "{g:?}");
+        assert!(g.t < c.end && g.end > c.t, "{g:?} vs {c:?}");
+        assert!(glitched[0].confidence > 0.5, "{glitched:?}");
+        // A hard cut inside the gap keeps the two runs apart.
+        let cut = 52.5 / fps;
+        assert!(gradual_transitions(&h, &[cut], fps)
+            .iter()
+            .all(|g| g.end < cut || g.t > cut));
     }
 
     #[test]

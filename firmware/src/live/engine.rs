@@ -32,9 +32,7 @@ use crate::live::control::{BarPoint, Command, Control};
 use crate::live::device::DeviceState;
 use crate::live::level::Leveler;
 use crate::live::metrics::Metrics;
-use crate::music::{
-    Genre, Instrument, NoteSet, Preferences, CHANNELS, SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT,
-};
+use crate::music::{Genre, Instrument, NoteSet, Preferences, CHANNELS, SAMPLE_RATE};
 use crate::plan::live::{CutDecision, LivePlanner};
 use crate::plan::BarPlan;
 use crate::render::{self, Library, Renderer};
@@ -1053,10 +1051,10 @@ impl Worker {
                     // live, a cut is seen after the bar before it was written
                     next_section_start: false,
                     chord: bar.chord,
+                    beats: bar.beats,
                 };
                 match c.next_bar(bar.index, &controls) {
-                    Ok(mut set) => {
-                        clip_to_bar(&mut set, bar.beats);
+                    Ok(set) => {
                         self.metrics
                             .model_step_seconds
                             .set(t.elapsed().as_secs_f64() / (set.notes.len() + 2) as f64);
@@ -1171,16 +1169,6 @@ impl Worker {
 fn melody_seed(p: &Preferences) -> u64 {
     p.seed
         .wrapping_add(MELODY_SEED_STEP.wrapping_mul(p.melody_variation as u64))
-}
-
-/// Drops notes that start past a short bar's end and trims those that ring past it (the
-/// same rule the offline path applies; see `docs/design/interfaces.md`, "Short bars").
-fn clip_to_bar(set: &mut NoteSet, beats: u8) {
-    let end = (beats as u32 * TICKS_PER_BEAT).min(TICKS_PER_BAR);
-    set.notes.retain(|n| n.start < end);
-    for n in &mut set.notes {
-        n.duration = n.duration.min(end - n.start).max(1);
-    }
 }
 
 /// The lowercase name serde gives an enum value.

@@ -19,9 +19,7 @@ use tracing::info;
 use crate::compose::{BarControls, Composer};
 use crate::extract::{self, Analysis};
 use crate::midi::{self, MidiTrack, TimedNote};
-use crate::music::{
-    NoteSet, Preferences, BEATS_PER_BAR, SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT,
-};
+use crate::music::{NoteSet, Preferences, BEATS_PER_BAR, SAMPLE_RATE, TICKS_PER_BEAT};
 use crate::plan::{self, Plan};
 use crate::render::{self, Rendered, Renderer};
 use crate::style::{self, StyleVector};
@@ -213,10 +211,9 @@ pub fn make_music(
             // the plan sees the whole video: the next bar's cut (or the end) is known here
             next_section_start: plan.bars.get(i + 1).is_none_or(|b| b.section_start),
             chord: bar.chord,
+            beats: bar.beats,
         };
-        let mut set = composer.next_bar(bar.index, &controls)?;
-        clip_to_bar(&mut set, bar.beats);
-        notes.push(set);
+        notes.push(composer.next_bar(bar.index, &controls)?);
         progress.set(i as u64 + 1);
     }
     timings.compose = t.elapsed().as_secs_f64();
@@ -252,15 +249,6 @@ pub fn make_music(
         styles,
         rendered,
     })
-}
-
-/// Drops notes that start past a short bar's end and trims those that ring past it.
-fn clip_to_bar(set: &mut NoteSet, beats: u8) {
-    let end = (beats as u32 * TICKS_PER_BEAT).min(TICKS_PER_BAR);
-    set.notes.retain(|n| n.start < end);
-    for n in &mut set.notes {
-        n.duration = n.duration.min(end - n.start).max(1);
-    }
 }
 
 /// Where `scored.mp4` takes its video from.
