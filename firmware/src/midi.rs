@@ -44,17 +44,45 @@ pub struct MidiTrack {
     pub notes: Vec<TimedNote>,
 }
 
+/// A time-signature change at `tick`: `numerator` / 2^`denominator_log2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meter {
+    pub tick: u64,
+    pub numerator: u8,
+    pub denominator_log2: u8,
+}
+
+impl Meter {
+    /// `beats` quarter notes to the bar (4/4, or 2/4 for a bar cut short).
+    pub fn quarters(tick: u64, beats: u8) -> Self {
+        Meter {
+            tick,
+            numerator: beats,
+            denominator_log2: 2,
+        }
+    }
+
+    /// `n` sixteenths to the bar (a pickup before the first downbeat, e.g. 3/16).
+    pub fn sixteenths(tick: u64, n: u8) -> Self {
+        Meter {
+            tick,
+            numerator: n,
+            denominator_log2: 4,
+        }
+    }
+}
+
 /// Writes a format-1 file at [`TICKS_PER_BEAT`] with one tempo and 4/4 time, atomically.
 pub fn write_midi(path: &Path, tempo_bpm: f64, tracks: &[MidiTrack]) -> Result<(), MidiError> {
     write_midi_with_meters(path, tempo_bpm, &[], tracks)
 }
 
-/// Like [`write_midi`], with meter changes: `(tick, beats per bar)` in quarter notes, so a DAW's
-/// bar lines follow bars that were cut short (a 2/4 bar before a section that starts on beat 3).
+/// Like [`write_midi`], with meter changes, so a DAW's bar lines follow bars that were cut short
+/// (a 2/4 bar before a section that starts on beat 3) and a pickup (3/16 before the first bar).
 pub fn write_midi_with_meters(
     path: &Path,
     tempo_bpm: f64,
-    meters: &[(u64, u8)],
+    meters: &[Meter],
     tracks: &[MidiTrack],
 ) -> Result<(), MidiError> {
     let bytes =
@@ -76,7 +104,7 @@ pub fn encode_midi(tempo_bpm: f64, tracks: &[MidiTrack]) -> Result<Vec<u8>, Stri
 /// Encodes the file into bytes with meter changes (see [`write_midi_with_meters`]).
 pub fn encode_midi_with_meters(
     tempo_bpm: f64,
-    meters: &[(u64, u8)],
+    meters: &[Meter],
     tracks: &[MidiTrack],
 ) -> Result<Vec<u8>, String> {
     let names: Vec<Vec<u8>> = tracks.iter().map(|t| t.name.as_bytes().to_vec()).collect();
@@ -95,11 +123,15 @@ pub fn encode_midi_with_meters(
             kind: TrackEventKind::Meta(MetaMessage::TimeSignature(4, 2, 24, 8)),
         },
     ];
-    // Meter changes in time order; quarter-note denominators (2 = log2 4), 24 clocks per click.
+    // Meter changes in time order, 24 clocks per click. A change at tick 0 replaces the 4/4.
     let mut last = 0u64;
-    let mut meters: Vec<(u64, u8)> = meters.to_vec();
-    meters.sort_by_key(|m| m.0);
-    for (tick, beats) in meters {
+    let mut meters: Vec<Meter> = meters.to_vec();
+    meters.sort_by_key(|m| m.tick);
+    if meters.first().is_some_and(|m| m.tick == 0) {
+        conductor.pop();
+    }
+    for m in meters {
+        let tick = m.tick;
         let delta = tick.saturating_sub(last);
         if delta > u28::max_value().as_int() as u64 {
             return Err(format!(
@@ -108,7 +140,12 @@ pub fn encode_midi_with_meters(
         }
         conductor.push(TrackEvent {
             delta: u28::new(delta as u32),
-            kind: TrackEventKind::Meta(MetaMessage::TimeSignature(beats.max(1), 2, 24, 8)),
+            kind: TrackEventKind::Meta(MetaMessage::TimeSignature(
+                m.numerator.max(1),
+                m.denominator_log2,
+                24,
+                8,
+            )),
         });
         last = last.max(tick);
     }
@@ -228,16 +265,23 @@ mod tests {
 
     #[test]
     fn meter_changes_land_on_their_ticks() {
-        let bytes = encode_midi_with_meters(100.0, &[(1920, 2), (2880, 4)], &[]).unwrap();
-        let smf = Smf::parse(&bytes).unwrap();
-        let mut tick = 0u64;
-        let mut sigs = Vec::new();
-        for e in &smf.tracks[0] {
-            tick += e.delta.as_int() as u64;
-            if let TrackEventKind::Meta(MetaMessage::TimeSignature(n, ..)) = e.kind {
-                sigs.push((tick, n));
+        let sigs = |meters: &[Meter]| {
+            let bytes = encode_midi_with_meters(100.0, meters, &[]).unwrap();
+            let smf = Smf::parse(&bytes).unwrap();
+            let mut tick = 0u64;
+            let mut out = Vec::new();
+            for e in &smf.tracks[0] {
+                tick += e.delta.as_int() as u64;
+                if let TrackEventKind::Meta(MetaMessage::TimeSignature(n, d, ..)) = e.kind {
+                    out.push((tick, n, d));
+                }
             }
-        }
-        assert_eq!(sigs, vec![(0, 4), (1920, 2), (2880, 4)]);
+            out
+        };
+        let short = [Meter::quarters(1920, 2), Meter::quarters(2880, 4)];
+        assert_eq!(sigs(&short), vec![(0, 4, 2), (1920, 2, 2), (2880, 4, 2)]);
+        // a 3/16 pickup, then 4/4 from the first downbeat
+        let pickup = [Meter::sixteenths(0, 3), Meter::quarters(360, 4)];
+        assert_eq!(sigs(&pickup), vec![(0, 3, 4), (360, 4, 2)]);
     }
 }

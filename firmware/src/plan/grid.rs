@@ -1,6 +1,8 @@
 //! Tempo, beat grid, section starts and (optionally) video warping for a whole video.
 //!
-//! The beat grid is continuous from t = 0 at one tempo. A scene cut starts a new section on
+//! The beat grid is continuous at one tempo, from t = 0 or, when warping needs it, from a pickup
+//! of one to three sixteenths (the music's first downbeat comes that late, so a short opening
+//! shot need not be a whole number of beats). A scene cut starts a new section on
 //! the first beat at or after it; when that beat is not a downbeat the bar before is cut short.
 //! The tempo is searched near a target (from the video's energy and visual tempo, or the user's
 //! choice) to put as many cuts as possible on downbeats, so that few bars are cut short.
@@ -21,6 +23,9 @@ pub const TEMPO_MAX_BPM: f64 = 132.0;
 const TEMPO_STEP_BPM: f64 = 0.1;
 /// How far (relative) the search may stray from the target tempo.
 const TEMPO_SEARCH_SPAN: f64 = 0.12;
+/// With warping, further: two short shots side by side (0.96 s after 1.83 s) may fit only 15 %
+/// away, and a tempo a little off the picture's pace is a smaller change than a missed cut.
+const TEMPO_SEARCH_SPAN_WARP: f64 = 0.2;
 /// A cut that falls on the same beat as the previous section start opens no new section (two
 /// cuts within one beat are one change); any later cut does, even one beat on: the music must
 /// answer every cut.
@@ -39,6 +44,11 @@ const COST_DELAY_PER_BEAT: f64 = 1.0;
 const COST_WARP_MISS: f64 = 6.0;
 /// Warping: cost per unit of |rate − 1| (prefer small warps).
 const COST_WARP_RATE: f64 = 4.0;
+/// Warping: a pickup (the first downbeat a few sixteenths after the start) costs about as much
+/// as half a bar cut short: used when it lands a cut the plain start cannot.
+const COST_PICKUP: f64 = 0.5;
+/// Longest pickup, in sixteenths of a beat (a quarter note or more would be a bar of its own).
+const MAX_PICKUP_SIXTEENTHS: u8 = 3;
 
 /// One retimed stretch of the video: input `[input_start, input_end)` plays over output
 /// `[output_start, output_end)`; `rate` = input seconds per output second.
@@ -97,6 +107,10 @@ pub struct CutIn {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
     pub tempo_bpm: f64,
+    /// Output time of beat 0 (the first downbeat): 0, or a pickup of `pickup_sixteenths`.
+    pub origin: f64,
+    /// Sixteenths of a beat before beat 0 (0..=MAX_PICKUP_SIXTEENTHS).
+    pub pickup_sixteenths: u8,
     /// Output duration, seconds.
     pub duration: f64,
     /// Beat indices (from 0) where sections start; always begins with 0.
@@ -109,6 +123,11 @@ pub struct Grid {
 impl Grid {
     pub fn beat_seconds(&self) -> f64 {
         60.0 / self.tempo_bpm
+    }
+
+    /// Output time of beat `b`.
+    pub fn beat_time(&self, b: i64) -> f64 {
+        self.origin + b as f64 * self.beat_seconds()
     }
 }
 
@@ -126,22 +145,36 @@ pub fn choose_grid(
     let candidates: Vec<f64> = match tempo_fixed {
         Some(t) => vec![t],
         None => {
-            let lo = (target_bpm * (1.0 - TEMPO_SEARCH_SPAN)).max(TEMPO_MIN_BPM);
-            let hi = (target_bpm * (1.0 + TEMPO_SEARCH_SPAN)).min(TEMPO_MAX_BPM);
+            let span = if warp_fps.is_some() {
+                TEMPO_SEARCH_SPAN_WARP
+            } else {
+                TEMPO_SEARCH_SPAN
+            };
+            let lo = (target_bpm * (1.0 - span)).max(TEMPO_MIN_BPM);
+            let hi = (target_bpm * (1.0 + span)).min(TEMPO_MAX_BPM);
             let n = ((hi - lo) / TEMPO_STEP_BPM).floor() as usize;
             (0..=n).map(|i| lo + i as f64 * TEMPO_STEP_BPM).collect()
         }
     };
     let mut best: Option<(f64, Grid)> = None;
+    let pickups = if warp_fps.is_some() {
+        MAX_PICKUP_SIXTEENTHS
+    } else {
+        0
+    };
     for &bpm in &candidates {
-        let (cost, grid) = if let Some(fps) = warp_fps {
-            fit_warped(duration, cuts, bpm, fps)
-        } else {
-            fit_plain(duration, cuts, bpm)
-        };
-        let cost = cost + COST_TEMPO_DEVIATION * ((bpm - target_bpm) / target_bpm).abs();
-        if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-12) {
-            best = Some((cost, grid));
+        for pickup in 0..=pickups {
+            let (cost, grid) = if let Some(fps) = warp_fps {
+                fit_warped(duration, cuts, bpm, fps, pickup)
+            } else {
+                fit_plain(duration, cuts, bpm)
+            };
+            let cost = cost
+                + COST_TEMPO_DEVIATION * ((bpm - target_bpm) / target_bpm).abs()
+                + if pickup > 0 { COST_PICKUP } else { 0.0 };
+            if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-12) {
+                best = Some((cost, grid));
+            }
         }
     }
     best.map(|(_, g)| g).expect("at least one tempo candidate")
@@ -171,6 +204,8 @@ fn fit_plain(duration: f64, cuts: &[CutIn], bpm: f64) -> (f64, Grid) {
         cost,
         Grid {
             tempo_bpm: bpm,
+            origin: 0.0,
+            pickup_sixteenths: 0,
             duration,
             section_beats,
             cut_sections,
@@ -186,8 +221,11 @@ fn fit_plain(duration: f64, cuts: &[CutIn], bpm: f64) -> (f64, Grid) {
 /// 103 BPM: 2 beats need −18 %) are fitted when the neighbouring cuts move a little; the tempo
 /// search then finds a tempo where every anchor fits. Cuts that are not anchors (weak gradual
 /// transitions) follow the warped timeline and start their section on the next beat.
-fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64, fps: f64) -> (f64, Grid) {
+/// `pickup`: beat 0 lies this many sixteenths of a beat after the start of the output.
+fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64, fps: f64, pickup: u8) -> (f64, Grid) {
     let beat = 60.0 / bpm;
+    let origin = f64::from(pickup) * beat / 4.0;
+    let at_beat = |b: i64| origin + b as f64 * beat;
     let bar = BEATS_PER_BAR as i64;
     let anchors: Vec<usize> = (0..cuts.len())
         .filter(|&i| cuts[i].anchor && cuts[i].t > 0.0 && cuts[i].t < duration)
@@ -211,11 +249,11 @@ fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64, fps: f64) -> (f64, Grid) 
         let mut states: Vec<WarpState> = Vec::new();
         for (pi, p) in parents.iter().enumerate() {
             let (r_lo, r_hi) = (p.lo + d / (1.0 + MAX_WARP), p.hi + d / (1.0 - MAX_WARP));
-            let p_at = p.aim(beat);
-            let b_lo = ((r_lo - WARP_AIM_TOLERANCE_S) / beat).ceil() as i64;
-            let b_hi = ((r_hi + WARP_AIM_TOLERANCE_S) / beat).floor() as i64;
+            let p_at = p.aim(at_beat);
+            let b_lo = ((r_lo - WARP_AIM_TOLERANCE_S - origin) / beat).ceil() as i64;
+            let b_hi = ((r_hi + WARP_AIM_TOLERANCE_S - origin) / beat).floor() as i64;
             for b in b_lo.max(p.section + MIN_SECTION_BEATS)..=b_hi {
-                let at = b as f64 * beat;
+                let at = at_beat(b);
                 let (lo, hi) = (
                     r_lo.max(at - WARP_AIM_TOLERANCE_S),
                     r_hi.min(at + WARP_AIM_TOLERANCE_S),
@@ -248,8 +286,8 @@ fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64, fps: f64) -> (f64, Grid) 
             .enumerate()
             .min_by(|a, b| a.1.cost.total_cmp(&b.1.cost))
             .expect("a layer has states");
-        let o = p.aim(beat) + d;
-        let b = ((o - ON_BEAT_TOLERANCE_S) / beat).ceil() as i64;
+        let o = p.aim(at_beat) + d;
+        let b = ((o - ON_BEAT_TOLERANCE_S - origin) / beat).ceil() as i64;
         states.push(WarpState {
             beat: None,
             section: if b - p.section >= MIN_SECTION_BEATS {
@@ -286,7 +324,7 @@ fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64, fps: f64) -> (f64, Grid) 
                 lo = lo.max(o_next - d_next / (1.0 - MAX_WARP));
                 hi = hi.min(o_next - d_next / (1.0 + MAX_WARP));
             }
-            let o = s.place(beat, fps, lo, hi.max(lo));
+            let o = s.place(at_beat, fps, lo, hi.max(lo));
             outs[k] = o;
             chosen[k] = s;
             let d = cuts[anchors[k]].t - if k == 0 { 0.0 } else { cuts[anchors[k - 1]].t };
@@ -340,7 +378,7 @@ fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64, fps: f64) -> (f64, Grid) 
             continue;
         }
         let o = time_map.to_output(c.t);
-        let b = ((o - ON_BEAT_TOLERANCE_S) / beat).ceil().max(0.0) as i64;
+        let b = ((o - ON_BEAT_TOLERANCE_S - origin) / beat).ceil().max(0.0) as i64;
         let limit = anchors
             .get(next_anchor)
             .map(|_| chosen[next_anchor].section)
@@ -356,6 +394,8 @@ fn fit_warped(duration: f64, cuts: &[CutIn], bpm: f64, fps: f64) -> (f64, Grid) 
         cost,
         Grid {
             tempo_bpm: bpm,
+            origin,
+            pickup_sixteenths: pickup,
             duration: o_prev + rest,
             section_beats,
             cut_sections,
@@ -381,11 +421,11 @@ impl WarpState {
     /// Output time for this anchor within `[lo, hi]`: the output frame time nearest its beat
     /// when one is in range and within tolerance (the muxed video then shows the cut exactly
     /// there), else the point nearest the beat.
-    fn place(&self, beat: f64, fps: f64, lo: f64, hi: f64) -> f64 {
+    fn place(&self, at_beat: impl Fn(i64) -> f64, fps: f64, lo: f64, hi: f64) -> f64 {
         let Some(b) = self.beat else {
             return ((self.lo + self.hi) / 2.0).clamp(lo, hi);
         };
-        let at = b as f64 * beat;
+        let at = at_beat(b);
         let nearest = at.clamp(lo, hi);
         if !(fps.is_finite() && fps > 0.0) {
             return nearest;
@@ -400,9 +440,9 @@ impl WarpState {
     }
 
     /// Where within `[lo, hi]` this state would rather be: on its beat.
-    fn aim(&self, beat: f64) -> f64 {
+    fn aim(&self, at_beat: impl Fn(i64) -> f64) -> f64 {
         match self.beat {
-            Some(b) => (b as f64 * beat).clamp(self.lo, self.hi),
+            Some(b) => at_beat(b).clamp(self.lo, self.hi),
             None => (self.lo + self.hi) / 2.0,
         }
     }
@@ -455,9 +495,9 @@ mod tests {
         }
         for c in &cs {
             let o = g.time_map.to_output(c.t);
-            let k = (o / beat).round();
+            let k = ((o - g.origin) / beat).round();
             assert!(
-                (o - k * beat).abs() <= WARP_AIM_TOLERANCE_S + 1e-9,
+                (o - g.beat_time(k as i64)).abs() <= WARP_AIM_TOLERANCE_S + 1e-9,
                 "cut {} lands at {o}",
                 c.t
             );
@@ -479,28 +519,28 @@ mod tests {
         for w in &g.time_map.segments {
             assert!((w.rate - 1.0).abs() <= MAX_WARP + 1e-9, "{w:?}");
         }
-        // With ±25 ms per cut the 1.21 s opening shot needs ≤ 109.5 BPM and the 0.96 s shot
-        // ≥ 110.2 BPM: one of the six cannot be put on its beat; every other one must be.
+        // With ±25 ms per cut and the music starting on beat 1, the 1.21 s opening shot needs
+        // ≤ 109.5 BPM and the 0.96 s shot ≥ 110.2 BPM; a pickup of a sixteenth or more frees the
+        // opening shot, so every cut lands on its beat.
         let mut misses = 0;
         for (c, s) in cs.iter().zip(&g.cut_sections) {
             let o = g.time_map.to_output(c.t);
             if c.anchor {
                 let b = s.expect("every anchor starts a section");
-                if (o - b as f64 * beat).abs() > WARP_AIM_TOLERANCE_S + 1e-9 {
+                if (o - g.beat_time(b)).abs() > WARP_AIM_TOLERANCE_S + 1e-9 {
                     misses += 1;
-                    let dt = b as f64 * beat - o;
-                    assert!(dt > -ON_BEAT_TOLERANCE_S - 1e-9 && dt < beat, "cut {}", c.t);
                 }
             } else if let Some(b) = s {
-                let dt = *b as f64 * beat - o;
+                let dt = g.beat_time(*b) - o;
                 assert!(dt > -ON_BEAT_TOLERANCE_S - 1e-9 && dt < beat, "cut {}", c.t);
             }
         }
-        assert!(
-            misses <= 1,
-            "{misses} cuts off their beats (tempo {})",
-            g.tempo_bpm
+        assert_eq!(
+            misses, 0,
+            "cuts off their beats (tempo {}, pickup {}/16)",
+            g.tempo_bpm, g.pickup_sixteenths
         );
+        assert!(g.pickup_sixteenths > 0 && g.origin > 0.0 && g.origin < beat);
         let mut sorted = g.section_beats.clone();
         sorted.dedup();
         assert_eq!(sorted, g.section_beats, "section starts strictly increase");

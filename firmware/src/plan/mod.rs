@@ -105,6 +105,9 @@ pub struct PlannedCut {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub tempo_bpm: f64,
+    /// Sixteenths of a beat before the first bar (a pickup: the first downbeat comes this late;
+    /// only warping asks for one, when it lands a short opening shot's cut on a downbeat).
+    pub pickup_sixteenths: u8,
     /// Output duration, seconds.
     pub duration: f64,
     pub bars: Vec<BarPlan>,
@@ -210,7 +213,7 @@ pub fn plan_offline(
 
     // Bar boundaries in beats: from each section start, whole bars until the next one.
     let mut bar_starts: Vec<(i64, u8, bool)> = Vec::new(); // (start beat, beats, section start)
-    let total_beats = (out_duration / beat).ceil() as i64;
+    let total_beats = ((out_duration - g.origin) / beat).ceil() as i64;
     for (k, &s) in g.section_beats.iter().enumerate() {
         let next = g
             .section_beats
@@ -242,7 +245,7 @@ pub fn plan_offline(
     // Frames come in time order and the time map is monotonic, so each bar's frames are one
     // contiguous run found by binary search (long videos have hundreds of thousands of frames).
     for &(b, len, _) in &bar_starts {
-        let (s, e) = (b as f64 * beat, (b + len as i64) as f64 * beat);
+        let (s, e) = (g.beat_time(b), g.beat_time(b + len as i64));
         let lo = frame_out.partition_point(|&t| t < s);
         let hi = frame_out.partition_point(|&t| t < e);
         let (mut sp, mut sa, mut n) = (0.0f32, 0.0f32, 0u32);
@@ -307,7 +310,7 @@ pub fn plan_offline(
             + (1.0 - ABSOLUTE_WEIGHT) * sal_rank[i]
             + shift)
             .clamp(0.0, 1.0);
-        let start = b as f64 * beat;
+        let start = g.beat_time(b);
         bars.push(BarPlan {
             index: i as u32,
             start,
@@ -329,7 +332,7 @@ pub fn plan_offline(
     }
 
     let beats: Vec<f64> = (0..total_beats)
-        .map(|k| k as f64 * beat)
+        .map(|k| g.beat_time(k))
         .filter(|&t| t < out_duration)
         .collect();
     let downbeats: Vec<f64> = bars
@@ -357,6 +360,7 @@ pub fn plan_offline(
     };
     Ok(Plan {
         tempo_bpm: g.tempo_bpm,
+        pickup_sixteenths: g.pickup_sixteenths,
         duration: out_duration,
         bars,
         beats,

@@ -448,7 +448,8 @@ impl Renderer {
         })
     }
 
-    /// Renders the whole piece: `bars` (contiguous), their notes (matched by bar index;
+    /// Renders the whole piece: `bars` (contiguous, each at its output time; a first bar
+    /// after 0 leaves a silent pickup), their notes (matched by bar index;
     /// bars without notes play the backing only) and the style vector of the section each
     /// bar belongs to (`styles[i]` for `bars[i]`). The output has exactly
     /// `length_samples` frames (trimmed with a short fade-out) and is loudness-normalised
@@ -470,9 +471,9 @@ impl Renderer {
         let mut melody = Vec::new();
         let mut backing: BTreeMap<(String, u8, u8), MidiTrack> = BTreeMap::new();
         let mut buf = Vec::new();
-        let first = frame_of(bars[0].start);
+        // Bars play at their output times: a pickup before the first bar stays silent.
         for (i, bar) in bars.iter().enumerate() {
-            let (s, e) = (frame_of(bar.start) - first, frame_of(bar.end) - first);
+            let (s, e) = (frame_of(bar.start), frame_of(bar.end));
             if s >= length_samples {
                 break;
             }
@@ -570,7 +571,7 @@ fn validate(bars: &[BarPlan], styles: &[StyleVector], length: usize) -> Result<(
         }
     }
     for b in bars {
-        if !(b.tempo_bpm.is_finite() && b.tempo_bpm > 0.0 && b.end > b.start) {
+        if !(b.tempo_bpm.is_finite() && b.tempo_bpm > 0.0 && b.end > b.start && b.start >= 0.0) {
             return Err(RenderError::Input(format!(
                 "bar {} has tempo {} and span {}..{}",
                 b.index, b.tempo_bpm, b.start, b.end

@@ -350,15 +350,22 @@ fn midi_tracks(scored: &Scored) -> Vec<MidiTrack> {
     tracks
 }
 
-/// Time-signature changes that keep a DAW's bar lines on the planned bars: a short bar gets its
-/// own meter (e.g. 2/4) and the next whole bar restores 4/4.
-fn meter_changes(plan: &Plan) -> Vec<(u64, u8)> {
+/// Time-signature changes that keep a DAW's bar lines on the planned bars: a pickup gets its
+/// own bar (e.g. 3/16), a short bar its own meter (e.g. 2/4), and the next whole bar restores 4/4.
+fn meter_changes(plan: &Plan) -> Vec<midi::Meter> {
     let ticks_per_second = plan.tempo_bpm / 60.0 * TICKS_PER_BEAT as f64;
     let mut out = Vec::new();
     let mut current = BEATS_PER_BAR as u8;
+    if plan.pickup_sixteenths > 0 {
+        out.push(midi::Meter::sixteenths(0, plan.pickup_sixteenths));
+        current = 0; // the first bar states its meter
+    }
     for b in &plan.bars {
         if b.beats != current {
-            out.push(((b.start * ticks_per_second).round() as u64, b.beats));
+            out.push(midi::Meter::quarters(
+                (b.start * ticks_per_second).round() as u64,
+                b.beats,
+            ));
             current = b.beats;
         }
     }
