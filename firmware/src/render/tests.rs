@@ -150,6 +150,35 @@ fn short_bar_before_a_section_keeps_the_grid() {
     assert!(out.pcm.iter().all(|x| x.abs() < 1.0));
 }
 
+#[test]
+fn a_pickup_before_the_first_bar_is_silent_and_the_bars_keep_their_times() {
+    let mut r = renderer();
+    let (mut bars, notes, styles) = piece(Genre::Pop, 100.0, 8.0);
+    // A 2/16 pickup (what warping may plan): every bar starts half a beat later.
+    let pickup = 0.5 * 60.0 / 100.0;
+    for b in &mut bars {
+        b.start += pickup;
+        b.end += pickup;
+    }
+    let len = 8 * SAMPLE_RATE as usize;
+    let out = r.render(&bars, &notes, &styles, len).unwrap();
+    assert_eq!(out.pcm.len(), len * 2);
+    let first = (pickup * SAMPLE_RATE as f64).round() as usize;
+    assert!(
+        out.pcm[..first * 2].iter().all(|x| *x == 0.0),
+        "sound before the first bar"
+    );
+    let rms = |s: &[f32]| (s.iter().map(|x| x * x).sum::<f32>() / s.len() as f32).sqrt();
+    assert!(rms(&out.pcm[first * 2..(first + SAMPLE_RATE as usize) * 2]) > 0.01);
+    // A bar before 0 is refused with its name.
+    bars[0].start = -0.1;
+    let e = r
+        .render(&bars, &notes, &styles, len)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bar 0"), "{e}");
+}
+
 /// A writable copy of the committed library.
 fn library_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
