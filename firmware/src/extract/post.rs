@@ -97,7 +97,7 @@ const GRADUAL_MAX_BLEND_ERR: f32 = 0.2;
 /// Motion over the window (frame diagonals) above which the change is movement, not a transition.
 const GRADUAL_MAX_TRAVEL: f32 = 0.25;
 /// A frame this flat (luma standard deviation) is black/blank: a fade passes through it.
-const FLAT_SD: f32 = 0.02;
+pub(crate) const FLAT_SD: f32 = 0.02;
 /// Something changes every frame of a transition (mean |diff| >= 1/4 grey level).
 const GRADUAL_MIN_MAD: f32 = 0.001;
 /// Shortest gradual transition reported (seconds).

@@ -428,6 +428,7 @@ mod tests {
                     saliency: 0.9 - 0.8 * x,
                     transition: 0.0,
                     impact: 0.0,
+                    light: 0.0,
                 }
             })
             .collect();
@@ -478,6 +479,24 @@ mod tests {
         let p = plan_offline(&a, &Preferences::default(), false).unwrap();
         assert!((p.bars[1].speed - 0.01).abs() < 1e-4, "{}", p.bars[1].speed);
         assert!((p.bars[0].speed - 0.1).abs() < 1e-4, "{}", p.bars[0].speed);
+        // A pulsing light in the third bar: frames whose brightness moves by a sixth of their
+        // contrast count half their flow, by a third or more none of it.
+        let (s, e) = (p0.bars[2].start, p0.bars[2].end);
+        for (k, f) in a
+            .frames
+            .iter_mut()
+            .filter(|f| f.t >= s && f.t < e)
+            .enumerate()
+        {
+            f.light = if k % 2 == 0 { 1.0 / 6.0 } else { 0.5 };
+        }
+        let p = plan_offline(&a, &Preferences::default(), false).unwrap();
+        assert!(
+            (p.bars[2].speed - 0.025).abs() < 2e-3,
+            "{}",
+            p.bars[2].speed
+        );
+        assert!((p.bars[3].speed - 0.1).abs() < 1e-4, "{}", p.bars[3].speed);
     }
 
     #[test]
