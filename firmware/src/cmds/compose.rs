@@ -42,8 +42,8 @@ pub struct Args {
     /// The note model (default: models/notes/notes_int8.onnx in the data folder).
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
-    /// Let the model alone decide where each bar ends (no guard keeping it within one density
-    /// class of the request): measures the learned density control.
+    /// Let the model alone decide where each bar ends (no guard keeping it in the requested
+    /// density class): measures the learned density control.
     #[arg(long)]
     pub no_density_guard: bool,
     /// Print a timing line (JSON: model steps, sampled tokens, seconds, tokens/s) after writing.

@@ -123,7 +123,7 @@ pub struct Composer {
     fresh: bool,
     /// Window restarts since load.
     restarts: u64,
-    /// Keep every bar within one density class of the request (see [`sampler::density_guard`]).
+    /// Keep every bar in the requested density class (see [`sampler::density_guard`]).
     density_guard: bool,
     /// Bars since the current section started (`None` before the first bar of a piece).
     section_bar: Option<i64>,
