@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::model::{NoteModel, CARD_FILE};
 use super::*;
-use crate::music::{ChordQuality, PROGRESSIONS, TICKS_PER_BAR};
+use crate::music::{ChordQuality, PROGRESSIONS, TICKS_PER_BAR, TICKS_PER_BEAT};
 
 /// Largest logit difference allowed between tract and onnxruntime for the multi-token prefill.
 const REFILL_TOLERANCE: f32 = 0.1;
@@ -206,6 +206,45 @@ fn out_of_range_controls_name_the_valid_range() {
         c.next_bar(0, &ctl),
         Err(ComposeError::ControlOutOfRange { .. })
     ));
+    let mut ctl = controls(3, 1, 0);
+    for beats in [0, 5] {
+        ctl.beats = beats;
+        let e = c.next_bar(0, &ctl).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("beats = {beats}")) && e.contains("1..=4"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn short_bars_are_written_to_fit_at_their_class_density() {
+    let mut c = Composer::load(&model_path()).unwrap();
+    c.start(5);
+    let edges = c.model().card().density_edges.clone();
+    for b in 0..24u32 {
+        let beats = [2u8, 3, 1, 4][b as usize % 4];
+        let density = (b % 8) as u8;
+        let mut ctl = controls(density, 1, b as usize);
+        ctl.beats = beats;
+        let set = c.next_bar(b, &ctl).unwrap();
+        let end = u32::from(beats) * TICKS_PER_BEAT;
+        assert!(
+            set.notes
+                .iter()
+                .all(|n| n.start < end && n.start + n.duration <= end),
+            "bar {b} of {beats} beats: {:?}",
+            set.notes
+        );
+        // the class's note range over a whole bar, scaled to this one (rounded outwards)
+        let steps = usize::from(beats) * 4;
+        let (lo, hi) = sampler::density_guard(usize::from(density), &edges, steps);
+        assert!(
+            (lo..=hi).contains(&set.notes.len()),
+            "bar {b}: {} notes in {beats} beats at class {density} ({lo}..={hi})",
+            set.notes.len()
+        );
+    }
 }
 
 #[test]

@@ -52,9 +52,10 @@ pub struct FeatureFrame {
 /// Brightness change ([`FeatureFrame::light`]) at which a frame's flow counts as no motion.
 /// Block flow assumes constant brightness, so a flash, a fade or a pulsing light reads as
 /// motion (the trailer's pulsing close-ups: 3-4 times Farneback's share); Farneback, fitting
-/// local polynomials, barely reacts. Per second of the evaluation clips, ρ(our speed,
-/// Farneback) went 0.80 → 0.89 (trailer), 0.93 → 0.94 (cuts montage), 0.92 → 0.96 (speeds
-/// montage), bikes unchanged at 0.97, with the discount reaching 0 at a third of the contrast.
+/// local polynomials, barely reacts. Per bar of the evaluation clips (`tools/eval/run_clips.sh`),
+/// ρ(Farneback speed, the plan's bar speed) went 0.75 → 0.87 (trailer), 0.86 → 0.94 (trailer
+/// warped), 0.72 → 0.74 and 0.73 → 0.79 (cuts montage, plain and warped), 0.90 → 0.91 (speeds
+/// montage) and 0.89 → 0.86 (bikes); 0.80 → 0.86 over all of them.
 pub const LIGHT_CHANGE_NO_MOTION: f32 = 1.0 / 3.0;
 
 impl FeatureFrame {
