@@ -423,6 +423,14 @@ pub struct ExtractStats {
     pub total_seconds: f64,
 }
 
+/// How far [`analyze_file`] is: the time of the frame just analysed and the file's
+/// duration as its container states it (the total for a progress bar, without a second probe).
+#[derive(Debug, Clone, Copy)]
+pub struct Progressed {
+    pub seconds: f64,
+    pub duration: Option<f64>,
+}
+
 /// CPU time of the calling thread in seconds (`CLOCK_THREAD_CPUTIME_ID`; 0 if unavailable).
 fn thread_cpu_seconds() -> f64 {
     let mut ts = libc::timespec {
@@ -438,11 +446,11 @@ fn thread_cpu_seconds() -> f64 {
 }
 
 /// Analyses a whole video file: per-frame features, hard cuts and gradual transitions,
-/// visual beats and tempo. `progress` gets the seconds of video done.
+/// visual beats and tempo. `progress` is told after every frame how far the analysis is.
 pub fn analyze_file(
     path: &Path,
     model_path: &Path,
-    progress: &mut dyn FnMut(f64),
+    progress: &mut dyn FnMut(Progressed),
 ) -> Result<Analysis, ExtractError> {
     analyze_file_with_stats(path, model_path, progress).map(|(a, _)| a)
 }
@@ -451,17 +459,18 @@ pub fn analyze_file(
 pub fn analyze_file_with_stats(
     path: &Path,
     model_path: &Path,
-    progress: &mut dyn FnMut(f64),
+    progress: &mut dyn FnMut(Progressed),
 ) -> Result<(Analysis, ExtractStats), ExtractError> {
     let t_start = std::time::Instant::now();
     let mut busy = std::time::Duration::ZERO;
     let mut busy_cpu = 0.0;
     let mut setup = std::time::Duration::ZERO;
     let mut pushed = 0usize;
-    let mut extractor = Extractor::load(model_path)?;
-    extractor.keep_history();
+    // The decoder starts first, so the model loads while ffmpeg opens the file.
     let mut source = FileSource::open(path, AnalysisSize::default())?;
     let info = source.info().clone();
+    let mut extractor = Extractor::load(model_path)?;
+    extractor.keep_history();
     let mut frames = Vec::new();
     while let Some(frame) = source.next_frame()? {
         let t = frame.pts;
@@ -479,7 +488,10 @@ pub fn analyze_file_with_stats(
         if let Some(f) = out {
             frames.push(f);
         }
-        progress(t);
+        progress(Progressed {
+            seconds: t,
+            duration: info.duration,
+        });
     }
     frames.extend(extractor.finish());
     let stats = ExtractStats {

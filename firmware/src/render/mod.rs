@@ -17,7 +17,7 @@ pub mod synth;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use serde::Serialize;
 use thiserror::Error;
@@ -27,8 +27,8 @@ pub use master::MasterReport;
 
 use crate::midi::{MidiTrack, TimedNote, DRUM_CHANNEL};
 use crate::music::{
-    Chord, Key, NoteSet, Progression, BEATS_PER_BAR, CHANNELS, PROGRESSIONS, PROGRESSION_BARS,
-    SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT,
+    Chord, Instrument, Key, NoteSet, Progression, BEATS_PER_BAR, CHANNELS, PROGRESSIONS,
+    PROGRESSION_BARS, SAMPLE_RATE, TICKS_PER_BAR, TICKS_PER_BEAT,
 };
 use crate::plan::BarPlan;
 use crate::style::StyleVector;
@@ -161,14 +161,34 @@ struct Segment {
 }
 
 pub struct Renderer {
-    library: Library,
+    backing: Backing,
     synth: MelodySynth,
+    /// A second synth for the later half of an offline piece ([`Renderer::render`]).
+    second: MelodySynth,
+}
+
+/// The template side of the renderer: segments, joins and the notes each bar gives the
+/// melody synth. It never touches the synth, so offline the two run on separate threads.
+struct Backing {
+    library: Library,
     current: Option<Segment>,
     /// The last [`JOIN_TAIL_SECONDS`] of the previous bar's backing (interleaved).
     tail: Vec<f32>,
     /// A join starts at the next bar: carry `tail` into it.
     fade_tail: bool,
 }
+
+/// What one bar asks of the melody synth.
+struct MelodyBar {
+    /// The lead instrument to select before the bar (at a section start).
+    instrument: Option<Instrument>,
+    /// Notes, `start` in frames from the bar's start, sorted by start.
+    notes: Vec<SynthNote>,
+}
+
+/// A bar's melody job for the synth thread of [`Renderer::render`]: the bar's first frame
+/// in the piece, the bar and a zeroed buffer of its length to render into.
+type MelodyJob = (usize, MelodyBar, Vec<f32>);
 
 impl Renderer {
     /// A renderer over a loaded library and a melody SoundFont (checked here: a file
@@ -184,17 +204,21 @@ impl Renderer {
         font: &Arc<rustysynth::SoundFont>,
     ) -> Result<Self, RenderError> {
         let synth = MelodySynth::new(font)?;
+        let second = MelodySynth::new(font)?;
         Ok(Renderer {
-            library,
+            backing: Backing {
+                library,
+                current: None,
+                tail: Vec::new(),
+                fade_tail: false,
+            },
             synth,
-            current: None,
-            tail: Vec::new(),
-            fade_tail: false,
+            second,
         })
     }
 
     pub fn library(&self) -> &Library {
-        &self.library
+        &self.backing.library
     }
 
     /// Renders one bar into `out` (interleaved stereo; its length sets the bar's frames),
@@ -209,7 +233,25 @@ impl Renderer {
         ahead: &[BarPlan],
         out: &mut [f32],
     ) -> Result<BarRender, RenderError> {
+        let (r, melody) = self.backing.bar(bar, notes, style, ahead, out)?;
+        self.synth.play_bar(&melody, out);
+        Ok(r)
+    }
+}
+
+impl Backing {
+    /// The template part of [`Renderer::render_bar`]: the backing into `out`, and the
+    /// bar's melody for the synth.
+    fn bar(
+        &mut self,
+        bar: &BarPlan,
+        notes: Option<&NoteSet>,
+        style: &StyleVector,
+        ahead: &[BarPlan],
+        out: &mut [f32],
+    ) -> Result<(BarRender, MelodyBar), RenderError> {
         let frames = out.len() / CH;
+
         let new_section = match &self.current {
             None => true,
             Some(s) => bar.section_start || bar.section != s.section,
@@ -223,12 +265,13 @@ impl Renderer {
             )
             .collect();
         let mut join = false;
+        let mut instrument = None;
         if new_section {
             let seg = self.start_segment(bar, style, &section_chords, 0, Vec::new())?;
             join = self.current.is_some();
             self.begin_fade();
             self.current = Some(seg);
-            self.synth.set_instrument(style.instrument);
+            instrument = Some(style.instrument);
         } else {
             // The progression guessed from the section's first bars may be contradicted
             // by a later chord (live, without lookahead): switch to the one that fits.
@@ -310,13 +353,12 @@ impl Renderer {
         let chord = seg.progression.chords[pos];
         let fitted = notes.map(|n| fit::fit_bar(n, chord, seg.progression.key, seg.transpose));
         let mut synth_notes = Vec::new();
-        let t0 = self.synth.now();
         let bar_ticks = beats * TICKS_PER_BEAT;
         let per_tick = frames as f64 / bar_ticks as f64;
         if let Some(f) = &fitted {
             for n in f.notes.iter().filter(|n| n.start < bar_ticks) {
                 synth_notes.push(SynthNote {
-                    start: t0 + (n.start as f64 * per_tick).round() as u64,
+                    start: (n.start as f64 * per_tick).round() as u64,
                     frames: (n.duration as f64 * per_tick).round() as u64,
                     pitch: n.pitch,
                     velocity: n.velocity,
@@ -325,7 +367,6 @@ impl Renderer {
             }
         }
         synth_notes.sort_by_key(|n| n.start);
-        self.synth.render_add(&synth_notes, out, MELODY_GAIN);
         let (note_count, mean_velocity) = match &fitted {
             Some(f) if !f.notes.is_empty() => (
                 f.notes.len(),
@@ -333,7 +374,7 @@ impl Renderer {
             ),
             _ => (0, 0.0),
         };
-        Ok(BarRender {
+        let r = BarRender {
             index: bar.index,
             template_id: info.id.clone(),
             layer: info.layer,
@@ -344,7 +385,12 @@ impl Renderer {
             transpose: seg.transpose,
             note_count,
             mean_velocity,
-        })
+        };
+        let melody = MelodyBar {
+            instrument,
+            notes: synth_notes,
+        };
+        Ok((r, melody))
     }
 
     /// The fitted notes of a bar as [`Renderer::render_bar`] plays them (for MIDI output).
@@ -447,13 +493,24 @@ impl Renderer {
             fade_in: Some((FADE_IN_SECONDS * SAMPLE_RATE as f64) as usize),
         })
     }
+}
 
+impl Renderer {
     /// Renders the whole piece: `bars` (contiguous, each at its output time; a first bar
     /// after 0 leaves a silent pickup), their notes (matched by bar index;
     /// bars without notes play the backing only) and the style vector of the section each
     /// bar belongs to (`styles[i]` for `bars[i]`). The output has exactly
     /// `length_samples` frames (trimmed with a short fade-out) and is loudness-normalised
     /// and peak-limited.
+    ///
+    /// The melody is played by two synths on threads of their own, beside the backing
+    /// (template decode and time-stretch here, SoundFont voices and reverb there): the first
+    /// plays the bars before the middle of the piece and then rings out (releases, reverb
+    /// tail) over the second half, which the second synth plays from a fresh start. The
+    /// synth is linear in its voices and its reverb, so the sum is what one synth playing
+    /// every bar gives, up to the chorus's modulation phase and the synth's 64-frame block
+    /// grid (under 1.4 ms). Each bar's melody is added to the backing as it comes back,
+    /// and the ring-out last, so the sum never depends on which thread finished first.
     pub fn render(
         &mut self,
         bars: &[BarPlan],
@@ -462,32 +519,123 @@ impl Renderer {
         length_samples: usize,
     ) -> Result<Rendered, RenderError> {
         validate(bars, styles, length_samples)?;
-        self.current = None;
-        self.tail.clear();
-        self.fade_tail = false;
+        let backing = &mut self.backing;
+        backing.current = None;
+        backing.tail.clear();
+        backing.fade_tail = false;
         let by_bar: BTreeMap<u32, &NoteSet> = notes.iter().map(|n| (n.bar, n)).collect();
         let mut pcm = vec![0.0f32; length_samples * CH];
         let mut out_bars = Vec::with_capacity(bars.len());
         let mut melody = Vec::new();
-        let mut backing: BTreeMap<(String, u8, u8), MidiTrack> = BTreeMap::new();
+        let mut backing_parts: BTreeMap<(String, u8, u8), MidiTrack> = BTreeMap::new();
         let mut buf = Vec::new();
-        // Bars play at their output times: a pickup before the first bar stays silent.
-        for (i, bar) in bars.iter().enumerate() {
-            let (s, e) = (frame_of(bar.start), frame_of(bar.end));
-            if s >= length_samples {
-                break;
+        // The second synth takes over at the bar starting nearest the middle of the piece.
+        let handover = bars
+            .iter()
+            .enumerate()
+            .skip(1)
+            .min_by_key(|(_, b)| frame_of(b.start).abs_diff(length_samples / 2))
+            .map_or(usize::MAX, |(i, _)| i);
+        // Frames the first synth has played when the second takes over.
+        let grid_offset = bars
+            .get(handover)
+            .map_or(0, |b| frame_of(b.start) - frame_of(bars[0].start));
+        let (first_jobs, first_rx) = mpsc::channel::<MelodyJob>();
+        let (second_jobs, second_rx) = mpsc::channel::<MelodyJob>();
+        let (done_tx, done) = mpsc::channel::<(usize, Vec<f32>)>();
+        // Adds melody that starts at frame `s` (it may run past the piece's end) into the piece.
+        let mix = |pcm: &mut [f32], (s, mel): (usize, Vec<f32>)| {
+            let end = (s + mel.len() / CH).min(length_samples);
+            for (o, m) in pcm[s.min(end) * CH..end * CH].iter_mut().zip(&mel) {
+                *o += *m;
             }
-            buf.resize((e - s) * CH, 0.0);
-            let n = by_bar.get(&bar.index).copied();
-            let r = self.render_bar(bar, n, &styles[i], &bars[i + 1..], &mut buf)?;
-            let end = e.min(length_samples);
-            pcm[s * CH..end * CH].copy_from_slice(&buf[..(end - s) * CH]);
-            if let Some(f) = n.and_then(|n| self.fitted(n, r.progression_bar as usize)) {
-                melody.push(f);
+        };
+        let play =
+            |synth: &mut MelodySynth, jobs: mpsc::Receiver<MelodyJob>, done: mpsc::Sender<_>| {
+                let mut end = None;
+                for (s, bar, mut out) in jobs {
+                    end = Some(s + out.len() / CH);
+                    synth.play_bar(&bar, &mut out);
+                    if done.send((s, out)).is_err() {
+                        break;
+                    }
+                }
+                end
+            };
+        let (first, second) = (&mut self.synth, &mut self.second);
+        first.reset();
+        second.reset();
+        let ring = std::thread::scope(|scope| {
+            let done_first = done_tx.clone();
+            let first_player = std::thread::Builder::new()
+                .name("melody".into())
+                .spawn_scoped(scope, move || {
+                    let end = play(first, first_rx, done_first);
+                    end.map(|s| (s, first.ring_out()))
+                })
+                .expect("spawn melody thread");
+            let second_player = std::thread::Builder::new()
+                .name("melody-2".into())
+                .spawn_scoped(scope, move || {
+                    second.skip(grid_offset % synth::SYNTH_BLOCK);
+                    play(second, second_rx, done_tx);
+                })
+                .expect("spawn melody thread");
+            let mut first_jobs = Some(first_jobs);
+            let mut instrument = None;
+            // Bars play at their output times: a pickup before the first bar stays silent.
+            let result = (|| {
+                for (i, bar) in bars.iter().enumerate() {
+                    let (s, e) = (frame_of(bar.start), frame_of(bar.end));
+                    if s >= length_samples {
+                        break;
+                    }
+                    buf.clear();
+                    buf.resize((e - s) * CH, 0.0);
+                    let n = by_bar.get(&bar.index).copied();
+                    let (r, mut m) = backing.bar(bar, n, &styles[i], &bars[i + 1..], &mut buf)?;
+                    let end = e.min(length_samples);
+                    pcm[s * CH..end * CH].copy_from_slice(&buf[..(end - s) * CH]);
+                    instrument = m.instrument.or(instrument);
+                    let job = if i < handover {
+                        first_jobs.as_ref()
+                    } else {
+                        // The first synth rings out from here; the second starts fresh.
+                        first_jobs = None;
+                        m.instrument = instrument;
+                        Some(&second_jobs)
+                    };
+                    job.expect("a synth takes every bar")
+                        .send((s, m, vec![0.0; (e - s) * CH]))
+                        .expect("melody thread is running");
+                    if let Some(f) = n.and_then(|n| backing.fitted(n, r.progression_bar as usize)) {
+                        melody.push(f);
+                    }
+                    let seg = backing.current.as_ref().expect("segment after a bar");
+                    add_backing(
+                        &mut backing_parts,
+                        &seg.template,
+                        r.progression_bar as usize,
+                        bar,
+                    );
+                    out_bars.push(r);
+                    while let Ok(d) = done.try_recv() {
+                        mix(&mut pcm, d);
+                    }
+                }
+                Ok(())
+            })();
+            drop(first_jobs);
+            drop(second_jobs);
+            for d in done.iter() {
+                mix(&mut pcm, d);
             }
-            let seg = self.current.as_ref().expect("segment after a bar");
-            add_backing(&mut backing, &seg.template, r.progression_bar as usize, bar);
-            out_bars.push(r);
+            let ring = first_player.join().expect("melody thread panicked");
+            second_player.join().expect("melody thread panicked");
+            result.map(|()| ring)
+        })?;
+        if let Some(r) = ring {
+            mix(&mut pcm, r);
         }
         let fade = ((END_FADE_SECONDS * SAMPLE_RATE as f64) as usize).min(length_samples);
         for i in 0..fade {
@@ -507,7 +655,7 @@ impl Renderer {
         Ok(Rendered {
             pcm,
             bars: out_bars,
-            backing: assign_channels(backing),
+            backing: assign_channels(backing_parts),
             melody,
             melody_program,
             master,

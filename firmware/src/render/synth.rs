@@ -29,6 +29,18 @@ const INNER_CHANNEL: i32 = 1;
 /// overhead small while note events stay sample-accurate (we split at events).
 const CHUNK: usize = 512;
 
+/// rustysynth's block: voices start and stop on this grid of frames from the synth's
+/// start (a note-on inside a block sounds from the next one).
+pub const SYNTH_BLOCK: usize = 64;
+
+/// A ring-out ends at the first block this quiet (−120 dBFS, far under the 16-bit floor
+/// even after the master's gain).
+const RING_OUT_FLOOR: f32 = 1e-6;
+/// Frames per ring-out block (0.1 s).
+const RING_OUT_BLOCK: usize = SAMPLE_RATE as usize / 10;
+/// The longest ring-out: the reverb's tail is far quieter than the floor by then.
+const RING_OUT_MAX_SECONDS: f64 = 10.0;
+
 pub fn program_of(i: Instrument) -> u8 {
     MELODY_PROGRAMS
         .iter()
@@ -100,7 +112,8 @@ pub fn load_soundfont(path: &Path) -> Result<Arc<SoundFont>, RenderError> {
 
 impl MelodySynth {
     pub fn new(font: &Arc<SoundFont>) -> Result<Self, RenderError> {
-        let settings = SynthesizerSettings::new(SAMPLE_RATE as i32);
+        let mut settings = SynthesizerSettings::new(SAMPLE_RATE as i32);
+        settings.block_size = SYNTH_BLOCK;
         let synth = Synthesizer::new(font, &settings).map_err(|e| RenderError::SoundFont {
             path: Default::default(),
             message: format!("synthesizer cannot start ({e:?})"),
@@ -190,8 +203,56 @@ impl MelodySynth {
         self.now = end;
     }
 
-    /// Absolute frame of the next sample.
-    pub fn now(&self) -> u64 {
-        self.now
+    /// Back to silence at frame 0: no voices, no reverb or chorus tail, no program.
+    pub(super) fn reset(&mut self) {
+        self.synth.reset();
+        self.now = 0;
+        self.pending_off.clear();
+        self.program = None;
+    }
+
+    /// Renders `frames` frames of silence and drops them: a synth that starts at frame
+    /// `f` of another one's clock first runs `f % SYNTH_BLOCK` frames, so both start
+    /// their notes on the same block grid.
+    pub(super) fn skip(&mut self, frames: usize) {
+        let mut scratch = vec![0.0; frames * 2];
+        self.render_add(&[], &mut scratch, 0.0);
+    }
+
+    /// What still sounds after the last bar played (held notes released at their ends,
+    /// release envelopes, the reverb tail), rendered until a block falls below
+    /// [`RING_OUT_FLOOR`] with every note released, at most [`RING_OUT_MAX_SECONDS`].
+    pub(super) fn ring_out(&mut self) -> Vec<f32> {
+        let block = RING_OUT_BLOCK * 2;
+        let max = (RING_OUT_MAX_SECONDS * SAMPLE_RATE as f64) as usize * 2;
+        let mut out = Vec::new();
+        while out.len() < max {
+            let at = out.len();
+            out.resize(at + block, 0.0);
+            self.render_add(&[], &mut out[at..], super::MELODY_GAIN);
+            let quiet = out[at..].iter().all(|x| x.abs() < RING_OUT_FLOOR);
+            if quiet && self.pending_off.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Plays one bar's melody into `out` (adding to it): selects the bar's instrument,
+    /// if it brings one, and starts its notes (frames from the bar's start).
+    pub(super) fn play_bar(&mut self, bar: &super::MelodyBar, out: &mut [f32]) {
+        if let Some(inst) = bar.instrument {
+            self.set_instrument(inst);
+        }
+        let t0 = self.now;
+        let notes: Vec<SynthNote> = bar
+            .notes
+            .iter()
+            .map(|n| SynthNote {
+                start: t0 + n.start,
+                ..*n
+            })
+            .collect();
+        self.render_add(&notes, out, super::MELODY_GAIN);
     }
 }

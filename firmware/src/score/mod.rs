@@ -110,8 +110,7 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     let mut timings = Timings::default();
 
     let model = extract::default_model_path(&opts.data_root);
-    let dur_hint = mux::probe_duration(&opts.input).unwrap_or(0.0);
-    progress.stage("analyzing video", (dur_hint * 1000.0) as u64);
+    progress.stage("analyzing video", 0);
     let t = Instant::now();
     // The note model, the templates and the SoundFont load on another thread while the video is
     // decoded and analysed, so their start-up cost is hidden behind the decode.
@@ -120,8 +119,15 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
             .name("load-engines".into())
             .spawn_scoped(scope, || Engines::load(&opts.data_root))
             .expect("spawn loader thread");
-        let analysis = extract::analyze_file(&opts.input, &model, &mut |secs: f64| {
-            progress.set((secs * 1000.0) as u64)
+        // The bar gets its length from the source's own probe, at the first frame.
+        let mut sized = false;
+        let analysis = extract::analyze_file(&opts.input, &model, &mut |p| {
+            if !sized {
+                sized = true;
+                let ms = p.duration.map_or(0, |d| (d * 1000.0) as u64);
+                progress.stage("analyzing video", ms);
+            }
+            progress.set((p.seconds * 1000.0) as u64)
         });
         let engines = loader.join().expect("loader thread panicked");
         (analysis, engines)
@@ -135,14 +141,15 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
         "analysis done"
     );
 
-    let scored = make_music(
-        &analysis,
-        &opts.prefs,
-        opts.warp,
-        &mut engines,
-        &mut timings,
-        progress,
+    let plan = plan_music(&analysis, &opts.prefs, opts.warp, &mut timings)?;
+    // ffmpeg starts now, so it is loaded and has the video open when the music is done.
+    let muxer = mux::Muxer::start(
+        &opts.input,
+        &staging.path("scored.mp4"),
+        opts.warp.then_some(&plan.warps[..]),
+        analysis.fps,
     )?;
+    let scored = make_music(plan, &opts.prefs, &mut engines, &mut timings, progress)?;
     let t = Instant::now();
     progress.stage("writing outputs", 0);
     let analysis_json = serde_json::to_vec(&analysis).expect("analysis serialises");
@@ -154,7 +161,7 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
         &scored,
         &opts.prefs,
         opts.warp,
-        VideoFrom::Input(&opts.input),
+        muxer,
     )?;
     timings.write = t.elapsed().as_secs_f64();
     timings.total = t0.elapsed().as_secs_f64();
@@ -173,27 +180,41 @@ pub struct Engines {
 impl Engines {
     /// Loads (and checks) the note model, the template library and the melody SoundFont.
     pub fn load(data_root: &Path) -> Result<Self, ScoreError> {
+        let t = Instant::now();
         let composer = Composer::load(&Composer::default_model_path(data_root))?;
+        tracing::debug!(seconds = t.elapsed().as_secs_f64(), "composer loaded");
+        let t = Instant::now();
         let library = render::Library::load(&render::default_library_dir(data_root))?;
+        tracing::debug!(seconds = t.elapsed().as_secs_f64(), "library loaded");
+        let t = Instant::now();
         let renderer = Renderer::new(library, &render::default_soundfont_path(data_root))?;
+        tracing::debug!(seconds = t.elapsed().as_secs_f64(), "soundfont loaded");
         Ok(Engines { composer, renderer })
     }
 }
 
-/// Plan → compose → style → render, from an analysis (shared by `score` and `refine`).
-pub fn make_music(
+/// The plan of an analysis (shared by `score` and `refine`).
+pub fn plan_music(
     analysis: &Analysis,
     prefs: &Preferences,
     warp: bool,
-    engines: &mut Engines,
     timings: &mut Timings,
-    progress: &mut dyn Progress,
-) -> Result<Scored, ScoreError> {
+) -> Result<Plan, ScoreError> {
     let t = Instant::now();
     let plan = plan::plan_offline(analysis, prefs, warp)?;
     timings.plan = t.elapsed().as_secs_f64();
     info!(tempo = plan.tempo_bpm, bars = plan.bars.len(), "plan done");
+    Ok(plan)
+}
 
+/// Compose → style → render, from a plan (shared by `score` and `refine`).
+pub fn make_music(
+    plan: Plan,
+    prefs: &Preferences,
+    engines: &mut Engines,
+    timings: &mut Timings,
+    progress: &mut dyn Progress,
+) -> Result<Scored, ScoreError> {
     let t = Instant::now();
     progress.stage("composing", plan.bars.len() as u64);
     let composer = &mut engines.composer;
@@ -251,16 +272,9 @@ pub fn make_music(
     })
 }
 
-/// Where `scored.mp4` takes its video from.
-pub enum VideoFrom<'a> {
-    /// The input file (first run).
-    Input(&'a Path),
-    /// The video stream of a previous `scored.mp4` (refinement; the warps are unchanged).
-    Previous(&'a Path),
-}
-
-/// Writes music.wav, notes.mid, report.png and scored.mp4 into the staging folder and
-/// returns the report (written by the caller once timings are known).
+/// Writes music.wav, notes.mid and report.png into the staging folder, and has `muxer`
+/// (started by the caller on the staging folder's scored.mp4) finish scored.mp4; returns
+/// the report (written by the caller once timings are known).
 fn write_outputs(
     staging: &Staging,
     input: &Path,
@@ -268,26 +282,15 @@ fn write_outputs(
     scored: &Scored,
     prefs: &Preferences,
     warp: bool,
-    video: VideoFrom<'_>,
+    muxer: mux::Muxer,
 ) -> Result<Report, ScoreError> {
-    write_wav(&staging.path("music.wav"), &scored.rendered.pcm)?;
-    let wav = staging.path("music.wav");
-    let out = staging.path("scored.mp4");
     let png = staging.path("report.png");
-    // The mux (ffmpeg, a separate process: AAC encoding is the longest step here) starts as
-    // soon as music.wav exists; this thread writes notes.mid and draws the picture meanwhile.
+    // The mux (AAC encoding is the longest step here) takes the music on another thread;
+    // this one writes music.wav and notes.mid and draws the picture meanwhile.
     let (muxed, written) = std::thread::scope(|scope| {
-        let muxer = scope.spawn(|| match video {
-            VideoFrom::Input(p) => mux::mux(
-                p,
-                &wav,
-                &out,
-                if warp { Some(&scored.plan.warps) } else { None },
-                analysis.fps,
-            ),
-            VideoFrom::Previous(p) => mux::mux(p, &wav, &out, None, analysis.fps),
-        });
+        let muxer = scope.spawn(|| muxer.finish(&scored.rendered.pcm));
         let written = (|| {
+            write_wav(&staging.path("music.wav"), &scored.rendered.pcm)?;
             let tracks = midi_tracks(scored);
             let meters = meter_changes(&scored.plan);
             midi::write_midi_with_meters(
@@ -400,7 +403,7 @@ fn write_wav(path: &Path, pcm: &[f32]) -> Result<(), ScoreError> {
     {
         let mut w16 = w.get_i16_writer(pcm.len() as u32);
         for &s in pcm {
-            w16.write_sample((s.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16);
+            w16.write_sample(mux::pcm_i16(s));
         }
         w16.flush().map_err(|e| err(e.to_string()))?;
     }

@@ -11,8 +11,8 @@ use std::time::Instant;
 use clap::ValueEnum;
 
 use super::{
-    make_music, write_outputs, Engines, Progress, Report, ScoreError, Staging, Timings, VideoFrom,
-    ANALYSIS_FILE, OUTPUT_FILES,
+    make_music, mux::Muxer, plan_music, write_outputs, Engines, Progress, Report, ScoreError,
+    Staging, Timings, ANALYSIS_FILE, OUTPUT_FILES,
 };
 use crate::extract::Analysis;
 use crate::music::{Genre, Instrument, Mood, Preferences, DENSITY_CLASSES};
@@ -237,21 +237,21 @@ pub fn apply(
     let prefs = refined_preferences(&report, opt);
     let mut timings = Timings::default();
     let mut engines = Engines::load(data_root)?;
-    let scored = make_music(
-        &analysis,
-        &prefs,
-        report.output.warped,
-        &mut engines,
-        &mut timings,
-        progress,
-    )?;
-    let t = Instant::now();
+    let plan = plan_music(&analysis, &prefs, report.output.warped, &mut timings)?;
     let staging = Staging::create(dir)?;
+    // The video stream of the previous scored.mp4 (any warps already applied) is reused.
+    let muxer = Muxer::start(
+        &dir.join("scored.mp4"),
+        &staging.path("scored.mp4"),
+        None,
+        analysis.fps,
+    )?;
+    let scored = make_music(plan, &prefs, &mut engines, &mut timings, progress)?;
+    let t = Instant::now();
     fs::write(staging.path(ANALYSIS_FILE), &abytes).map_err(|e| ScoreError::Output {
         path: dir.display().to_string(),
         reason: e.to_string(),
     })?;
-    let previous_video = dir.join("scored.mp4");
     let input = Path::new(&report.input.path);
     let new = write_outputs(
         &staging,
@@ -260,7 +260,7 @@ pub fn apply(
         &scored,
         &prefs,
         report.output.warped,
-        VideoFrom::Previous(&previous_video),
+        muxer,
     )?;
     timings.write = t.elapsed().as_secs_f64();
     timings.total = t0.elapsed().as_secs_f64();

@@ -22,6 +22,22 @@ use super::{AnalysisSize, Frame, Source, SourceError, SourceInfo};
 const FRAME_QUEUE: usize = 32;
 /// Lines of ffmpeg's stderr kept for error messages.
 const STDERR_LINES: usize = 8;
+/// Smallest input-to-analysis width ratio at which the decoder skips its in-loop
+/// deblocking filter (`-skip_loop_filter all`). Deblocking smooths a few pixels either side
+/// of 4- and 8-pixel block edges; from 4× down, one analysis pixel averages whole blocks,
+/// so the filter's pairwise-balanced corrections (H.264's p0 += Δ, q0 −= Δ) mostly cancel
+/// inside it, while skipping it saves about a third of an H.264 decode (trailer 1280x720:
+/// 3.2 → 2.2 CPU-s). Smaller inputs, where a block edge is a visible fraction of an
+/// analysis pixel, are decoded in full. Measured effect: docs/design/extraction.md.
+const SKIP_DEBLOCK_MIN_SCALE: u32 = 4;
+
+/// Decoder threads: every core but one, which the extraction (and, in `score`, the music
+/// engines loading beside it) keeps busy. ffmpeg's default (a thread per core, plus one)
+/// makes the decoder and the extraction fight for the cores: on 2 cores its frame threads
+/// cost 2.5 CPU-s where one thread decodes the trailer in 2.0, at the same wall time.
+fn decode_threads() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
 
 /// Frames of a video file at the analysis size and rate.
 pub struct FileSource {
@@ -203,8 +219,14 @@ impl FileSource {
         // fps: constant rate (variable-rate files and >30 fps inputs become regular frames);
         // scale with area averaging (see convert::resize_area for why).
         let filter = format!("fps={fps},scale={aw}:{ah}:flags=area,format=gray");
-        let mut child = Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-v", "error", "-i"])
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-nostdin", "-hide_banner", "-v", "error"]);
+        cmd.args(["-threads", &decode_threads().to_string()]);
+        if info.width >= aw * SKIP_DEBLOCK_MIN_SCALE {
+            cmd.args(["-skip_loop_filter", "all"]);
+        }
+        let mut child = cmd
+            .arg("-i")
             .arg(path)
             .args([
                 "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-f", "rawvideo", "-pix_fmt",
