@@ -512,6 +512,53 @@ fn truncated_and_vanishing_streams_end_cleanly_or_say_so() {
 }
 
 #[test]
+fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
+    // The trailer (55 s, constant rate, MP4) is decoded by two ffmpeg processes, the second
+    // from a seek to its middle: the frames must be exactly those of one ffmpeg from the start
+    // (with the source's settings: 160x90 at 24 fps, no deblocking at this 8x downscale).
+    let path = common::clip("trailer_bbb.mp4");
+    let mut s = FileSource::open(&path, AnalysisSize::default()).unwrap();
+    assert_eq!(
+        s.split_at(),
+        Some(662),
+        "the trailer is split at its middle frame"
+    );
+    let mut ours = Vec::new();
+    let mut pts = Vec::new();
+    while let Some(f) = s.next_frame().unwrap() {
+        pts.push(f.pts);
+        ours.extend_from_slice(&f.gray);
+    }
+    let one = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-threads",
+            "1",
+            "-skip_loop_filter",
+            "all",
+            "-i",
+        ])
+        .arg(&path)
+        .args([
+            "-map",
+            "0:v:0",
+            "-vf",
+            "fps=24,scale=160:90:flags=area,format=gray",
+        ])
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap();
+    assert!(one.status.success());
+    assert_eq!(ours.len(), one.stdout.len(), "frame count differs");
+    assert!(ours == one.stdout, "frames differ from one decoder's");
+    assert!(pts
+        .windows(2)
+        .all(|w| (w[1] - w[0] - 1.0 / 24.0).abs() < 1e-9));
+}
+
+#[test]
 fn odd_frame_sizes() {
     let mut x = Extractor::load(&model()).unwrap();
     let frame = |w: u32, h: u32, pts: f64, seed: u32| Frame {

@@ -128,6 +128,47 @@ fn scores_a_real_clip_with_all_outputs() {
         kinds.contains("video") && kinds.contains("audio"),
         "{kinds}"
     );
+    // Its audio is music.wav (encoded in two halves spliced mid-track): sample-aligned, as
+    // long as the music (plus at most the codec's last partial frame), no worse at the splice
+    // than overall.
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(out.join("scored.mp4"))
+        .args(["-map", "0:a", "-f", "s16le", "-"])
+        .output()
+        .unwrap();
+    assert!(dec.status.success(), "{}", stderr(&dec));
+    let heard: Vec<f64> = dec
+        .stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f64)
+        .collect();
+    assert!(
+        heard.len() >= samples.len() && heard.len() <= samples.len() + 2 * 1024,
+        "scored.mp4 has {} samples, music.wav {}",
+        heard.len(),
+        samples.len()
+    );
+    let snr = |r: std::ops::Range<usize>| {
+        let (mut sig, mut err) = (0.0, 0.0);
+        for i in r {
+            sig += (samples[i] as f64).powi(2);
+            err += (heard[i] - samples[i] as f64).powi(2);
+        }
+        10.0 * (sig / err.max(1.0)).log10()
+    };
+    let whole = snr(0..samples.len());
+    let mid = samples.len() / 4 / 1024 * 1024 * 2; // the splice, in interleaved samples
+    let splice = snr(mid - 8 * 1024..mid + 8 * 1024);
+    println!("scored.mp4 audio vs music.wav: SNR {whole:.1} dB, at the splice {splice:.1} dB");
+    assert!(
+        whole > 20.0,
+        "scored.mp4's audio is not music.wav ({whole:.1} dB)"
+    );
+    assert!(
+        splice > whole - 6.0,
+        "the splice is audible ({splice:.1} dB vs {whole:.1} dB)"
+    );
     // report.png is a PNG.
     assert_eq!(
         &fs::read(out.join("report.png")).unwrap()[..8],

@@ -10,12 +10,15 @@
 #
 # Env: UNDERTONE (binary; default target/release/undertone, else target/debug/undertone),
 #      RUNS (default 3), OUT (default tools/bench/work/score).
-# The reference decode is the file source's own command line (firmware/src/source/file.rs),
-# so any decoder setting the product chose would speed the reference up just the same:
+# The reference is what the issue names, a bare ffmpeg decode at the analysis size and rate
+# with ffmpeg's defaults (a frame thread per core):
 #   ffmpeg -nostdin -hide_banner -v error -i CLIP -map 0:v:0 -an -sn -dn
 #          -vf fps=R,scale=160:H:flags=area,format=gray -f rawvideo -pix_fmt gray -
 # with R = min(input fps, 30) and H = 160 × height / width rounded to even
-# (source::AnalysisSize defaults: ANALYSIS_WIDTH 160, ANALYSIS_MAX_FPS 30).
+# (source::AnalysisSize defaults: ANALYSIS_WIDTH 160, ANALYSIS_MAX_FPS 30). The file source
+# (firmware/src/source/file.rs) decodes the same frames its own way: no H.264 deblocking at a
+# 4x or larger downscale, one thread per decoder, and a long constant-rate file in two halves
+# at once. Those choices are part of what `undertone analyze` and `score` are timed with here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -178,9 +178,7 @@ impl NoteModel {
             .map_err(invalid)?;
         // Two plans from the same graph: decoding with the token count fixed at 1 (tract picks
         // kernels for that exact shape), and refilling the cache with a symbolic token count.
-        tracing::debug!("note model read");
         let model = model.into_typed().map_err(invalid)?;
-        tracing::debug!("note model typed");
         let tokens = model.symbols.sym(TOKENS_DIM);
         let typed = model
             .set_symbols(&HashMap::from([(tokens, TDim::Val(1))]))
@@ -192,7 +190,6 @@ impl NoteModel {
             .into_runnable()
             .map_err(invalid)?;
         let state = plan.spawn().map_err(invalid)?;
-        tracing::debug!("note model decode plan ready");
         let refill = model
             .into_optimized()
             .map_err(invalid)?

@@ -113,11 +113,16 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     progress.stage("analyzing video", 0);
     let t = Instant::now();
     // The note model, the templates and the SoundFont load on another thread while the video is
-    // decoded and analysed, so their start-up cost is hidden behind the decode.
+    // decoded and analysed, so their start-up cost is hidden behind the decode. The thread runs
+    // at idle priority: it takes the CPU the decoders and the extraction leave (the extraction
+    // works through the frames the decoders queued after they finish), instead of slowing them.
     let (analysis, engines) = std::thread::scope(|scope| {
         let loader = std::thread::Builder::new()
             .name("load-engines".into())
-            .spawn_scoped(scope, || Engines::load(&opts.data_root))
+            .spawn_scoped(scope, || {
+                lower_thread_priority();
+                Engines::load(&opts.data_root)
+            })
             .expect("spawn loader thread");
         // The bar gets its length from the source's own probe, at the first frame.
         let mut sized = false;
@@ -169,6 +174,23 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     fs_write(&staging.path("report.json"), &report.to_json())?;
     staging.commit(&OUTPUT_FILES)?;
     Ok(report)
+}
+
+/// Nice value of the engine-loading thread (the lowest priority).
+const LOADER_NICE: libc::c_int = 19;
+
+/// Gives the calling thread the lowest CPU priority (Linux schedules threads one by one, so
+/// the rest of the process keeps its own). Best effort: on failure the thread runs as it is.
+fn lower_thread_priority() {
+    // SAFETY: gettid and setpriority take no pointers; setpriority on our own thread id
+    // changes only that thread's nice value.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, LOADER_NICE)
+    };
+    if rc != 0 {
+        tracing::debug!("could not lower the loader thread's priority");
+    }
 }
 
 /// The loaded models and libraries of the music stages.

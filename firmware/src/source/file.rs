@@ -20,6 +20,14 @@ use super::{AnalysisSize, Frame, Source, SourceError, SourceInfo};
 /// Frames decoded ahead of the consumer: about a second of video, so a slow extraction
 /// step never stalls ffmpeg and vice versa (160x90 luma = 14 kB a frame).
 const FRAME_QUEUE: usize = 32;
+/// Memory the second decoder of a split file may fill before it waits (about 4,600 frames
+/// at 160x90, three minutes at 25 frames/s): it decodes the last half of the file, or its
+/// last this-many bytes of frames if that is less.
+const AHEAD_MAX_BYTES: usize = 64 << 20;
+/// Files shorter than this are decoded by one process (two would barely start).
+const SPLIT_MIN_SECONDS: f64 = 8.0;
+/// Frames of the second decoder checked against the first's before it is trusted.
+const VERIFY_FRAMES: usize = 3;
 /// Lines of ffmpeg's stderr kept for error messages.
 const STDERR_LINES: usize = 8;
 /// Smallest input-to-analysis width ratio at which the decoder skips its in-loop
@@ -31,22 +39,37 @@ const STDERR_LINES: usize = 8;
 /// analysis pixel, are decoded in full. Measured effect: docs/design/extraction.md.
 const SKIP_DEBLOCK_MIN_SCALE: u32 = 4;
 
-/// Decoder threads: every core but one, which the extraction (and, in `score`, the music
-/// engines loading beside it) keeps busy. ffmpeg's default (a thread per core, plus one)
-/// makes the decoder and the extraction fight for the cores: on 2 cores its frame threads
-/// cost 2.5 CPU-s where one thread decodes the trailer in 2.0, at the same wall time.
-fn decode_threads() -> usize {
-    thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-}
-
 /// Frames of a video file at the analysis size and rate.
+///
+/// A long enough constant-rate file in an indexed container (MP4/MOV, Matroska/WebM) is
+/// decoded by two ffmpeg processes at once: one from the start, one from a seek to a later
+/// frame, whose frames wait in memory (at most [`AHEAD_MAX_BYTES`]). One single-threaded
+/// decoder per half uses two cores far better than one frame-threaded decoder (trailer,
+/// 2 cores: 1.3 s instead of 2.0–2.2 s). The frames are delivered in order, and the later
+/// decoder is trusted only if its first [`VERIFY_FRAMES`] frames equal, byte for byte, those
+/// the first decoder gives at the same place (a seek can land on a frame that needs pictures
+/// from before it); otherwise the first decoder simply goes on to the end.
 pub struct FileSource {
     path: PathBuf,
     info: SourceInfo,
+    main: Decoder,
+    ahead: Option<Decoder>,
+    /// The frame the second decoder starts at, if there is one.
+    split: Option<u64>,
+    /// Frames delivered so far.
+    delivered: u64,
+    /// Frames already checked and waiting to be delivered (the first decoder's, at the
+    /// hand-over).
+    pending: VecDeque<Frame>,
+    done: bool,
+}
+
+/// One ffmpeg process decoding the file from frame `start` on, with the thread reading it.
+struct Decoder {
     rx: Receiver<Msg>,
     child: Arc<Mutex<Child>>,
     pid: u32,
-    done: bool,
+    start: u64,
 }
 
 enum Msg {
@@ -82,6 +105,15 @@ struct ProbeDisposition {
 #[derive(Deserialize)]
 struct ProbeFormat {
     duration: Option<String>,
+    format_name: Option<String>,
+}
+
+/// What [`probe`] learns beyond [`SourceInfo`]: whether the file can be split between two
+/// decoders (a constant frame rate, in a container with a seek index).
+struct Probed {
+    info: SourceInfo,
+    constant_rate: bool,
+    indexed: bool,
 }
 
 fn rate(s: &Option<String>) -> Option<f64> {
@@ -129,7 +161,7 @@ fn looks_like_media(path: &Path) -> bool {
 }
 
 /// Reads the stream facts with ffprobe and classifies unreadable inputs.
-fn probe(path: &Path) -> Result<SourceInfo, SourceError> {
+fn probe(path: &Path) -> Result<Probed, SourceError> {
     let out = Command::new("ffprobe")
         .args([
             "-v",
@@ -189,11 +221,25 @@ fn probe(path: &Path) -> Result<SourceInfo, SourceError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(SourceInfo {
-        width,
-        height,
-        fps,
-        duration,
+    let (avg, raw) = (rate(&v.avg_frame_rate), rate(&v.r_frame_rate));
+    let constant_rate = matches!((avg, raw), (Some(a), Some(r)) if (a - r).abs() <= 1e-3 * r);
+    let format = probe
+        .format
+        .as_ref()
+        .and_then(|f| f.format_name.as_deref())
+        .unwrap_or("");
+    let indexed = ["mp4", "mov", "matroska", "webm"]
+        .iter()
+        .any(|k| format.split(',').any(|f| f == *k));
+    Ok(Probed {
+        info: SourceInfo {
+            width,
+            height,
+            fps,
+            duration,
+        },
+        constant_rate,
+        indexed,
     })
 }
 
@@ -211,26 +257,156 @@ impl FileSource {
         if meta.is_file() && meta.len() == 0 {
             return Err(SourceError::Empty { path: p });
         }
-        let mut info = probe(path)?;
+        let probed = probe(path)?;
+        let mut info = probed.info;
         let fps = analysis.rate(info.fps);
         let (aw, ah) = analysis.frame_size(info.width, info.height);
+        let in_fps = info.fps;
         info.fps = fps;
         debug!(path = %path.display(), w = info.width, h = info.height, fps, aw, ah, "file source");
-        // fps: constant rate (variable-rate files and >30 fps inputs become regular frames);
-        // scale with area averaging (see convert::resize_area for why).
-        let filter = format!("fps={fps},scale={aw}:{ah}:flags=area,format=gray");
+        let frame_len = (aw * ah) as usize;
+        // Split between two decoders where that is safe and worth it (see [`FileSource`]):
+        // at frame `k`, leaving the second decoder the last half or what fits its memory.
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let split = match info.duration {
+            Some(d)
+                if cores >= 2
+                    && probed.constant_rate
+                    && probed.indexed
+                    && (fps - in_fps).abs() < 1e-6
+                    && d >= SPLIT_MIN_SECONDS =>
+            {
+                let frames = (d * fps).floor() as u64;
+                let ahead = (frames / 2).min((AHEAD_MAX_BYTES / frame_len.max(1)) as u64);
+                Some(frames - ahead)
+            }
+            _ => None,
+        };
+        // Decoder threads: every core but one, which the extraction (and, in `score`, the
+        // music engines loading beside it) keeps busy, shared by the decoders.
+        let threads = (cores.saturating_sub(1) / if split.is_some() { 2 } else { 1 }).max(1);
+        let spec = DecodeSpec {
+            path: p.clone(),
+            filter: format!("fps={fps},scale={aw}:{ah}:flags=area,format=gray"),
+            skip_deblock: info.width >= aw * SKIP_DEBLOCK_MIN_SCALE,
+            threads,
+            frame: (aw, ah),
+            fps,
+        };
+        let main = Decoder::spawn(&spec, 0, FRAME_QUEUE)?;
+        let ahead = match split {
+            Some(k) => {
+                debug!(path = %path.display(), from_frame = k, "second decoder");
+                Some(Decoder::spawn(
+                    &spec,
+                    k,
+                    (AHEAD_MAX_BYTES / frame_len.max(1)).max(1),
+                )?)
+            }
+            None => None,
+        };
+        Ok(FileSource {
+            path: p,
+            info,
+            main,
+            ahead,
+            split,
+            delivered: 0,
+            pending: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Process id of the ffmpeg decoder of the file's start (for supervision and tests).
+    pub fn decoder_pid(&self) -> u32 {
+        self.main.pid
+    }
+
+    /// The frame a second decoder starts decoding at, when the file is split between two.
+    pub fn split_at(&self) -> Option<u64> {
+        self.split
+    }
+
+    /// At the second decoder's first frame: checks it against the first decoder's frames
+    /// there and keeps whichever decoder goes on (see [`FileSource`]).
+    fn hand_over(&mut self) -> Result<(), SourceError> {
+        let Some(ahead) = self.ahead.take() else {
+            return Ok(());
+        };
+        let mut mine = Vec::with_capacity(VERIFY_FRAMES);
+        for _ in 0..VERIFY_FRAMES {
+            match self.main.next(&self.path)? {
+                Some(f) => mine.push(f),
+                None => break,
+            }
+        }
+        let mut same = mine.len() == VERIFY_FRAMES;
+        for m in &mine {
+            if !same {
+                break;
+            }
+            same = matches!(ahead.next(&self.path), Ok(Some(f)) if f.gray == m.gray);
+        }
+        self.pending.extend(mine);
+        if same {
+            self.main = ahead; // the first decoder is stopped as it drops
+        } else {
+            warn!(path = %self.path.display(), frame = self.delivered, "the second decoder's frames differ after its seek; decoding on from the start");
+        }
+        Ok(())
+    }
+}
+
+/// How the decoders of one file run ffmpeg.
+struct DecodeSpec {
+    path: PathBuf,
+    filter: String,
+    skip_deblock: bool,
+    threads: usize,
+    /// Analysis frame size.
+    frame: (u32, u32),
+    fps: f64,
+}
+
+impl Decoder {
+    /// Starts ffmpeg on frame `start` (a seek to `start / fps` seconds when not 0), with a
+    /// queue of `queue` frames between its reader thread and the consumer.
+    fn spawn(spec: &DecodeSpec, start: u64, queue: usize) -> Result<Self, SourceError> {
+        let p = spec.path.clone();
+        let (aw, ah) = spec.frame;
+        let fps = spec.fps;
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-nostdin", "-hide_banner", "-v", "error"]);
-        cmd.args(["-threads", &decode_threads().to_string()]);
-        if info.width >= aw * SKIP_DEBLOCK_MIN_SCALE {
+        cmd.args(["-threads", &spec.threads.to_string()]);
+        if spec.skip_deblock {
             cmd.args(["-skip_loop_filter", "all"]);
         }
+        if start > 0 {
+            cmd.args(["-ss", &format!("{:.6}", start as f64 / fps)]);
+        }
+        // fps: constant rate (variable-rate files and >30 fps inputs become regular frames);
+        // scale with area averaging (see convert::resize_area for why).
         let mut child = cmd
             .arg("-i")
-            .arg(path)
+            .arg(&p)
             .args([
-                "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-f", "rawvideo", "-pix_fmt",
-                "gray", "-",
+                "-map",
+                "0:v:0",
+                "-an",
+                "-sn",
+                "-dn",
+                "-vf",
+                &spec.filter,
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "gray",
+                "-",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -244,7 +420,7 @@ impl FileSource {
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let child = Arc::new(Mutex::new(child));
-        let (tx, rx) = sync_channel(FRAME_QUEUE);
+        let (tx, rx) = sync_channel(queue);
 
         // stderr drainer: keeps the last lines (a chatty ffmpeg must never block on a full pipe).
         let tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -273,7 +449,8 @@ impl FileSource {
             .spawn(move || {
                 let frame_len = (aw * ah) as usize;
                 let mut out = BufReader::with_capacity(frame_len * 4, stdout);
-                let mut n: u64 = 0;
+                // Frame numbers count from the file's start, so a frame's time is n / fps.
+                let mut n: u64 = start;
                 let end = loop {
                     let mut buf = vec![0u8; frame_len];
                     match read_full(&mut out, &mut buf) {
@@ -303,7 +480,7 @@ impl FileSource {
                     } else {
                         Err(SourceError::Truncated { path: rp.clone(), frames: n, detail })
                     }
-                } else if n == 0 {
+                } else if n == start {
                     Err(SourceError::ZeroLength { path: rp.clone() })
                 } else {
                     if !detail.is_empty() {
@@ -315,24 +492,37 @@ impl FileSource {
                 let _ = tx.send(Msg::End(result));
             })
             .map_err(|source| SourceError::Io { path: p.clone(), source })?;
-        Ok(FileSource {
-            path: p,
-            info,
+        Ok(Decoder {
             rx,
             child,
             pid,
-            done: false,
+            start,
         })
     }
 
-    /// The file being read.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The next frame; `Ok(None)` at the clean end.
+    fn next(&self, path: &Path) -> Result<Option<Frame>, SourceError> {
+        match self.rx.recv() {
+            Ok(Msg::Frame(f)) => Ok(Some(f)),
+            Ok(Msg::End(r)) => r.map(|()| None),
+            Err(_) => Err(SourceError::Truncated {
+                path: path.to_path_buf(),
+                frames: self.start,
+                detail: "the decoder thread stopped".into(),
+            }),
+        }
     }
+}
 
-    /// Process id of the ffmpeg decoder (for supervision and tests).
-    pub fn decoder_pid(&self) -> u32 {
-        self.pid
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // Stop ffmpeg if the consumer quits early; the reader thread then sees EOF and exits.
+        if let Ok(mut c) = self.child.lock() {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
     }
 }
 
@@ -359,31 +549,29 @@ impl Source for FileSource {
         if self.done {
             return Ok(None);
         }
-        match self.rx.recv() {
-            Ok(Msg::Frame(f)) => Ok(Some(f)),
-            Ok(Msg::End(r)) => {
+        if self.pending.is_empty()
+            && self
+                .ahead
+                .as_ref()
+                .is_some_and(|a| a.start == self.delivered)
+        {
+            if let Err(e) = self.hand_over() {
                 self.done = true;
-                r.map(|()| None)
-            }
-            Err(_) => {
-                self.done = true;
-                Err(SourceError::Truncated {
-                    path: self.path.clone(),
-                    frames: 0,
-                    detail: "the decoder thread stopped".into(),
-                })
+                return Err(e);
             }
         }
-    }
-}
-
-impl Drop for FileSource {
-    fn drop(&mut self) {
-        // Stop ffmpeg if the consumer quits early; the reader thread then sees EOF and exits.
-        if let Ok(mut c) = self.child.lock() {
-            if let Ok(None) = c.try_wait() {
-                let _ = c.kill();
-                let _ = c.wait();
+        let next = match self.pending.pop_front() {
+            Some(f) => Ok(Some(f)),
+            None => self.main.next(&self.path),
+        };
+        match next {
+            Ok(Some(f)) => {
+                self.delivered += 1;
+                Ok(Some(f))
+            }
+            other => {
+                self.done = true;
+                other
             }
         }
     }
