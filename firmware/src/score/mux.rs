@@ -207,19 +207,17 @@ fn split_encode(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(),
             if !used {
                 continue;
             }
-            match (out, packets) {
-                (Ok(o), Ok(p)) if o.status.success() => {
-                    if mux_in.write_all(&p).is_err() {
-                        failure.get_or_insert_with(|| "the muxer stopped reading".to_string());
-                    }
-                }
-                (Ok(o), _) if !o.status.success() => {
-                    failure.get_or_insert_with(|| last_line(&o.stderr));
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    failure.get_or_insert_with(|| e.to_string());
-                }
-                _ => {}
+            let why = match (out, packets) {
+                (Ok(o), Ok(p)) if o.status.success() => mux_in
+                    .write_all(&p)
+                    .err()
+                    .map(|_| "the muxer stopped reading".to_string()),
+                (Ok(o), _) if !o.status.success() => Some(last_line(&o.stderr)),
+                (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+                _ => None,
+            };
+            if let Some(why) = why {
+                failure.get_or_insert(why);
             }
         }
         drop(mux_in);
