@@ -183,6 +183,7 @@ impl Composer {
 
     /// Starts a new piece (clears the KV cache), seeded.
     pub fn start(&mut self, seed: u64) {
+        self.model.prepare_refill();
         self.past = self.model.empty_past();
         self.fresh = true;
         self.window.clear();

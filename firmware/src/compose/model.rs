@@ -91,7 +91,7 @@ pub struct NoteModel {
     /// Kept between steps: tract reuses its buffers instead of allocating a new state per token.
     state: TypedSimpleState,
     /// The same graph with a symbolic token count, to refill the cache in one call.
-    refill_state: TypedSimpleState,
+    refill: Refill,
     card: ModelCard,
     path: PathBuf,
 }
@@ -103,6 +103,18 @@ impl std::fmt::Debug for NoteModel {
             .field("card", &self.card)
             .finish()
     }
+}
+
+/// The refill plan. Optimising it costs as much as the decode plan, and it is first needed
+/// at the first window restart, bars into a piece: it is built on a thread of its own once
+/// a piece starts ([`NoteModel::prepare_refill`]), so loading returns as soon as decoding can
+/// start and, in `score`, the optimisation runs on the core the note model leaves free
+/// instead of beside the video decoders.
+enum Refill {
+    Unbuilt(Box<TypedModel>),
+    Building(std::thread::JoinHandle<Result<TypedSimpleState, String>>),
+    Ready(TypedSimpleState),
+    Failed(String),
 }
 
 fn shape_err(path: &Path, msg: impl Into<String>) -> ComposeError {
@@ -190,16 +202,11 @@ impl NoteModel {
             .into_runnable()
             .map_err(invalid)?;
         let state = plan.spawn().map_err(invalid)?;
-        let refill = model
-            .into_optimized()
-            .map_err(invalid)?
-            .into_runnable()
-            .map_err(invalid)?;
-        let refill_state = refill.spawn().map_err(invalid)?;
+        let refill = Refill::Unbuilt(Box::new(model));
         tracing::info!(model = %shown, layers = card.layers, heads = card.heads, "note model loaded");
         Ok(NoteModel {
             state,
-            refill_state,
+            refill,
             card,
             path: path.to_path_buf(),
         })
@@ -313,6 +320,50 @@ impl NoteModel {
         self.run(tokens, past, true)
     }
 
+    /// Starts optimising the refill plan on a thread of its own, if that has not begun.
+    pub fn prepare_refill(&mut self) {
+        if !matches!(self.refill, Refill::Unbuilt(_)) {
+            return;
+        }
+        let Refill::Unbuilt(model) =
+            std::mem::replace(&mut self.refill, Refill::Failed(String::new()))
+        else {
+            unreachable!("checked above")
+        };
+        let build = move || -> TractResult<TypedSimpleState> {
+            model.into_optimized()?.into_runnable()?.spawn()
+        };
+        self.refill = std::thread::Builder::new()
+            .name("refill-plan".into())
+            .spawn(move || build().map_err(|e| format!("{e:#}")))
+            .map_or_else(|e| Refill::Failed(e.to_string()), Refill::Building);
+    }
+
+    /// The refill plan, waiting for its thread the first time.
+    fn refill_state(&mut self) -> Result<&mut TypedSimpleState, ComposeError> {
+        self.prepare_refill();
+        if matches!(self.refill, Refill::Building(_)) {
+            let Refill::Building(h) =
+                std::mem::replace(&mut self.refill, Refill::Failed(String::new()))
+            else {
+                unreachable!("checked above")
+            };
+            self.refill = match h.join() {
+                Ok(Ok(state)) => Refill::Ready(state),
+                Ok(Err(msg)) => Refill::Failed(msg),
+                Err(_) => Refill::Failed("the thread optimising it panicked".into()),
+            };
+        }
+        match &mut self.refill {
+            Refill::Ready(state) => Ok(state),
+            Refill::Failed(msg) => Err(ComposeError::ModelInvalid {
+                path: self.path.display().to_string(),
+                msg: format!("its refill plan: {msg}"),
+            }),
+            Refill::Building(_) | Refill::Unbuilt(_) => unreachable!("built above"),
+        }
+    }
+
     fn run(
         &mut self,
         tokens: &[Token],
@@ -320,17 +371,25 @@ impl NoteModel {
         refill: bool,
     ) -> Result<(Logits, Past), ComposeError> {
         let step = Self::past_len(&past);
+        if refill {
+            self.refill_state()?;
+        }
+        let NoteModel {
+            state,
+            refill: plan,
+            path,
+            ..
+        } = self;
         let err = |e: TractError| ComposeError::Inference {
-            path: self.path.display().to_string(),
+            path: path.display().to_string(),
             step,
             msg: format!("{e:#}"),
         };
         let flat: Vec<i64> = tokens.iter().flatten().copied().collect();
         let tok = Tensor::from_shape::<i64>(&[1, tokens.len(), N_FIELDS], &flat).map_err(err)?;
-        let state = if refill {
-            &mut self.refill_state
-        } else {
-            &mut self.state
+        let state = match (plan, refill) {
+            (Refill::Ready(plan), true) => plan,
+            _ => state,
         };
         let mut inputs: TVec<TValue> = tvec![tok.into_tvalue()];
         inputs.extend(past);

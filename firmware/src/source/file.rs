@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -26,6 +27,8 @@ const FRAME_QUEUE: usize = 32;
 const AHEAD_MAX_BYTES: usize = 64 << 20;
 /// Files shorter than this are decoded by one process (two would barely start).
 const SPLIT_MIN_SECONDS: f64 = 8.0;
+/// Nice value of the second decoder's process (see [`Decoder::spawn`]).
+const AHEAD_NICE: libc::c_int = 10;
 /// Frames of the second decoder checked against the first's before it is trusted.
 const VERIFY_FRAMES: usize = 3;
 /// Lines of ffmpeg's stderr kept for error messages.
@@ -388,6 +391,17 @@ impl Decoder {
         }
         if start > 0 {
             cmd.args(["-ss", &format!("{:.6}", start as f64 / fps)]);
+            // The second decoder works ahead into a deep queue: it takes the CPU the first
+            // decoder and the extraction leave, instead of starving them (its frames are
+            // needed last).
+            // SAFETY: the closure runs in the forked child before exec and only makes the
+            // setpriority syscall, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, AHEAD_NICE);
+                    Ok(())
+                });
+            }
         }
         // fps: constant rate (variable-rate files and >30 fps inputs become regular frames);
         // scale with area averaging (see convert::resize_area for why).
