@@ -52,7 +52,7 @@ pub fn program_of(i: Instrument) -> u8 {
 /// A note event on the synth's own frame clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SynthNote {
-    /// Absolute start frame.
+    /// Start, in frames from the first frame of the block it is rendered in.
     pub start: u64,
     /// Length in frames.
     pub frames: u64,
@@ -141,11 +141,12 @@ impl MelodySynth {
         }
     }
 
-    /// Renders the next `out.len() / 2` frames, starting the given notes (absolute frames,
-    /// all >= the current clock) and adding the result into `out` (interleaved stereo).
+    /// Renders the next `out.len() / 2` frames, starting the given notes (`start` counted
+    /// from the first of these frames) and adding the result into `out` (interleaved stereo).
     pub fn render_add(&mut self, notes: &[SynthNote], out: &mut [f32], gain: f32) {
         let frames = (out.len() / 2) as u64;
         let end = self.now + frames;
+        let t0 = self.now;
         // Events inside this block: (frame, is_on, channel, key, velocity).
         let mut events: Vec<(u64, bool, i32, i32, i32)> =
             Vec::with_capacity(notes.len() + self.pending_off.len());
@@ -156,14 +157,14 @@ impl MelodySynth {
                 MELODY_CHANNEL
             };
             events.push((
-                n.start.max(self.now),
+                t0 + n.start,
                 true,
                 ch,
                 n.pitch as i32,
                 n.velocity.clamp(1, 127) as i32,
             ));
             self.pending_off
-                .push((n.start.max(self.now) + n.frames.max(1), ch, n.pitch as i32));
+                .push((t0 + n.start + n.frames.max(1), ch, n.pitch as i32));
         }
         self.pending_off.retain(|&(f, ch, key)| {
             if f < end {
@@ -244,15 +245,6 @@ impl MelodySynth {
         if let Some(inst) = bar.instrument {
             self.set_instrument(inst);
         }
-        let t0 = self.now;
-        let notes: Vec<SynthNote> = bar
-            .notes
-            .iter()
-            .map(|n| SynthNote {
-                start: t0 + n.start,
-                ..*n
-            })
-            .collect();
-        self.render_add(&notes, out, super::MELODY_GAIN);
+        self.render_add(&bar.notes, out, super::MELODY_GAIN);
     }
 }

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use super::ScoreError;
 use crate::music::{CHANNELS, SAMPLE_RATE};
 use crate::plan::Warp;
+use crate::source::last_line;
 
 /// AAC bit rate of the music in scored.mp4 (transparent for stereo music).
 const AAC_BITRATE: &str = "192k";
@@ -212,7 +213,9 @@ fn split_encode(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(),
                     .write_all(&p)
                     .err()
                     .map(|_| "the muxer stopped reading".to_string()),
-                (Ok(o), _) if !o.status.success() => Some(last_line(&o.stderr)),
+                (Ok(o), _) if !o.status.success() => {
+                    Some(last_line(&String::from_utf8_lossy(&o.stderr)))
+                }
                 (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
                 _ => None,
             };
@@ -231,7 +234,7 @@ fn split_encode(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(),
         (None, Err(e)) => Err(ScoreError::Mux(format!("ffmpeg did not finish: {e}"))),
         (None, Ok(o)) if !o.status.success() => Err(ScoreError::Mux(format!(
             "ffmpeg could not write scored.mp4: {}",
-            last_line(&o.stderr)
+            last_line(&String::from_utf8_lossy(&o.stderr))
         ))),
         (None, Ok(_)) => Ok(()),
     }
@@ -362,7 +365,7 @@ fn feed(mut child: Child, pcm: &[f32]) -> Result<(), ScoreError> {
     } else {
         Err(ScoreError::Mux(format!(
             "ffmpeg could not write scored.mp4: {}",
-            last_line(&out.stderr)
+            last_line(&String::from_utf8_lossy(&out.stderr))
         )))
     }
 }
@@ -376,16 +379,6 @@ fn write_pcm(w: &mut impl Write, pcm: &[f32]) -> std::io::Result<()> {
         w.write_all(&bytes)?;
     }
     Ok(())
-}
-
-/// The last non-empty line of a tool's stderr.
-fn last_line(stderr: &[u8]) -> String {
-    String::from_utf8_lossy(stderr)
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string()
 }
 
 /// A float sample as the 16-bit sample music.wav and scored.mp4 carry.

@@ -134,7 +134,7 @@ fn num(s: &Option<String>) -> Option<f64> {
 }
 
 /// The last meaningful line of ffmpeg's stderr, for one-line error messages.
-fn last_line(text: &str) -> String {
+pub(crate) fn last_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())

@@ -16,6 +16,7 @@ pub mod convert;
 mod file;
 mod v4l2;
 
+pub(crate) use file::last_line;
 pub use file::FileSource;
 pub use v4l2::{CaptureRequest, V4l2Source};
 
