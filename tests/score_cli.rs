@@ -128,9 +128,9 @@ fn scores_a_real_clip_with_all_outputs() {
         kinds.contains("video") && kinds.contains("audio"),
         "{kinds}"
     );
-    // Its audio is music.wav (encoded in two halves spliced mid-track): sample-aligned, as
-    // long as the music (plus at most the codec's last partial frame), no worse at the splice
-    // than overall.
+    // Its audio is music.wav: sample-aligned, as long as the music (plus at most the codec's
+    // last partial frame). (A long piece's two-half encode is checked at its splice in
+    // score::mux's tests.)
     let dec = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(out.join("scored.mp4"))
@@ -158,16 +158,10 @@ fn scores_a_real_clip_with_all_outputs() {
         10.0 * (sig / err.max(1.0)).log10()
     };
     let whole = snr(0..samples.len());
-    let mid = samples.len() / 4 / 1024 * 1024 * 2; // the splice, in interleaved samples
-    let splice = snr(mid - 8 * 1024..mid + 8 * 1024);
-    println!("scored.mp4 audio vs music.wav: SNR {whole:.1} dB, at the splice {splice:.1} dB");
+    println!("scored.mp4 audio vs music.wav: SNR {whole:.1} dB");
     assert!(
         whole > 20.0,
         "scored.mp4's audio is not music.wav ({whole:.1} dB)"
-    );
-    assert!(
-        splice > whole - 6.0,
-        "the splice is audible ({splice:.1} dB vs {whole:.1} dB)"
     );
     // report.png is a PNG.
     assert_eq!(

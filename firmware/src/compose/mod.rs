@@ -181,9 +181,48 @@ impl Composer {
         data_root.join("models").join("notes").join(MODEL_FILE)
     }
 
-    /// Starts a new piece (clears the KV cache), seeded.
+    /// Starts a new piece (clears the KV cache), seeded. The piece may run for ever (live),
+    /// so the refill plan of the window restarts is prepared now, on a thread of its own.
     pub fn start(&mut self, seed: u64) {
         self.model.prepare_refill();
+        self.reset(seed);
+    }
+
+    /// Starts a piece whose bars are all known (offline), seeded: as [`Composer::start`], but
+    /// the refill plan is only prepared if these bars can fill the KV cache (a short piece
+    /// never restarts its window, and optimising the plan costs as much as loading the model).
+    pub fn start_piece(&mut self, seed: u64, bars: &[BarControls]) {
+        if self.may_restart(bars) {
+            self.model.prepare_refill();
+        }
+        self.reset(seed);
+    }
+
+    /// Can writing `bars` from an empty cache restart the window? Each bar takes at most its
+    /// BAR token and, per note, the note and its POS (a POS is always followed by a note),
+    /// with the notes capped by the density guard.
+    fn may_restart(&self, bars: &[BarControls]) -> bool {
+        let card = self.model.card();
+        let mut past = 0;
+        for c in bars {
+            if past + MAX_BAR_TOKENS > card.max_len {
+                return true;
+            }
+            let steps = usize::from(c.beats) * STEPS_PER_BAR / BEATS_PER_BAR as usize;
+            let max_notes = if self.density_guard {
+                density_guard(usize::from(c.density), &card.density_edges, steps).1
+            } else {
+                usize::MAX
+            };
+            past += max_notes
+                .saturating_mul(2)
+                .saturating_add(1)
+                .min(MAX_BAR_TOKENS);
+        }
+        false
+    }
+
+    fn reset(&mut self, seed: u64) {
         self.past = self.model.empty_past();
         self.fresh = true;
         self.window.clear();

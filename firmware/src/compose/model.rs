@@ -185,9 +185,11 @@ impl NoteModel {
             path: shown.clone(),
             msg: format!("{e:#}"),
         };
+        let t = std::time::Instant::now();
         let model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(&bytes))
             .map_err(invalid)?;
+        tracing::debug!(seconds = t.elapsed().as_secs_f64(), "note model parsed");
         // Two plans from the same graph: decoding with the token count fixed at 1 (tract picks
         // kernels for that exact shape), and refilling the cache with a symbolic token count.
         let model = model.into_typed().map_err(invalid)?;
@@ -196,6 +198,7 @@ impl NoteModel {
             .set_symbols(&HashMap::from([(tokens, TDim::Val(1))]))
             .map_err(invalid)?;
         Self::check_graph(path, &typed, &card)?;
+        tracing::debug!(seconds = t.elapsed().as_secs_f64(), "note model typed");
         let plan = typed
             .into_optimized()
             .map_err(invalid)?

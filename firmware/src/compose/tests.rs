@@ -168,6 +168,29 @@ fn same_seed_same_bars_and_every_bar_well_formed() {
     }
 }
 
+/// A piece that `may_restart` calls short never restarts its window (so its refill plan is
+/// never built), whatever the sampler writes; a long one is flagged.
+#[test]
+fn a_piece_known_to_fit_the_window_never_restarts_it() {
+    let mut c = Composer::load(&model_path()).unwrap();
+    // the densest bars the guard allows still fit 4 bars; sparse bars fit many more
+    let dense: Vec<BarControls> = (0..4).map(|b| controls(6, 3, b)).collect();
+    let sparse: Vec<BarControls> = (0..10).map(|b| controls(0, 1, b)).collect();
+    let long: Vec<BarControls> = (0..40).map(|b| controls(7, 1, b)).collect();
+    assert!(c.may_restart(&long));
+    for (piece, seeds) in [(&dense, 0..4u64), (&sparse, 0..4)] {
+        assert!(!c.may_restart(piece), "{} bars flagged", piece.len());
+        for seed in seeds {
+            let before = c.window_restarts();
+            c.start_piece(seed, piece);
+            for (b, ctl) in piece.iter().enumerate() {
+                c.next_bar(b as u32, ctl).unwrap();
+            }
+            assert_eq!(c.window_restarts(), before, "seed {seed}");
+        }
+    }
+}
+
 #[test]
 fn long_runs_restart_the_window_and_stay_bounded() {
     let mut c = Composer::load(&model_path()).unwrap();

@@ -236,6 +236,10 @@ impl MelodySynth {
                 break;
             }
         }
+        tracing::debug!(
+            seconds = out.len() as f64 / 2.0 / SAMPLE_RATE as f64,
+            "ring-out"
+        );
         out
     }
 

@@ -153,6 +153,7 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
         &staging.path("scored.mp4"),
         opts.warp.then_some(&plan.warps[..]),
         analysis.fps,
+        plan.duration,
     )?;
     let scored = make_music(plan, &opts.prefs, &mut engines, &mut timings, progress)?;
     let t = Instant::now();
@@ -182,14 +183,29 @@ const LOADER_NICE: libc::c_int = 19;
 /// Gives the calling thread the lowest CPU priority (Linux schedules threads one by one, so
 /// the rest of the process keeps its own). Best effort: on failure the thread runs as it is.
 fn lower_thread_priority() {
+    set_thread_nice(LOADER_NICE);
+}
+
+/// Sets the calling thread's nice value (best effort, see [`lower_thread_priority`]).
+fn set_thread_nice(nice: libc::c_int) {
     // SAFETY: gettid and setpriority take no pointers; setpriority on our own thread id
     // changes only that thread's nice value.
     let rc = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, LOADER_NICE)
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
     };
     if rc != 0 {
-        tracing::debug!("could not lower the loader thread's priority");
+        tracing::debug!(nice, "could not set a thread's priority");
+    }
+}
+
+/// The calling thread's nice value (a new thread starts at the process's own).
+fn current_thread_nice() -> libc::c_int {
+    // SAFETY: as in set_thread_nice; getpriority can return -1 legitimately, which is a
+    // valid nice value here.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::getpriority(libc::PRIO_PROCESS, tid)
     }
 }
 
@@ -201,17 +217,35 @@ pub struct Engines {
 
 impl Engines {
     /// Loads (and checks) the note model, the template library and the melody SoundFont.
+    /// The note model (optimising it is most of the cost) and the renderer (every template
+    /// checked, the SoundFont parsed) load on two threads at once, each at the calling
+    /// thread's priority.
     pub fn load(data_root: &Path) -> Result<Self, ScoreError> {
-        let t = Instant::now();
-        let composer = Composer::load(&Composer::default_model_path(data_root))?;
-        tracing::debug!(seconds = t.elapsed().as_secs_f64(), "composer loaded");
-        let t = Instant::now();
-        let library = render::Library::load(&render::default_library_dir(data_root))?;
-        tracing::debug!(seconds = t.elapsed().as_secs_f64(), "library loaded");
-        let t = Instant::now();
-        let renderer = Renderer::new(library, &render::default_soundfont_path(data_root))?;
-        tracing::debug!(seconds = t.elapsed().as_secs_f64(), "soundfont loaded");
-        Ok(Engines { composer, renderer })
+        let nice = current_thread_nice();
+        let (composer, renderer) = std::thread::scope(|scope| {
+            let renderer = std::thread::Builder::new()
+                .name("load-renderer".into())
+                .spawn_scoped(scope, || {
+                    set_thread_nice(nice);
+                    let t = Instant::now();
+                    let library = render::Library::load(&render::default_library_dir(data_root))?;
+                    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "library loaded");
+                    let t = Instant::now();
+                    let renderer =
+                        Renderer::new(library, &render::default_soundfont_path(data_root))?;
+                    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "soundfont loaded");
+                    Ok::<_, ScoreError>(renderer)
+                })
+                .expect("spawn loader thread");
+            let t = Instant::now();
+            let composer = Composer::load(&Composer::default_model_path(data_root));
+            tracing::debug!(seconds = t.elapsed().as_secs_f64(), "composer loaded");
+            (composer, renderer.join().expect("loader thread panicked"))
+        });
+        Ok(Engines {
+            composer: composer?,
+            renderer: renderer?,
+        })
     }
 }
 
@@ -240,14 +274,11 @@ pub fn make_music(
     let t = Instant::now();
     progress.stage("composing", plan.bars.len() as u64);
     let composer = &mut engines.composer;
-    composer.start(
-        prefs
-            .seed
-            .wrapping_add(MELODY_SEED_STEP.wrapping_mul(prefs.melody_variation as u64)),
-    );
-    let mut notes = Vec::with_capacity(plan.bars.len());
-    for (i, bar) in plan.bars.iter().enumerate() {
-        let controls = BarControls {
+    let controls: Vec<BarControls> = plan
+        .bars
+        .iter()
+        .enumerate()
+        .map(|(i, bar)| BarControls {
             density: bar.density_class,
             strength: bar.strength_class,
             section_start: bar.section_start,
@@ -255,8 +286,17 @@ pub fn make_music(
             next_section_start: plan.bars.get(i + 1).is_none_or(|b| b.section_start),
             chord: bar.chord,
             beats: bar.beats,
-        };
-        notes.push(composer.next_bar(bar.index, &controls)?);
+        })
+        .collect();
+    composer.start_piece(
+        prefs
+            .seed
+            .wrapping_add(MELODY_SEED_STEP.wrapping_mul(prefs.melody_variation as u64)),
+        &controls,
+    );
+    let mut notes = Vec::with_capacity(plan.bars.len());
+    for (i, (bar, c)) in plan.bars.iter().zip(&controls).enumerate() {
+        notes.push(composer.next_bar(bar.index, c)?);
         progress.set(i as u64 + 1);
     }
     timings.compose = t.elapsed().as_secs_f64();

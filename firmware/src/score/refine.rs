@@ -245,6 +245,7 @@ pub fn apply(
         &staging.path("scored.mp4"),
         None,
         analysis.fps,
+        plan.duration,
     )?;
     let scored = make_music(plan, &prefs, &mut engines, &mut timings, progress)?;
     let t = Instant::now();

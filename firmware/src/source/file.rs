@@ -1,4 +1,4 @@
-//! File source: `ffprobe` reads the stream's facts, then one `ffmpeg` subprocess decodes
+//! File source: the stream's facts are read (by [`super::mp4`] or `ffprobe`), then one `ffmpeg` subprocess decodes
 //! from the start (no seeking: some files give garbage after a seek), converts to constant
 //! rate at the analysis rate, scales to the analysis size with area averaging and pipes
 //! raw 8-bit luma. ffmpeg runs in its own process, and a reader thread keeps a queue of
@@ -31,6 +31,8 @@ const SPLIT_MIN_SECONDS: f64 = 8.0;
 const AHEAD_NICE: libc::c_int = 10;
 /// Frames of the second decoder checked against the first's before it is trusted.
 const VERIFY_FRAMES: usize = 3;
+/// Threads of each decoder's filter graph (fps, scale, format).
+const FILTER_THREADS: &str = "1";
 /// Lines of ffmpeg's stderr kept for error messages.
 const STDERR_LINES: usize = 8;
 /// Smallest input-to-analysis width ratio at which the decoder skips its in-loop
@@ -163,8 +165,21 @@ fn looks_like_media(path: &Path) -> bool {
         || (n >= 1 && h[0] == 0x47) // MPEG transport stream sync byte
 }
 
-/// Reads the stream facts with ffprobe and classifies unreadable inputs.
+/// Reads the stream facts (of a plain MP4/MOV in process, see [`super::mp4`]; else with
+/// ffprobe) and classifies unreadable inputs.
 fn probe(path: &Path) -> Result<Probed, SourceError> {
+    if let Some(v) = super::mp4::probe(path) {
+        return Ok(Probed {
+            info: SourceInfo {
+                width: v.width,
+                height: v.height,
+                fps: v.fps(),
+                duration: Some(v.duration()),
+            },
+            constant_rate: true,
+            indexed: true,
+        });
+    }
     let out = Command::new("ffprobe")
         .args([
             "-v",
@@ -386,6 +401,10 @@ impl Decoder {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-nostdin", "-hide_banner", "-v", "error"]);
         cmd.args(["-threads", &spec.threads.to_string()]);
+        // One filter thread: the filters' slice threads would wake per frame for a
+        // 160-pixel-wide picture (trailer: 5,400 futex waits and a tenth of the process's
+        // CPU as system time), and every core is already busy decoding.
+        cmd.args(["-filter_threads", FILTER_THREADS]);
         if spec.skip_deblock {
             cmd.args(["-skip_loop_filter", "all"]);
         }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod convert;
 mod file;
+mod mp4;
 mod v4l2;
 
 pub(crate) use file::last_line;
