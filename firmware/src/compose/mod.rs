@@ -176,6 +176,29 @@ impl Composer {
         })
     }
 
+    /// A second composer on the same loaded model (no optimisation: it shares the plans)
+    /// with the same sampling settings and a cache, window and random state of its own, to
+    /// write another part of a piece on another thread.
+    pub fn sibling(&self) -> Result<Self, ComposeError> {
+        let model = self.model.sibling()?;
+        let past = model.empty_past();
+        Ok(Composer {
+            model,
+            past,
+            window: VecDeque::new(),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            sampling: self.sampling,
+            steps: 0,
+            refilled: 0,
+            written: 0,
+            recorded: None,
+            fresh: true,
+            restarts: 0,
+            density_guard: self.density_guard,
+            section_bar: None,
+        })
+    }
+
     /// `models/notes/notes_int8.onnx` relative to a data root (repo root in dev; /usr/share/undertone on the box).
     pub fn default_model_path(data_root: &Path) -> PathBuf {
         data_root.join("models").join("notes").join(MODEL_FILE)

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -90,8 +91,11 @@ impl Logits {
 pub struct NoteModel {
     /// Kept between steps: tract reuses its buffers instead of allocating a new state per token.
     state: TypedSimpleState,
-    /// The same graph with a symbolic token count, to refill the cache in one call.
-    refill: Refill,
+    /// The same graph with a symbolic token count, to refill the cache in one call: one plan
+    /// shared with this model's siblings ([`NoteModel::sibling`]), built once.
+    refill: Arc<Mutex<Refill>>,
+    /// This model's own state of the refill plan, once it is used.
+    refill_state: Option<TypedSimpleState>,
     card: ModelCard,
     path: PathBuf,
 }
@@ -112,8 +116,8 @@ impl std::fmt::Debug for NoteModel {
 /// instead of beside the video decoders.
 enum Refill {
     Unbuilt(Box<TypedModel>),
-    Building(std::thread::JoinHandle<Result<TypedSimpleState, String>>),
-    Ready(TypedSimpleState),
+    Building(std::thread::JoinHandle<Result<Arc<TypedSimplePlan>, String>>),
+    Ready(Arc<TypedSimplePlan>),
     Failed(String),
 }
 
@@ -205,13 +209,32 @@ impl NoteModel {
             .into_runnable()
             .map_err(invalid)?;
         let state = plan.spawn().map_err(invalid)?;
-        let refill = Refill::Unbuilt(Box::new(model));
+        let refill = Arc::new(Mutex::new(Refill::Unbuilt(Box::new(model))));
         tracing::info!(model = %shown, layers = card.layers, heads = card.heads, "note model loaded");
         Ok(NoteModel {
             state,
             refill,
+            refill_state: None,
             card,
             path: path.to_path_buf(),
+        })
+    }
+
+    /// Another runner of the same optimised plans (decoding and refilling), with state of its
+    /// own: two siblings can write two parts of a piece on two threads at once. Costs no
+    /// optimisation, only the new state's buffers.
+    pub fn sibling(&self) -> Result<Self, ComposeError> {
+        let state =
+            TypedSimpleState::new(self.state.plan()).map_err(|e| ComposeError::ModelInvalid {
+                path: self.path.display().to_string(),
+                msg: format!("{e:#}"),
+            })?;
+        Ok(NoteModel {
+            state,
+            refill: Arc::clone(&self.refill),
+            refill_state: None,
+            card: self.card.clone(),
+            path: self.path.clone(),
         })
     }
 
@@ -323,48 +346,55 @@ impl NoteModel {
         self.run(tokens, past, true)
     }
 
-    /// Starts optimising the refill plan on a thread of its own, if that has not begun.
+    /// Starts optimising the refill plan on a thread of its own, if that has not begun (by
+    /// this model or a sibling).
     pub fn prepare_refill(&mut self) {
-        if !matches!(self.refill, Refill::Unbuilt(_)) {
+        let mut refill = self.refill.lock().expect("refill plan lock");
+        if !matches!(*refill, Refill::Unbuilt(_)) {
             return;
         }
-        let Refill::Unbuilt(model) =
-            std::mem::replace(&mut self.refill, Refill::Failed(String::new()))
+        let Refill::Unbuilt(model) = std::mem::replace(&mut *refill, Refill::Failed(String::new()))
         else {
             unreachable!("checked above")
         };
-        let build = move || -> TractResult<TypedSimpleState> {
-            model.into_optimized()?.into_runnable()?.spawn()
+        let build = move || -> TractResult<Arc<TypedSimplePlan>> {
+            model.into_optimized()?.into_runnable()
         };
-        self.refill = std::thread::Builder::new()
+        *refill = std::thread::Builder::new()
             .name("refill-plan".into())
             .spawn(move || build().map_err(|e| format!("{e:#}")))
             .map_or_else(|e| Refill::Failed(e.to_string()), Refill::Building);
     }
 
-    /// The refill plan, waiting for its thread the first time.
+    /// This model's state of the refill plan, waiting for the plan's thread the first time.
     fn refill_state(&mut self) -> Result<&mut TypedSimpleState, ComposeError> {
-        self.prepare_refill();
-        if matches!(self.refill, Refill::Building(_)) {
-            let Refill::Building(h) =
-                std::mem::replace(&mut self.refill, Refill::Failed(String::new()))
-            else {
-                unreachable!("checked above")
+        if self.refill_state.is_none() {
+            self.prepare_refill();
+            let mut refill = self.refill.lock().expect("refill plan lock");
+            if matches!(*refill, Refill::Building(_)) {
+                let Refill::Building(h) =
+                    std::mem::replace(&mut *refill, Refill::Failed(String::new()))
+                else {
+                    unreachable!("checked above")
+                };
+                *refill = match h.join() {
+                    Ok(Ok(plan)) => Refill::Ready(plan),
+                    Ok(Err(msg)) => Refill::Failed(msg),
+                    Err(_) => Refill::Failed("the thread optimising it panicked".into()),
+                };
+            }
+            let state = match &*refill {
+                Refill::Ready(plan) => plan.spawn().map_err(|e| format!("{e:#}")),
+                Refill::Failed(msg) => Err(msg.clone()),
+                Refill::Building(_) | Refill::Unbuilt(_) => unreachable!("built above"),
             };
-            self.refill = match h.join() {
-                Ok(Ok(state)) => Refill::Ready(state),
-                Ok(Err(msg)) => Refill::Failed(msg),
-                Err(_) => Refill::Failed("the thread optimising it panicked".into()),
-            };
-        }
-        match &mut self.refill {
-            Refill::Ready(state) => Ok(state),
-            Refill::Failed(msg) => Err(ComposeError::ModelInvalid {
+            drop(refill);
+            self.refill_state = Some(state.map_err(|msg| ComposeError::ModelInvalid {
                 path: self.path.display().to_string(),
                 msg: format!("its refill plan: {msg}"),
-            }),
-            Refill::Building(_) | Refill::Unbuilt(_) => unreachable!("built above"),
+            })?);
         }
+        Ok(self.refill_state.as_mut().expect("set above"))
     }
 
     fn run(
@@ -379,7 +409,7 @@ impl NoteModel {
         }
         let NoteModel {
             state,
-            refill: plan,
+            refill_state,
             path,
             ..
         } = self;
@@ -390,8 +420,8 @@ impl NoteModel {
         };
         let flat: Vec<i64> = tokens.iter().flatten().copied().collect();
         let tok = Tensor::from_shape::<i64>(&[1, tokens.len(), N_FIELDS], &flat).map_err(err)?;
-        let state = match (plan, refill) {
-            (Refill::Ready(plan), true) => plan,
+        let state = match (refill_state, refill) {
+            (Some(plan), true) => plan,
             _ => state,
         };
         let mut inputs: TVec<TValue> = tvec![tok.into_tvalue()];

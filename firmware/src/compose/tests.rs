@@ -191,6 +191,29 @@ fn a_piece_known_to_fit_the_window_never_restarts_it() {
     }
 }
 
+/// A sibling shares the loaded plans (the refill plan too: both restart their windows here)
+/// but nothing else: on two threads at once, each writes exactly what the original writes
+/// alone from the same seed.
+#[test]
+fn siblings_write_on_two_threads_what_one_composer_writes() {
+    let mut c = Composer::load(&model_path()).unwrap();
+    let piece: Vec<BarControls> = (0..24).map(|b| controls(7, (b % 4) as u8, b)).collect();
+    let write = |c: &mut Composer, seed: u64| -> Vec<NoteSet> {
+        c.start_piece(seed, &piece);
+        (0..piece.len())
+            .map(|b| c.next_bar(b as u32, &piece[b]).unwrap())
+            .collect()
+    };
+    let alone = [write(&mut c, 1), write(&mut c, 2)];
+    let mut s = c.sibling().unwrap();
+    let (a, b) = std::thread::scope(|scope| {
+        let h = scope.spawn(|| write(&mut s, 2));
+        (write(&mut c, 1), h.join().unwrap())
+    });
+    assert_eq!([a, b], alone);
+    assert!(s.window_restarts() >= 1 && c.window_restarts() >= 2);
+}
+
 #[test]
 fn long_runs_restart_the_window_and_stay_bounded() {
     let mut c = Composer::load(&model_path()).unwrap();

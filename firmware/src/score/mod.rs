@@ -39,6 +39,12 @@ pub const OUTPUT_FILES: [&str; 6] = [
 pub const ANALYSIS_FILE: &str = "analysis.json";
 /// Golden-ratio increment that turns a "new melody" request into an unrelated seed.
 const MELODY_SEED_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Pieces of at least this many bars are composed in two parts at once ([`second_part_start`]):
+/// the note model writes about a bar per 20 ms on one core, and the other core is mostly idle
+/// while it does.
+const SPLIT_COMPOSE_MIN_BARS: usize = 12;
+/// Odd increment that gives a piece's second part a seed of its own.
+const SECOND_PART_SEED_STEP: u64 = 0xD1B5_4A32_D192_ED03;
 
 #[derive(Debug, Error)]
 pub enum ScoreError {
@@ -288,17 +294,51 @@ pub fn make_music(
             beats: bar.beats,
         })
         .collect();
-    composer.start_piece(
-        prefs
-            .seed
-            .wrapping_add(MELODY_SEED_STEP.wrapping_mul(prefs.melody_variation as u64)),
-        &controls,
-    );
-    let mut notes = Vec::with_capacity(plan.bars.len());
-    for (i, (bar, c)) in plan.bars.iter().zip(&controls).enumerate() {
-        notes.push(composer.next_bar(bar.index, c)?);
-        progress.set(i as u64 + 1);
+    let seed = prefs
+        .seed
+        .wrapping_add(MELODY_SEED_STEP.wrapping_mul(prefs.melody_variation as u64));
+    // A long piece is written in two parts at once, the second from a section start near
+    // the middle on a sibling composer (the note model was trained on crops that start at
+    // any bar, and a section start is where a phrase begins anyway).
+    let starts: Vec<bool> = plan.bars.iter().map(|b| b.section_start).collect();
+    let k = second_part_start(&starts).unwrap_or(plan.bars.len());
+    let mut second = (k < plan.bars.len())
+        .then(|| composer.sibling())
+        .transpose()?;
+    composer.start_piece(seed, &controls[..k]);
+    if let Some(c) = second.as_mut() {
+        c.start_piece(seed.wrapping_add(SECOND_PART_SEED_STEP), &controls[k..]);
     }
+    let (bars, later) = (&plan.bars[..k], &plan.bars[k..]);
+    let notes = std::thread::scope(|scope| {
+        let second = second.as_mut().map(|c| {
+            std::thread::Builder::new()
+                .name("compose-2".into())
+                .spawn_scoped(scope, || -> Result<Vec<NoteSet>, ScoreError> {
+                    let mut notes = Vec::with_capacity(later.len());
+                    for (bar, ctl) in later.iter().zip(&controls[k..]) {
+                        notes.push(c.next_bar(bar.index, ctl)?);
+                    }
+                    Ok(notes)
+                })
+                .expect("spawn composer thread")
+        });
+        let mut notes = Vec::with_capacity(plan.bars.len());
+        let first = (|| {
+            for (i, (bar, ctl)) in bars.iter().zip(&controls).enumerate() {
+                notes.push(composer.next_bar(bar.index, ctl)?);
+                progress.set(i as u64 + 1);
+            }
+            Ok::<_, ScoreError>(())
+        })();
+        let rest = second.map(|h| h.join().expect("composer thread panicked"));
+        first?;
+        if let Some(rest) = rest {
+            notes.extend(rest?);
+        }
+        progress.set(plan.bars.len() as u64);
+        Ok::<_, ScoreError>(notes)
+    })?;
     timings.compose = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -332,6 +372,19 @@ pub fn make_music(
         styles,
         rendered,
     })
+}
+
+/// The bar where a long piece's second part starts (given which bars start a section): the
+/// section start nearest the middle, within the middle third of the bars (`None`: a short piece, or no section starts there;
+/// the piece is written in one part).
+fn second_part_start(section_starts: &[bool]) -> Option<usize> {
+    let n = section_starts.len();
+    if n < SPLIT_COMPOSE_MIN_BARS {
+        return None;
+    }
+    (n / 3..=2 * n / 3)
+        .filter(|&k| section_starts[k])
+        .min_by_key(|&k| k.abs_diff(n / 2))
 }
 
 /// Writes music.wav, notes.mid and report.png into the staging folder, and has `muxer`
@@ -546,5 +599,31 @@ impl Drop for Staging {
                 let _ = fs::remove_dir(&self.final_dir);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bars(n: usize, starts: &[usize]) -> Vec<bool> {
+        (0..n).map(|i| i == 0 || starts.contains(&i)).collect()
+    }
+
+    /// The second part starts at the section start nearest the middle, within the middle
+    /// third; short pieces and pieces without one there are written in one part.
+    #[test]
+    fn a_long_piece_is_parted_at_its_middle_section_start() {
+        assert_eq!(second_part_start(&bars(24, &[5, 10, 15, 20])), Some(10));
+        assert_eq!(second_part_start(&bars(24, &[9, 14])), Some(14));
+        assert_eq!(second_part_start(&bars(24, &[3, 20])), None);
+        assert_eq!(
+            second_part_start(&bars(SPLIT_COMPOSE_MIN_BARS - 1, &[5])),
+            None
+        );
+        assert_eq!(
+            second_part_start(&bars(SPLIT_COMPOSE_MIN_BARS, &[6])),
+            Some(6)
+        );
     }
 }
