@@ -119,6 +119,9 @@ struct Probed {
     info: SourceInfo,
     constant_rate: bool,
     indexed: bool,
+    /// The key frames (frame numbers at the file's rate), when the container says where they
+    /// are ([`super::mp4`]).
+    keyframes: Option<Vec<u64>>,
 }
 
 fn rate(s: &Option<String>) -> Option<f64> {
@@ -165,10 +168,29 @@ fn looks_like_media(path: &Path) -> bool {
         || (n >= 1 && h[0] == 0x47) // MPEG transport stream sync byte
 }
 
+/// Where the second decoder of a file of `frames` frames starts: the middle, or the frame
+/// that leaves it `most` frames, whichever is later; at the key frame nearest that when the
+/// key frames are known. A seek lands on the key frame at or before its target and decodes
+/// from there, so starting on one wastes nothing (the trailer's middle is 3 s past a key
+/// frame; a 20-second cut of it has none between 0 s and 10.4 s, and a split at the
+/// middle decoded its first half twice). No key frame within a quarter of the file from
+/// that point: no split.
+fn split_frame(frames: u64, most: u64, keyframes: Option<&[u64]>) -> Option<u64> {
+    let want = frames - (frames / 2).min(most);
+    let Some(keys) = keyframes else {
+        return Some(want);
+    };
+    keys.iter()
+        .copied()
+        .filter(|&k| k > 0 && k < frames && frames - k <= most && k.abs_diff(want) <= frames / 4)
+        .min_by_key(|&k| k.abs_diff(want))
+}
+
 /// Reads the stream facts (of a plain MP4/MOV in process, see [`super::mp4`]; else with
 /// ffprobe) and classifies unreadable inputs.
 fn probe(path: &Path) -> Result<Probed, SourceError> {
     if let Some(v) = super::mp4::probe(path) {
+        debug!(path = %path.display(), keyframes = v.keyframes.len(), "stream facts read from the MP4 index");
         return Ok(Probed {
             info: SourceInfo {
                 width: v.width,
@@ -178,6 +200,7 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
             },
             constant_rate: true,
             indexed: true,
+            keyframes: Some(v.keyframes),
         });
     }
     let out = Command::new("ffprobe")
@@ -258,6 +281,7 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
         },
         constant_rate,
         indexed,
+        keyframes: None,
     })
 }
 
@@ -295,8 +319,8 @@ impl FileSource {
                     && d >= SPLIT_MIN_SECONDS =>
             {
                 let frames = (d * fps).floor() as u64;
-                let ahead = (frames / 2).min((AHEAD_MAX_BYTES / frame_len.max(1)) as u64);
-                Some(frames - ahead)
+                let most = (AHEAD_MAX_BYTES / frame_len.max(1)) as u64;
+                split_frame(frames, most, probed.keyframes.as_deref())
             }
             _ => None,
         };
@@ -560,6 +584,24 @@ impl Drop for Decoder {
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.
+#[cfg(test)]
+#[test]
+fn the_second_decoder_starts_on_the_key_frame_nearest_the_middle() {
+    // unknown key frames: the middle, or what the memory leaves
+    assert_eq!(split_frame(1000, 5000, None), Some(500));
+    assert_eq!(split_frame(1000, 300, None), Some(700));
+    // the trailer's key frames (1323 frames): 589 is nearer the middle than 769
+    let trailer = [0, 250, 339, 589, 769, 864, 900, 988, 1049, 1134, 1248];
+    assert_eq!(split_frame(1323, 5000, Some(&trailer)), Some(589));
+    // a cut of its first 20 s: the key frame at 10.4 s, not the middle (10 s)
+    assert_eq!(split_frame(482, 5000, Some(&[0, 250, 339])), Some(250));
+    // only the first frame is a key frame: no split
+    assert_eq!(split_frame(1000, 5000, Some(&[0])), None);
+    // the memory cap: no key frame late enough
+    assert_eq!(split_frame(1000, 100, Some(&[0, 500, 880])), None);
+    assert_eq!(split_frame(1000, 200, Some(&[0, 500, 880])), Some(880));
+}
+
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {

@@ -10,8 +10,10 @@
 //!
 //! What is read (ISO/IEC 14496-12): the track whose `hdlr` is `vide`; its `mdhd` time scale
 //! and duration; the first sample entry of `stsd` (a VisualSampleEntry: coded width and
-//! height); `stts` (one entry: every sample lasts the same); `stsz` (the sample count); and
-//! `elst` (at most one edit, at normal rate: the usual start offset of B-frames).
+//! height); `stts` (one entry: every sample lasts the same); `stsz` (the sample count);
+//! `elst` (at most one edit, at normal rate: the usual start offset of B-frames); and `stss`
+//! and `ctts`, which place the key frames (where a second decoder can start, see
+//! `FileSource`).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -31,7 +33,7 @@ const VISUAL_HEIGHT_AT: usize = 34;
 const ELST_RATE_ONE: u32 = 0x0001_0000;
 
 /// The facts of the video track of a plain MP4/MOV.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mp4Video {
     pub width: u32,
     pub height: u32,
@@ -40,6 +42,9 @@ pub(crate) struct Mp4Video {
     /// Ticks every sample lasts.
     pub sample_delta: u32,
     pub samples: u32,
+    /// Frames (numbered from 0 in presentation order, at [`Mp4Video::fps`]) that are sync
+    /// samples, where a decoder can start without earlier pictures; ascending.
+    pub keyframes: Vec<u64>,
 }
 
 impl Mp4Video {
@@ -48,7 +53,8 @@ impl Mp4Video {
         self.timescale as f64 / self.sample_delta as f64
     }
 
-    /// Seconds (ffprobe's stream `duration`: the media duration of `mdhd`).
+    /// Seconds (ffprobe's stream `duration`: the samples' total, which `mdhd` does not
+    /// undercut here).
     pub fn duration(&self) -> f64 {
         self.samples as f64 * self.sample_delta as f64 / self.timescale as f64
     }
@@ -157,6 +163,7 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
     let [(trak, mdia)] = &videos[..] else {
         return None; // no video track, or several (ffprobe decides which is first)
     };
+    let mut media_time = 0i64;
     if let Some(edts) = trak.iter().find(|(k, _)| k == b"edts") {
         let elst = only(&children(edts.1)?, b"elst")?;
         let (version, n) = (*elst.first()?, be32(elst, 4)?);
@@ -164,14 +171,15 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
             return None;
         }
         if n == 1 {
-            let (media_time, rate) = if version == 1 {
+            let (start, rate) = if version == 1 {
                 (be64(elst, 16)? as i64, be32(elst, 24)?)
             } else {
                 (be32(elst, 12)? as i32 as i64, be32(elst, 16)?)
             };
-            if media_time < 0 || rate != ELST_RATE_ONE {
+            if start < 0 || rate != ELST_RATE_ONE {
                 return None; // an empty edit (a pause) or a speed change
             }
+            media_time = start;
         }
     }
     let mdhd = only(mdia, b"mdhd")?;
@@ -203,14 +211,84 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         && width > 0
         && height > 0
         && be32(stsz, 8)? == samples
-        && duration == u64::from(samples) * u64::from(sample_delta);
-    plain.then_some(Mp4Video {
+        // ffprobe's stream duration is the shorter of mdhd's and the samples' (a cut made
+        // with `-c copy` keeps the source's longer mdhd); a shorter mdhd would change its
+        // average rate, which is left to it
+        && duration >= u64::from(samples) * u64::from(sample_delta);
+    if !plain {
+        return None;
+    }
+    let keyframes = keyframes(&stbl, samples, sample_delta, media_time)?;
+    Some(Mp4Video {
         width: u32::from(width),
         height: u32::from(height),
         timescale,
         sample_delta,
         samples,
+        keyframes,
     })
+}
+
+/// The presentation frame numbers of the sync samples (`stss`; every sample when it is
+/// absent). A sample's presentation time is its decode time (`index × delta`) plus its
+/// composition offset (`ctts`, B-frame reordering) minus the edit's start (`media_time`).
+fn keyframes(
+    stbl: &[([u8; 4], &[u8])],
+    samples: u32,
+    delta: u32,
+    media_time: i64,
+) -> Option<Vec<u64>> {
+    let sync: Vec<u32> = match stbl.iter().find(|(k, _)| k == b"stss") {
+        None => (1..=samples).collect(),
+        Some((_, stss)) => {
+            let n = be32(stss, 4)? as usize;
+            (0..n)
+                .map(|i| be32(stss, 8 + 4 * i))
+                .collect::<Option<Vec<u32>>>()?
+        }
+    };
+    // (samples, offset) runs of composition offsets
+    let runs: Vec<(u32, i64)> = match stbl.iter().find(|(k, _)| k == b"ctts") {
+        None => Vec::new(),
+        Some((_, ctts)) => {
+            let signed = *ctts.first()? == 1;
+            let n = be32(ctts, 4)? as usize;
+            (0..n)
+                .map(|i| {
+                    let count = be32(ctts, 8 + 8 * i)?;
+                    let raw = be32(ctts, 12 + 8 * i)?;
+                    let off = if signed {
+                        raw as i32 as i64
+                    } else {
+                        i64::from(raw)
+                    };
+                    Some((count, off))
+                })
+                .collect::<Option<Vec<_>>>()?
+        }
+    };
+    let offset_of = |index: u64| -> i64 {
+        let mut at = 0u64;
+        for &(count, off) in &runs {
+            at += u64::from(count);
+            if index < at {
+                return off;
+            }
+        }
+        0
+    };
+    let mut frames: Vec<u64> = sync
+        .into_iter()
+        .filter(|&s| s >= 1 && s <= samples)
+        .filter_map(|s| {
+            let index = u64::from(s - 1);
+            let pts = (index * u64::from(delta)) as i64 + offset_of(index) - media_time;
+            (pts >= 0).then(|| ((pts as f64) / f64::from(delta)).round() as u64)
+        })
+        .collect();
+    frames.sort_unstable();
+    frames.dedup();
+    Some(frames)
 }
 
 #[cfg(test)]
@@ -259,16 +337,29 @@ mod tests {
         n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap()
     }
 
-    /// Every bundled clip is a plain MP4, and what is read here is what ffprobe reports.
+    /// Every bundled clip is a plain MP4, and so is a cut of the trailer made with `-c copy`
+    /// (its mdhd keeps a longer duration than its samples'); what is read here is what
+    /// ffprobe reports.
     #[test]
     fn plain_mp4s_read_as_ffprobe_reads_them() {
-        for name in [
-            "bikes.mp4",
-            "bigbuckbunny.mp4",
-            "carphone_pristine.mp4",
-            "trailer_bbb.mp4",
+        let dir = tempfile::tempdir().unwrap();
+        let cut = dir.path().join("trailer_20s.mp4");
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(clip("trailer_bbb.mp4"))
+            .args(["-t", "20", "-c", "copy"])
+            .arg(&cut)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for path in [
+            clip("bikes.mp4"),
+            clip("bigbuckbunny.mp4"),
+            clip("carphone_pristine.mp4"),
+            clip("trailer_bbb.mp4"),
+            cut,
         ] {
-            let path = clip(name);
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
             let v = probe(&path).unwrap_or_else(|| panic!("{name}: not read as a plain MP4"));
             let (w, h, r, avg, d) = ffprobe(&path);
             assert_eq!((v.width, v.height), (w, h), "{name}");
@@ -287,7 +378,30 @@ mod tests {
                 "{name}: {} vs {d}",
                 v.duration()
             );
+            assert_eq!(v.keyframes, ffprobe_keyframes(&path, v.fps()), "{name}");
         }
+    }
+
+    /// ffprobe's key frames, as frame numbers at `fps`.
+    fn ffprobe_keyframes(path: &Path, fps: f64) -> Vec<u64> {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-skip_frame",
+                "nokey",
+            ])
+            .args(["-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("ffprobe runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+            .map(|t| (t * fps).round() as u64)
+            .collect()
     }
 
     /// Files this reader leaves to ffprobe: not MP4, cut short before the index, a variable
