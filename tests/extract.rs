@@ -514,15 +514,15 @@ fn truncated_and_vanishing_streams_end_cleanly_or_say_so() {
 #[test]
 fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
     // The trailer (55 s, constant rate, MP4) is decoded by two ffmpeg processes, the second
-    // from a seek to the key frame nearest its middle (24.5 s; the middle, frame 662, is 3 s
-    // past it): the frames must be exactly those of one ffmpeg from the start (with the
-    // source's settings: 160x90 at 24 fps, no deblocking at this 8x downscale).
+    // from a seek to a key frame 60 % in (32.0 s, frame 769): the frames must be exactly
+    // those of one ffmpeg from the start (with the source's settings: 160x90 at 24 fps, no
+    // deblocking at this 8x downscale).
     let path = common::clip("trailer_bbb.mp4");
     let mut s = FileSource::open(&path, AnalysisSize::default()).unwrap();
     assert_eq!(
         s.split_at(),
-        Some(589),
-        "the trailer is split at the key frame nearest its middle"
+        Some(769),
+        "the trailer is split at the key frame nearest 60 % of it"
     );
     let mut ours = Vec::new();
     let mut pts = Vec::new();

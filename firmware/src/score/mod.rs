@@ -42,7 +42,7 @@ const MELODY_SEED_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Pieces of at least this many bars are composed in two parts at once ([`second_part_start`]):
 /// the note model writes about a bar per 20 ms on one core, and the other core is mostly idle
 /// while it does.
-const SPLIT_COMPOSE_MIN_BARS: usize = 12;
+const SPLIT_COMPOSE_MIN_BARS: usize = 8;
 /// Odd increment that gives a piece's second part a seed of its own.
 const SECOND_PART_SEED_STEP: u64 = 0xD1B5_4A32_D192_ED03;
 
@@ -617,13 +617,8 @@ mod tests {
         assert_eq!(second_part_start(&bars(24, &[5, 10, 15, 20])), Some(10));
         assert_eq!(second_part_start(&bars(24, &[9, 14])), Some(14));
         assert_eq!(second_part_start(&bars(24, &[3, 20])), None);
-        assert_eq!(
-            second_part_start(&bars(SPLIT_COMPOSE_MIN_BARS - 1, &[5])),
-            None
-        );
-        assert_eq!(
-            second_part_start(&bars(SPLIT_COMPOSE_MIN_BARS, &[6])),
-            Some(6)
-        );
+        let n = SPLIT_COMPOSE_MIN_BARS;
+        assert_eq!(second_part_start(&bars(n - 1, &[n / 2])), None);
+        assert_eq!(second_part_start(&bars(n, &[n / 2])), Some(n / 2));
     }
 }
