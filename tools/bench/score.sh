@@ -17,8 +17,9 @@
 # with R = min(input fps, 30) and H = 160 × height / width rounded to even
 # (source::AnalysisSize defaults: ANALYSIS_WIDTH 160, ANALYSIS_MAX_FPS 30). The file source
 # (firmware/src/source/file.rs) decodes the same frames its own way: no H.264 deblocking at a
-# 4x or larger downscale, one thread per decoder, and a long constant-rate file in two halves
-# at once. Those choices are part of what `undertone analyze` and `score` are timed with here.
+# 4x or larger downscale, one decoding and one filter thread per decoder, and a long
+# constant-rate file in two parts at once (split on a key frame where the MP4 index names
+# them). Those choices are part of what `undertone analyze` and `score` are timed with here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
