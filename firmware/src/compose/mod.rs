@@ -157,46 +157,42 @@ impl Composer {
     /// Loads and checks the model (size and sha256 from the model card `model.json` beside it;
     /// a clear error naming the file if it is missing, truncated or wrong-shaped).
     pub fn load(model_path: &Path) -> Result<Self, ComposeError> {
-        let model = NoteModel::load(model_path)?;
+        Ok(Self::with_model(
+            NoteModel::load(model_path)?,
+            Sampling::default(),
+            true,
+        ))
+    }
+
+    /// A composer on `model`, before its first piece.
+    fn with_model(model: NoteModel, sampling: Sampling, density_guard: bool) -> Self {
         let past = model.empty_past();
-        Ok(Composer {
+        Composer {
             model,
             past,
             window: VecDeque::new(),
             rng: ChaCha8Rng::seed_from_u64(0),
-            sampling: Sampling::default(),
+            sampling,
             steps: 0,
             refilled: 0,
             written: 0,
             recorded: None,
             fresh: true,
             restarts: 0,
-            density_guard: true,
+            density_guard,
             section_bar: None,
-        })
+        }
     }
 
     /// A second composer on the same loaded model (no optimisation: it shares the plans)
     /// with the same sampling settings and a cache, window and random state of its own, to
     /// write another part of a piece on another thread.
     pub fn sibling(&self) -> Result<Self, ComposeError> {
-        let model = self.model.sibling()?;
-        let past = model.empty_past();
-        Ok(Composer {
-            model,
-            past,
-            window: VecDeque::new(),
-            rng: ChaCha8Rng::seed_from_u64(0),
-            sampling: self.sampling,
-            steps: 0,
-            refilled: 0,
-            written: 0,
-            recorded: None,
-            fresh: true,
-            restarts: 0,
-            density_guard: self.density_guard,
-            section_bar: None,
-        })
+        Ok(Self::with_model(
+            self.model.sibling()?,
+            self.sampling,
+            self.density_guard,
+        ))
     }
 
     /// `models/notes/notes_int8.onnx` relative to a data root (repo root in dev; /usr/share/undertone on the box).

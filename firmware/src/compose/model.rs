@@ -421,7 +421,7 @@ impl NoteModel {
         let flat: Vec<i64> = tokens.iter().flatten().copied().collect();
         let tok = Tensor::from_shape::<i64>(&[1, tokens.len(), N_FIELDS], &flat).map_err(err)?;
         let state = match (refill_state, refill) {
-            (Some(plan), true) => plan,
+            (Some(refilling), true) => refilling,
             _ => state,
         };
         let mut inputs: TVec<TValue> = tvec![tok.into_tvalue()];

@@ -279,66 +279,10 @@ pub fn make_music(
 ) -> Result<Scored, ScoreError> {
     let t = Instant::now();
     progress.stage("composing", plan.bars.len() as u64);
-    let composer = &mut engines.composer;
-    let controls: Vec<BarControls> = plan
-        .bars
-        .iter()
-        .enumerate()
-        .map(|(i, bar)| BarControls {
-            density: bar.density_class,
-            strength: bar.strength_class,
-            section_start: bar.section_start,
-            // the plan sees the whole video: the next bar's cut (or the end) is known here
-            next_section_start: plan.bars.get(i + 1).is_none_or(|b| b.section_start),
-            chord: bar.chord,
-            beats: bar.beats,
-        })
-        .collect();
     let seed = prefs
         .seed
         .wrapping_add(MELODY_SEED_STEP.wrapping_mul(prefs.melody_variation as u64));
-    // A long piece is written in two parts at once, the second from a section start near
-    // the middle on a sibling composer (the note model was trained on crops that start at
-    // any bar, and a section start is where a phrase begins anyway).
-    let starts: Vec<bool> = plan.bars.iter().map(|b| b.section_start).collect();
-    let k = second_part_start(&starts).unwrap_or(plan.bars.len());
-    let mut second = (k < plan.bars.len())
-        .then(|| composer.sibling())
-        .transpose()?;
-    composer.start_piece(seed, &controls[..k]);
-    if let Some(c) = second.as_mut() {
-        c.start_piece(seed.wrapping_add(SECOND_PART_SEED_STEP), &controls[k..]);
-    }
-    let (bars, later) = (&plan.bars[..k], &plan.bars[k..]);
-    let notes = std::thread::scope(|scope| {
-        let second = second.as_mut().map(|c| {
-            std::thread::Builder::new()
-                .name("compose-2".into())
-                .spawn_scoped(scope, || -> Result<Vec<NoteSet>, ScoreError> {
-                    let mut notes = Vec::with_capacity(later.len());
-                    for (bar, ctl) in later.iter().zip(&controls[k..]) {
-                        notes.push(c.next_bar(bar.index, ctl)?);
-                    }
-                    Ok(notes)
-                })
-                .expect("spawn composer thread")
-        });
-        let mut notes = Vec::with_capacity(plan.bars.len());
-        let first = (|| {
-            for (i, (bar, ctl)) in bars.iter().zip(&controls).enumerate() {
-                notes.push(composer.next_bar(bar.index, ctl)?);
-                progress.set(i as u64 + 1);
-            }
-            Ok::<_, ScoreError>(())
-        })();
-        let rest = second.map(|h| h.join().expect("composer thread panicked"));
-        first?;
-        if let Some(rest) = rest {
-            notes.extend(rest?);
-        }
-        progress.set(plan.bars.len() as u64);
-        Ok::<_, ScoreError>(notes)
-    })?;
+    let notes = compose(&mut engines.composer, &plan.bars, seed, progress)?;
     timings.compose = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -374,9 +318,71 @@ pub fn make_music(
     })
 }
 
-/// The bar where a long piece's second part starts (given which bars start a section): the
-/// section start nearest the middle, within the middle third of the bars (`None`: a short piece, or no section starts there;
-/// the piece is written in one part).
+/// The notes of every bar of the plan. A long piece is written in two parts at once, the
+/// second from a section start near the middle ([`second_part_start`]) on a sibling
+/// composer: the note model was trained on crops that start at any bar, and a section start
+/// is where a phrase begins anyway.
+fn compose(
+    composer: &mut Composer,
+    plan: &[crate::plan::BarPlan],
+    seed: u64,
+    progress: &mut dyn Progress,
+) -> Result<Vec<NoteSet>, ScoreError> {
+    let controls: Vec<BarControls> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, bar)| BarControls {
+            density: bar.density_class,
+            strength: bar.strength_class,
+            section_start: bar.section_start,
+            // the plan sees the whole video: the next bar's cut (or the end) is known here
+            next_section_start: plan.get(i + 1).is_none_or(|b| b.section_start),
+            chord: bar.chord,
+            beats: bar.beats,
+        })
+        .collect();
+    let starts: Vec<bool> = plan.iter().map(|b| b.section_start).collect();
+    let k = second_part_start(&starts).unwrap_or(plan.len());
+    let mut second = (k < plan.len()).then(|| composer.sibling()).transpose()?;
+    composer.start_piece(seed, &controls[..k]);
+    if let Some(c) = second.as_mut() {
+        c.start_piece(seed.wrapping_add(SECOND_PART_SEED_STEP), &controls[k..]);
+    }
+    let (first, later) = (&plan[..k], &plan[k..]);
+    std::thread::scope(|scope| {
+        let second = second.as_mut().map(|c| {
+            std::thread::Builder::new()
+                .name("compose-2".into())
+                .spawn_scoped(scope, || -> Result<Vec<NoteSet>, ScoreError> {
+                    let mut notes = Vec::with_capacity(later.len());
+                    for (bar, ctl) in later.iter().zip(&controls[k..]) {
+                        notes.push(c.next_bar(bar.index, ctl)?);
+                    }
+                    Ok(notes)
+                })
+                .expect("spawn composer thread")
+        });
+        let mut notes = Vec::with_capacity(plan.len());
+        let written = (|| {
+            for (i, (bar, ctl)) in first.iter().zip(&controls).enumerate() {
+                notes.push(composer.next_bar(bar.index, ctl)?);
+                progress.set(i as u64 + 1);
+            }
+            Ok::<_, ScoreError>(())
+        })();
+        let rest = second.map(|h| h.join().expect("composer thread panicked"));
+        written?;
+        if let Some(rest) = rest {
+            notes.extend(rest?);
+        }
+        progress.set(plan.len() as u64);
+        Ok(notes)
+    })
+}
+
+/// The bar where a long piece's second part starts, given which bars start a section: the
+/// section start nearest the middle, within the middle third of the bars. `None` (a short
+/// piece, or no section starts there): the piece is written in one part.
 fn second_part_start(section_starts: &[bool]) -> Option<usize> {
     let n = section_starts.len();
     if n < SPLIT_COMPOSE_MIN_BARS {

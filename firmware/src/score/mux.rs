@@ -127,25 +127,20 @@ impl Muxer {
     /// exactly those of music.wav) and waits for scored.mp4. A video codec mp4 cannot
     /// carry as it is gets re-encoded with x264.
     pub fn finish(mut self, pcm: &[f32]) -> Result<(), ScoreError> {
-        match self.job.take().expect("a muxer finishes once") {
-            Job::Warped(child) => feed(child, pcm),
-            job @ (Job::Direct(_) | Job::Copy { .. }) => {
-                let copied = match job {
-                    Job::Direct(child) => feed(child, pcm),
-                    Job::Copy { encoders, mux } => split_encode(encoders, mux, pcm),
-                    Job::Warped(_) => unreachable!("matched above"),
-                };
-                match copied {
-                    Ok(()) => return Ok(()),
-                    Err(e) => tracing::info!("{e}; muxing again with the video re-encoded"),
-                }
-                let mut cmd = ffmpeg(&self.video);
-                cmd.args(["-map", "0:v:0", "-map", "1:a:0"]);
-                x264(&mut cmd);
-                common_tail(&mut cmd, &self.out);
-                feed(spawn(cmd, false)?, pcm)
-            }
+        let copied = match self.job.take().expect("a muxer finishes once") {
+            Job::Warped(child) => return feed(child, pcm),
+            Job::Direct(child) => feed(child, pcm),
+            Job::Copy { encoders, mux } => split_encode(encoders, mux, pcm),
+        };
+        match copied {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::info!("{e}; muxing again with the video re-encoded"),
         }
+        let mut cmd = ffmpeg(&self.video);
+        cmd.args(["-map", "0:v:0", "-map", "1:a:0"]);
+        x264(&mut cmd);
+        common_tail(&mut cmd, &self.out);
+        feed(spawn(cmd, false)?, pcm)
     }
 }
 
