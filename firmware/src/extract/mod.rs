@@ -185,8 +185,19 @@ impl Extractor {
 
     /// Loads the extraction model (see [`default_model_path`]).
     pub fn load(model_path: &Path) -> Result<Self, ExtractError> {
+        Self::with_model(ExtractModel::load(model_path)?)
+    }
+
+    /// [`Extractor::load`] for frames of `w` x `h` (the model is optimised for their size
+    /// once, instead of for a default size and then again at the first frame).
+    pub fn load_for(model_path: &Path, w: u32, h: u32) -> Result<Self, ExtractError> {
+        let (mw, mh) = Self::model_size(w, h);
+        Self::with_model(ExtractModel::load_sized(model_path, mw, mh)?)
+    }
+
+    fn with_model(model: ExtractModel) -> Result<Self, ExtractError> {
         Ok(Extractor {
-            model: ExtractModel::load(model_path)?,
+            model,
             prev: None,
             dt: DEFAULT_DT,
             recs: VecDeque::new(),
@@ -201,6 +212,18 @@ impl Extractor {
     /// Keeps a compact per-frame history for the offline passes (gradual transitions).
     fn keep_history(&mut self) {
         self.history = Some(Vec::new());
+    }
+
+    /// The size the model sees frames of `w` x `h` at (analysis-sized frames are only
+    /// cropped to multiples of 8; [`Extractor::prepare`] resamples larger ones first).
+    pub fn model_size(w: u32, h: u32) -> (u32, u32) {
+        let (w, h) = if w > MAX_MODEL_WIDTH || h > MAX_MODEL_HEIGHT {
+            AnalysisSize::default().frame_size(w, h)
+        } else {
+            (w, h)
+        };
+        let m = model::MODEL_MULTIPLE;
+        (w / m * m, h / m * m)
     }
 
     /// Resamples and crops a frame to what the model takes (sides multiples of 8).
@@ -230,8 +253,7 @@ impl Extractor {
             gray = Cow::Owned(resize_area(&frame.gray, w, h, aw, ah));
             (w, h) = (aw, ah);
         }
-        let m = model::MODEL_MULTIPLE;
-        let (cw, ch) = (w / m * m, h / m * m);
+        let (cw, ch) = Self::model_size(w, h);
         if (cw, ch) == (w, h) {
             return Ok((w, h, gray));
         }
@@ -469,7 +491,8 @@ pub fn analyze_file_with_stats(
     // The decoder starts first, so the model loads while ffmpeg opens the file.
     let mut source = FileSource::open(path, AnalysisSize::default())?;
     let info = source.info().clone();
-    let mut extractor = Extractor::load(model_path)?;
+    let (fw, fh) = AnalysisSize::default().frame_size(info.width, info.height);
+    let mut extractor = Extractor::load_for(model_path, fw, fh)?;
     extractor.keep_history();
     let mut frames = Vec::new();
     while let Some(frame) = source.next_frame()? {

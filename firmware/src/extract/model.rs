@@ -11,6 +11,9 @@ use tract_onnx::prelude::*;
 
 use super::ExtractError;
 
+/// Frame size the model is optimised for when the frames' own is not known yet (16:9 at the
+/// analysis width, cropped to multiples of [`MODEL_MULTIPLE`]).
+const DEFAULT_PLAN_SIZE: (u32, u32) = (160, 88);
 /// Input side granularity: the model's pyramid halves the frame three times, so both sides
 /// must be multiples of 8 (the extractor crops to that).
 pub const MODEL_MULTIPLE: u32 = 8;
@@ -141,6 +144,13 @@ fn input_shapes(w: u32, h: u32) -> [TVec<usize>; 7] {
 impl ExtractModel {
     /// Loads the ONNX file (the plan is built for the default analysis size right away).
     pub fn load(path: &Path) -> Result<Self, ExtractError> {
+        Self::load_sized(path, DEFAULT_PLAN_SIZE.0, DEFAULT_PLAN_SIZE.1)
+    }
+
+    /// [`ExtractModel::load`], with the graph optimised for `w` x `h` frames (the size the
+    /// frames will have, when it is known: each new size costs another optimisation, about as
+    /// much as 50 frames of extraction).
+    pub fn load_sized(path: &Path, w: u32, h: u32) -> Result<Self, ExtractError> {
         if !path.exists() {
             return Err(ExtractError::ModelMissing {
                 path: path.to_path_buf(),
@@ -156,8 +166,8 @@ impl ExtractModel {
             model,
             plan: None,
         };
-        // Build once at the default size so a broken model fails at load, not at the first frame.
-        m.plan_for(160, 88)?;
+        // Build now so a broken model fails at load, not at the first frame.
+        m.plan_for(w, h)?;
         Ok(m)
     }
 
