@@ -189,29 +189,14 @@ const LOADER_NICE: libc::c_int = 19;
 /// Gives the calling thread the lowest CPU priority (Linux schedules threads one by one, so
 /// the rest of the process keeps its own). Best effort: on failure the thread runs as it is.
 fn lower_thread_priority() {
-    set_thread_nice(LOADER_NICE);
-}
-
-/// Sets the calling thread's nice value (best effort, see [`lower_thread_priority`]).
-fn set_thread_nice(nice: libc::c_int) {
     // SAFETY: gettid and setpriority take no pointers; setpriority on our own thread id
     // changes only that thread's nice value.
     let rc = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+        libc::setpriority(libc::PRIO_PROCESS, tid, LOADER_NICE)
     };
     if rc != 0 {
-        tracing::debug!(nice, "could not set a thread's priority");
-    }
-}
-
-/// The calling thread's nice value (a new thread starts at the process's own).
-fn current_thread_nice() -> libc::c_int {
-    // SAFETY: as in set_thread_nice; getpriority can return -1 legitimately, which is a
-    // valid nice value here.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::getpriority(libc::PRIO_PROCESS, tid)
+        tracing::debug!("could not lower the loader thread's priority");
     }
 }
 
@@ -224,15 +209,13 @@ pub struct Engines {
 impl Engines {
     /// Loads (and checks) the note model, the template library and the melody SoundFont.
     /// The note model (optimising it is most of the cost) and the renderer (every template
-    /// checked, the SoundFont parsed) load on two threads at once, each at the calling
-    /// thread's priority.
+    /// checked, the SoundFont parsed) load on two threads at once, both at the calling
+    /// thread's priority (Linux gives a new thread its creator's nice value).
     pub fn load(data_root: &Path) -> Result<Self, ScoreError> {
-        let nice = current_thread_nice();
         let (composer, renderer) = std::thread::scope(|scope| {
             let renderer = std::thread::Builder::new()
                 .name("load-renderer".into())
                 .spawn_scoped(scope, || {
-                    set_thread_nice(nice);
                     let t = Instant::now();
                     let library = render::Library::load(&render::default_library_dir(data_root))?;
                     tracing::debug!(seconds = t.elapsed().as_secs_f64(), "library loaded");
