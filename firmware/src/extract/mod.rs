@@ -185,18 +185,20 @@ impl Extractor {
 
     /// Loads the extraction model (see [`default_model_path`]).
     pub fn load(model_path: &Path) -> Result<Self, ExtractError> {
-        Self::with_model(ExtractModel::load(model_path)?)
+        Ok(Self::with_model(ExtractModel::load(model_path)?))
     }
 
     /// [`Extractor::load`] for frames of `w` x `h` (the model is optimised for their size
     /// once, instead of for a default size and then again at the first frame).
     pub fn load_for(model_path: &Path, w: u32, h: u32) -> Result<Self, ExtractError> {
         let (mw, mh) = Self::model_size(w, h);
-        Self::with_model(ExtractModel::load_sized(model_path, mw, mh)?)
+        Ok(Self::with_model(ExtractModel::load_sized(
+            model_path, mw, mh,
+        )?))
     }
 
-    fn with_model(model: ExtractModel) -> Result<Self, ExtractError> {
-        Ok(Extractor {
+    fn with_model(model: ExtractModel) -> Self {
+        Extractor {
             model,
             prev: None,
             dt: DEFAULT_DT,
@@ -206,7 +208,7 @@ impl Extractor {
             history: None,
             last_cut_emitted: false,
             prev_luma_mean: None,
-        })
+        }
     }
 
     /// Keeps a compact per-frame history for the offline passes (gradual transitions).
@@ -216,7 +218,7 @@ impl Extractor {
 
     /// The size the model sees frames of `w` x `h` at (analysis-sized frames are only
     /// cropped to multiples of 8; [`Extractor::prepare`] resamples larger ones first).
-    pub fn model_size(w: u32, h: u32) -> (u32, u32) {
+    fn model_size(w: u32, h: u32) -> (u32, u32) {
         let (w, h) = if w > MAX_MODEL_WIDTH || h > MAX_MODEL_HEIGHT {
             AnalysisSize::default().frame_size(w, h)
         } else {
