@@ -179,6 +179,7 @@ struct Backing {
 }
 
 /// What one bar asks of the melody synth.
+#[derive(Debug, Clone, PartialEq)]
 struct MelodyBar {
     /// The lead instrument to select before the bar (at a section start).
     instrument: Option<Instrument>,
@@ -186,9 +187,13 @@ struct MelodyBar {
     notes: Vec<SynthNote>,
 }
 
-/// A bar's melody job for the synth thread of [`Renderer::render`]: the bar's first frame
-/// in the piece, the bar and a zeroed buffer of its length to render into.
-type MelodyJob = (usize, MelodyBar, Vec<f32>);
+/// A bar's melody job for a synth thread of [`Renderer::render`]: the bar's first frame in
+/// the piece, the bar and its length in frames.
+type MelodyJob = (usize, MelodyBar, usize);
+
+/// Melody bars a synth thread of [`Renderer::render`] may have finished before the backing
+/// reaches them (about half a minute of music each; bounds the memory they hold).
+const MELODY_AHEAD_BARS: usize = 16;
 
 impl Renderer {
     /// A renderer over a loaded library and a melody SoundFont (checked here: a file
@@ -233,24 +238,35 @@ impl Renderer {
         ahead: &[BarPlan],
         out: &mut [f32],
     ) -> Result<BarRender, RenderError> {
-        let (r, melody) = self.backing.bar(bar, notes, style, ahead, out)?;
+        let frames = out.len() / CH;
+        let (r, melody) = self.backing.bar(bar, notes, style, ahead, frames, Some(&mut *out))?;
         self.synth.play_bar(&melody, out);
         Ok(r)
     }
 }
 
 impl Backing {
-    /// The template part of [`Renderer::render_bar`]: the backing into `out`, and the
-    /// bar's melody for the synth.
+    /// Back to before the first bar: no segment, nothing carried over.
+    fn reset(&mut self) {
+        self.current = None;
+        self.tail.clear();
+        self.fade_tail = false;
+    }
+
+    /// The template part of [`Renderer::render_bar`]: the backing of a bar `frames` long
+    /// into `out`, and the bar's melody for the synth. Without `out` (a dry pass) it makes
+    /// every choice the same way, segments, joins, progressions and the melody, but decodes
+    /// and plays no audio: [`Renderer::render`] learns every bar's melody up front with it.
     fn bar(
         &mut self,
         bar: &BarPlan,
         notes: Option<&NoteSet>,
         style: &StyleVector,
         ahead: &[BarPlan],
-        out: &mut [f32],
+        frames: usize,
+        mut out: Option<&mut [f32]>,
     ) -> Result<(BarRender, MelodyBar), RenderError> {
-        let frames = out.len() / CH;
+        let dry = out.is_none();
 
         let new_section = match &self.current {
             None => true,
@@ -267,7 +283,7 @@ impl Backing {
         let mut join = false;
         let mut instrument = None;
         if new_section {
-            let seg = self.start_segment(bar, style, &section_chords, 0, Vec::new())?;
+            let seg = self.start_segment(bar, style, &section_chords, 0, Vec::new(), dry)?;
             join = self.current.is_some();
             self.begin_fade();
             self.current = Some(seg);
@@ -288,7 +304,7 @@ impl Backing {
             let restart = self.current.as_ref().is_some_and(|s| s.restart);
             if !fits || restart {
                 chords.extend(section_chords.iter().copied());
-                let seg = self.start_segment(bar, style, &chords, pos, Vec::new())?;
+                let seg = self.start_segment(bar, style, &chords, pos, Vec::new(), dry)?;
                 let seg = Segment { first_bar, ..seg };
                 tracing::debug!(
                     bar = bar.index,
@@ -321,34 +337,38 @@ impl Backing {
         };
         let take = (native + lead).saturating_sub(seg.lead).max(1);
         seg.lead = lead;
-        seg.player.next(take, out);
         // After a bar cut short the loop is mid-bar: the next bar of this segment
         // restarts the player on its own bar (a join), so template bars stay aligned.
         seg.restart = beats < BEATS_PER_BAR;
         let rate = native as f64 / frames.max(1) as f64;
-        if let Some(fade) = std::mem::take(&mut seg.fade_in) {
-            let n = fade.min(frames);
-            for i in 0..n {
-                let g = i as f32 / n as f32;
-                out[i * CH] *= g;
-                out[i * CH + 1] *= g;
+        let fade_in = std::mem::take(&mut seg.fade_in);
+        let fade_tail = std::mem::take(&mut self.fade_tail);
+        if let Some(out) = out.as_deref_mut() {
+            seg.player.next(take, out);
+            if let Some(fade) = fade_in {
+                let n = fade.min(frames);
+                for i in 0..n {
+                    let g = i as f32 / n as f32;
+                    out[i * CH] *= g;
+                    out[i * CH + 1] *= g;
+                }
             }
-        }
-        if std::mem::take(&mut self.fade_tail) {
-            // Mirror: tail frame k..0 backwards, so the carried sound continues the old
-            // signal sample-for-sample at the join.
-            let n = (self.tail.len() / CH).min(frames);
-            let last = self.tail.len() / CH;
-            for i in 0..n {
-                let g = (std::f32::consts::FRAC_PI_2 * i as f32 / n as f32).cos();
-                let k = last - 1 - i;
-                out[i * CH] += self.tail[k * CH] * g;
-                out[i * CH + 1] += self.tail[k * CH + 1] * g;
+            if fade_tail {
+                // Mirror: tail frame k..0 backwards, so the carried sound continues the
+                // old signal sample-for-sample at the join.
+                let n = (self.tail.len() / CH).min(frames);
+                let last = self.tail.len() / CH;
+                for i in 0..n {
+                    let g = (std::f32::consts::FRAC_PI_2 * i as f32 / n as f32).cos();
+                    let k = last - 1 - i;
+                    out[i * CH] += self.tail[k * CH] * g;
+                    out[i * CH + 1] += self.tail[k * CH + 1] * g;
+                }
             }
+            let keep = ((JOIN_TAIL_SECONDS * SAMPLE_RATE as f64) as usize).min(frames);
+            self.tail.clear();
+            self.tail.extend_from_slice(&out[(frames - keep) * CH..]);
         }
-        let keep = ((JOIN_TAIL_SECONDS * SAMPLE_RATE as f64) as usize).min(frames);
-        self.tail.clear();
-        self.tail.extend_from_slice(&out[(frames - keep) * CH..]);
         // Melody.
         let chord = seg.progression.chords[pos];
         let fitted = notes.map(|n| fit::fit_bar(n, chord, seg.progression.key, seg.transpose));
@@ -417,6 +437,7 @@ impl Backing {
         chords: &[Chord],
         pos: usize,
         seen: Vec<Chord>,
+        dry: bool,
     ) -> Result<Segment, RenderError> {
         let progression = match_progression(chords, pos);
         let layers = self.library.layers(style.genre);
@@ -449,7 +470,11 @@ impl Backing {
             .as_mut()
             .map(|s| s.player.take_pcm())
             .unwrap_or_default();
-        let pcm = self.library.decode_into(&template, recycled)?;
+        let pcm = if dry {
+            recycled
+        } else {
+            self.library.decode_into(&template, recycled)?
+        };
         let rate = bar.tempo_bpm / template.info.tempo_bpm;
         if !(0.25..=4.0).contains(&rate) {
             return Err(RenderError::Input(format!(
@@ -461,24 +486,27 @@ impl Backing {
         // silence, then the loop from its second bar; elsewhere the loop itself.
         let bar_frames = template.info.bar_frames();
         let intro = template.info.intro_frames as usize;
-        let onsets = onset_frames(&template);
         let advance = (TEMPLATE_ADVANCE_SECONDS * SAMPLE_RATE as f64 * rate).round() as usize;
         let from_intro = pos.is_multiple_of(PROGRESSION_BARS) && intro > 0;
-        let mut player = if from_intro {
-            LoopPlayer::new(pcm, intro, true, bar_frames, onsets)
+        let mut player = if dry {
+            LoopPlayer::new(Vec::new(), 0, false, 0, Vec::new())
+        } else if from_intro {
+            LoopPlayer::new(pcm, intro, true, bar_frames, onset_frames(&template))
         } else {
             LoopPlayer::new(
                 pcm,
                 intro,
                 false,
                 (pos % PROGRESSION_BARS) * bar_frames,
-                onsets,
+                onset_frames(&template),
             )
         };
-        // Start `advance` into the material (the backing plays that much early), fading in.
-        player.skip(advance);
         let transpose = melody_transpose(style, progression.key);
-        tracing::debug!(bar = bar.index, template = %template.info.id, rate, transpose, "segment starts");
+        if !dry {
+            // Start `advance` into the material (the backing plays that much early), fading in.
+            player.skip(advance);
+            tracing::debug!(bar = bar.index, template = %template.info.id, rate, transpose, "segment starts");
+        }
         Ok(Segment {
             section: bar.section,
             first_bar: bar.index,
@@ -509,8 +537,10 @@ impl Renderer {
     /// tail) over the second half, which the second synth plays from a fresh start. The
     /// synth is linear in its voices and its reverb, so the sum is what one synth playing
     /// every bar gives, up to the chorus's modulation phase and the synth's 64-frame block
-    /// grid (under 1.4 ms). Each bar's melody is added to the backing as it comes back,
-    /// and the ring-out last, so the sum never depends on which thread finished first.
+    /// grid (under 1.4 ms). A dry pass of the backing's choices first gives every bar's
+    /// melody, so both synths start at once; each bar's melody is added once that bar's
+    /// backing is in the piece, and the ring-out last, so the sum never depends on which
+    /// thread finished first.
     pub fn render(
         &mut self,
         bars: &[BarPlan],
@@ -520,10 +550,13 @@ impl Renderer {
     ) -> Result<Rendered, RenderError> {
         validate(bars, styles, length_samples)?;
         let backing = &mut self.backing;
-        backing.current = None;
-        backing.tail.clear();
-        backing.fade_tail = false;
         let by_bar: BTreeMap<u32, &NoteSet> = notes.iter().map(|n| (n.bar, n)).collect();
+        // The bars that sound (one starting at or past the end is dropped): first, end frame.
+        let spans: Vec<(usize, usize)> = bars
+            .iter()
+            .map(|b| (frame_of(b.start), frame_of(b.end)))
+            .take_while(|&(s, _)| s < length_samples)
+            .collect();
         let mut pcm = vec![0.0f32; length_samples * CH];
         let mut out_bars = Vec::with_capacity(bars.len());
         let mut melody = Vec::new();
@@ -540,9 +573,30 @@ impl Renderer {
         let grid_offset = bars
             .get(handover)
             .map_or(0, |b| frame_of(b.start) - frame_of(bars[0].start));
-        let (first_jobs, first_rx) = mpsc::channel::<MelodyJob>();
-        let (second_jobs, second_rx) = mpsc::channel::<MelodyJob>();
-        let (done_tx, done) = mpsc::channel::<(usize, Vec<f32>)>();
+
+        // Dry pass: every bar's melody up front, so both synths start at once instead of
+        // the second waiting for the backing to reach the middle.
+        backing.reset();
+        let (mut first_bars, mut second_bars) = (Vec::new(), Vec::new());
+        #[cfg(debug_assertions)]
+        let mut dry_melody = Vec::new();
+        let mut instrument = None;
+        for (i, &(s, e)) in spans.iter().enumerate() {
+            let n = by_bar.get(&bars[i].index).copied();
+            let (_, mut m) = backing.bar(&bars[i], n, &styles[i], &bars[i + 1..], e - s, None)?;
+            #[cfg(debug_assertions)]
+            dry_melody.push(m.clone());
+            instrument = m.instrument.or(instrument);
+            if i < handover {
+                first_bars.push((s, m, e - s));
+            } else {
+                // The first synth rings out from here; the second starts fresh.
+                m.instrument = instrument;
+                second_bars.push((s, m, e - s));
+            }
+        }
+        backing.reset();
+
         // Adds melody that starts at frame `s` (it may run past the piece's end) into the piece.
         let mix = |pcm: &mut [f32], (s, mel): (usize, Vec<f32>)| {
             let end = (s + mel.len() / CH).min(length_samples);
@@ -550,27 +604,30 @@ impl Renderer {
                 *o += *m;
             }
         };
-        let play =
-            |synth: &mut MelodySynth, jobs: mpsc::Receiver<MelodyJob>, done: mpsc::Sender<_>| {
-                let mut end = None;
-                for (s, bar, mut out) in jobs {
-                    end = Some(s + out.len() / CH);
-                    synth.play_bar(&bar, &mut out);
-                    if done.send((s, out)).is_err() {
-                        break;
-                    }
+        let play = |synth: &mut MelodySynth,
+                    jobs: Vec<MelodyJob>,
+                    done: mpsc::SyncSender<(usize, Vec<f32>)>| {
+            let mut end = None;
+            for (s, bar, frames) in jobs {
+                end = Some(s + frames);
+                let mut out = vec![0.0; frames * CH];
+                synth.play_bar(&bar, &mut out);
+                if done.send((s, out)).is_err() {
+                    break;
                 }
-                end
-            };
+            }
+            end
+        };
         let (first, second) = (&mut self.synth, &mut self.second);
         first.reset();
         second.reset();
+        let (first_tx, first_done) = mpsc::sync_channel(MELODY_AHEAD_BARS);
+        let (second_tx, second_done) = mpsc::sync_channel(MELODY_AHEAD_BARS);
         let ring = std::thread::scope(|scope| {
-            let done_first = done_tx.clone();
             let first_player = std::thread::Builder::new()
                 .name("melody".into())
                 .spawn_scoped(scope, move || {
-                    let end = play(first, first_rx, done_first);
+                    let end = play(first, first_bars, first_tx);
                     end.map(|s| (s, first.ring_out()))
                 })
                 .expect("spawn melody thread");
@@ -578,36 +635,44 @@ impl Renderer {
                 .name("melody-2".into())
                 .spawn_scoped(scope, move || {
                     second.skip(grid_offset % synth::SYNTH_BLOCK);
-                    play(second, second_rx, done_tx);
+                    play(second, second_bars, second_tx);
                 })
                 .expect("spawn melody thread");
-            let mut first_jobs = Some(first_jobs);
-            let mut instrument = None;
+            // A bar's melody is added once its backing is in the piece: each synth's bars
+            // come back in order, and one that came back early waits in `held`.
+            let done = [first_done, second_done];
+            let mut held: [Option<(usize, Vec<f32>)>; 2] = [None, None];
+            let mut mix_backed = |pcm: &mut [f32], backed: usize| {
+                for (rx, held) in done.iter().zip(held.iter_mut()) {
+                    loop {
+                        let next = match held.take() {
+                            Some(d) => d,
+                            None => match rx.try_recv() {
+                                Ok(d) => d,
+                                Err(_) => break,
+                            },
+                        };
+                        if next.0 >= backed {
+                            *held = Some(next);
+                            break;
+                        }
+                        mix(pcm, next);
+                    }
+                }
+            };
             // Bars play at their output times: a pickup before the first bar stays silent.
             let result = (|| {
-                for (i, bar) in bars.iter().enumerate() {
-                    let (s, e) = (frame_of(bar.start), frame_of(bar.end));
-                    if s >= length_samples {
-                        break;
-                    }
+                for (i, &(s, e)) in spans.iter().enumerate() {
+                    let bar = &bars[i];
                     buf.clear();
                     buf.resize((e - s) * CH, 0.0);
                     let n = by_bar.get(&bar.index).copied();
-                    let (r, mut m) = backing.bar(bar, n, &styles[i], &bars[i + 1..], &mut buf)?;
+                    let (r, _m) =
+                        backing.bar(bar, n, &styles[i], &bars[i + 1..], e - s, Some(&mut buf))?;
+                    #[cfg(debug_assertions)]
+                    debug_assert_eq!(_m, dry_melody[i], "bar {}: the dry pass chose otherwise", bar.index);
                     let end = e.min(length_samples);
                     pcm[s * CH..end * CH].copy_from_slice(&buf[..(end - s) * CH]);
-                    instrument = m.instrument.or(instrument);
-                    let job = if i < handover {
-                        first_jobs.as_ref()
-                    } else {
-                        // The first synth rings out from here; the second starts fresh.
-                        first_jobs = None;
-                        m.instrument = instrument;
-                        Some(&second_jobs)
-                    };
-                    job.expect("a synth takes every bar")
-                        .send((s, m, vec![0.0; (e - s) * CH]))
-                        .expect("melody thread is running");
                     if let Some(f) = n.and_then(|n| backing.fitted(n, r.progression_bar as usize)) {
                         melody.push(f);
                     }
@@ -619,17 +684,21 @@ impl Renderer {
                         bar,
                     );
                     out_bars.push(r);
-                    while let Ok(d) = done.try_recv() {
-                        mix(&mut pcm, d);
-                    }
+                    mix_backed(&mut pcm, end);
                 }
                 Ok(())
             })();
-            drop(first_jobs);
-            drop(second_jobs);
-            for d in done.iter() {
-                mix(&mut pcm, d);
+            if result.is_ok() {
+                mix_backed(&mut pcm, usize::MAX);
+                for (rx, held) in done.iter().zip(&mut held) {
+                    debug_assert!(held.is_none(), "every bar is backed");
+                    for d in rx.iter() {
+                        mix(&mut pcm, d);
+                    }
+                }
             }
+            // On an error the receivers go here and the synths stop at their next bar.
+            drop(done);
             let ring = first_player.join().expect("melody thread panicked");
             second_player.join().expect("melody thread panicked");
             result.map(|()| ring)
