@@ -239,7 +239,9 @@ impl Renderer {
         out: &mut [f32],
     ) -> Result<BarRender, RenderError> {
         let frames = out.len() / CH;
-        let (r, melody) = self.backing.bar(bar, notes, style, ahead, frames, Some(&mut *out))?;
+        let (r, melody) = self
+            .backing
+            .bar(bar, notes, style, ahead, frames, Some(&mut *out))?;
         self.synth.play_bar(&melody, out);
         Ok(r)
     }
@@ -264,7 +266,7 @@ impl Backing {
         style: &StyleVector,
         ahead: &[BarPlan],
         frames: usize,
-        mut out: Option<&mut [f32]>,
+        out: Option<&mut [f32]>,
     ) -> Result<(BarRender, MelodyBar), RenderError> {
         let dry = out.is_none();
 
@@ -343,7 +345,7 @@ impl Backing {
         let rate = native as f64 / frames.max(1) as f64;
         let fade_in = std::mem::take(&mut seg.fade_in);
         let fade_tail = std::mem::take(&mut self.fade_tail);
-        if let Some(out) = out.as_deref_mut() {
+        if let Some(out) = out {
             seg.player.next(take, out);
             if let Some(fade) = fade_in {
                 let n = fade.min(frames);
@@ -670,7 +672,11 @@ impl Renderer {
                     let (r, _m) =
                         backing.bar(bar, n, &styles[i], &bars[i + 1..], e - s, Some(&mut buf))?;
                     #[cfg(debug_assertions)]
-                    debug_assert_eq!(_m, dry_melody[i], "bar {}: the dry pass chose otherwise", bar.index);
+                    debug_assert_eq!(
+                        _m, dry_melody[i],
+                        "bar {}: the dry pass chose otherwise",
+                        bar.index
+                    );
                     let end = e.min(length_samples);
                     pcm[s * CH..end * CH].copy_from_slice(&buf[..(end - s) * CH]);
                     if let Some(f) = n.and_then(|n| backing.fitted(n, r.progression_bar as usize)) {
