@@ -210,6 +210,11 @@ impl Composer {
     /// Starts a piece whose bars are all known (offline), seeded: as [`Composer::start`], but
     /// the refill plan is only prepared if these bars can fill the KV cache (a short piece
     /// never restarts its window, and optimising the plan costs as much as loading the model).
+    /// Starts optimising the refill plan now (see [`NoteModel::prepare_refill`]).
+    pub fn prepare_refill(&mut self) {
+        self.model.prepare_refill();
+    }
+
     pub fn start_piece(&mut self, seed: u64, bars: &[BarControls]) {
         if self.may_restart(bars) {
             self.model.prepare_refill();

@@ -360,3 +360,25 @@ fn structure_fields_reach_the_model() {
     assert_eq!(field(F_NEXT), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
     assert_eq!(field(F_SEC), [1, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
 }
+
+/// `score` may start optimising the refill plan before the piece is known (a long video):
+/// a piece that restarts its window is then written exactly as with the plan prepared at
+/// `start_piece`.
+#[test]
+fn a_refill_plan_prepared_at_load_writes_the_same_piece() {
+    let piece: Vec<BarControls> = (0..24).map(|b| controls(7, (b % 4) as u8, b)).collect();
+    let write = |early: bool| -> (Vec<NoteSet>, u64) {
+        let mut c = Composer::load(&model_path()).unwrap();
+        if early {
+            c.prepare_refill();
+        }
+        c.start_piece(5, &piece);
+        let notes = (0..piece.len())
+            .map(|b| c.next_bar(b as u32, &piece[b]).unwrap())
+            .collect();
+        (notes, c.window_restarts())
+    };
+    let (early, restarts) = write(true);
+    assert!(restarts > 0, "the piece restarts its window");
+    assert_eq!(early, write(false).0);
+}
