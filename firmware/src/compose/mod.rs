@@ -207,14 +207,15 @@ impl Composer {
         self.reset(seed);
     }
 
-    /// Starts a piece whose bars are all known (offline), seeded: as [`Composer::start`], but
-    /// the refill plan is only prepared if these bars can fill the KV cache (a short piece
-    /// never restarts its window, and optimising the plan costs as much as loading the model).
-    /// Starts optimising the refill plan now (see [`NoteModel::prepare_refill`]).
+    /// Starts optimising the refill plan now, before a piece is known (see
+    /// [`NoteModel::prepare_refill`]): `score` does so for a long video while it is analysed.
     pub fn prepare_refill(&mut self) {
         self.model.prepare_refill();
     }
 
+    /// Starts a piece whose bars are all known (offline), seeded: as [`Composer::start`], but
+    /// the refill plan is only prepared if these bars can fill the KV cache (a short piece
+    /// never restarts its window, and optimising the plan costs as much as loading the model).
     pub fn start_piece(&mut self, seed: u64, bars: &[BarControls]) {
         if self.may_restart(bars) {
             self.model.prepare_refill();

@@ -1,8 +1,8 @@
 //! File source: the stream's facts are read (by [`super::mp4`] or `ffprobe`), then an
 //! `ffmpeg` subprocess decodes from the start (a second one from a key frame, see
 //! [`FileSource`]), converts to constant rate at the analysis rate, scales to the analysis
-//! size with area averaging and pipes raw 8-bit luma. ffmpeg runs in its own process, and a reader thread keeps a queue of
-//! decoded frames, so decoding overlaps extraction.
+//! size with area averaging and pipes raw 8-bit luma. ffmpeg runs in its own process, and a
+//! reader thread keeps a queue of decoded frames, so decoding overlaps extraction.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -184,9 +184,9 @@ fn looks_like_media(path: &Path) -> bool {
 /// Where the second decoder of a file of `frames` frames starts: [`SPLIT_FIRST_SHARE`] of
 /// the way in, or the frame that leaves it `most` frames, whichever is later; at the key
 /// frame nearest that when the key frames are known. A seek lands on the key frame at or
-/// before its target and decodes from there, so starting on one wastes nothing (the trailer's middle is 3 s past a key
-/// frame; a 20-second cut of it has none between 0 s and 10.4 s, and a split at the
-/// middle decoded its first half twice). No key frame within a quarter of the file from
+/// before its target and decodes from there, so starting on one wastes nothing (the
+/// trailer's middle is 3 s past a key frame; a 20-second cut of it has none between 0 s and
+/// 10.4 s, and a split at the middle decoded its first half twice). No key frame within a quarter of the file from
 /// that point: no split.
 fn split_frame(frames: u64, most: u64, keyframes: Option<&[u64]>) -> Option<u64> {
     let want = frames - ((frames as f64 * (1.0 - SPLIT_FIRST_SHARE)) as u64).min(most);
@@ -597,7 +597,6 @@ impl Drop for Decoder {
     }
 }
 
-/// Reads until `buf` is full or EOF; returns the bytes read.
 #[cfg(test)]
 #[test]
 fn the_second_decoder_starts_on_the_key_frame_nearest_its_share() {
@@ -616,6 +615,7 @@ fn the_second_decoder_starts_on_the_key_frame_nearest_its_share() {
     assert_eq!(split_frame(1000, 200, Some(&[0, 500, 880])), Some(880));
 }
 
+/// Reads until `buf` is full or EOF; returns the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
