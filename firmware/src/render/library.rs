@@ -258,6 +258,32 @@ impl Library {
     }
 }
 
+impl Library {
+    /// A template's audio, decoded on demand as a player reads it ([`TemplateAudio`]) into
+    /// a recycled buffer (its contents are replaced).
+    pub fn stream_into(
+        &self,
+        template: &Template,
+        buf: Vec<f32>,
+    ) -> Result<TemplateAudio, RenderError> {
+        let path = template.dir.join(&template.info.audio);
+        let stream = OggStream::open(&path).map_err(|message| RenderError::Template {
+            path: path.clone(),
+            message,
+        })?;
+        let mut pcm = buf;
+        pcm.clear();
+        let frames = (template.info.frames + template.info.intro_frames) as usize;
+        pcm.reserve(frames * CHANNELS as usize);
+        Ok(TemplateAudio {
+            stream: Some(stream),
+            pcm,
+            frames,
+            path,
+        })
+    }
+}
+
 fn problem(template: &str, path: &Path, message: impl Into<String>) -> Problem {
     Problem {
         template: template.to_string(),
@@ -501,56 +527,157 @@ pub fn decode_ogg_into(
     frames_hint: usize,
     mut out: Vec<f32>,
 ) -> Result<Vec<f32>, String> {
-    use symphonia::core::codecs::audio::AudioDecoderOptions;
-    use symphonia::core::formats::TrackType;
-    let mut format = open_format(path)?;
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or("has no audio track")?;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or("has no audio codec parameters")?
-        .clone();
-    let rate = params.sample_rate.unwrap_or(0);
-    let ch = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
-    if rate != SAMPLE_RATE || ch != CHANNELS as usize {
-        return Err(format!(
-            "audio is {rate} Hz x {ch} channels; templates must be {SAMPLE_RATE} Hz x {CHANNELS}"
-        ));
-    }
-    let track_id = track.id;
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|e| format!("cannot decode ({e})"))?;
+    let mut stream = OggStream::open(path)?;
     out.clear();
     out.reserve(frames_hint * CHANNELS as usize);
-    let mut buf: Vec<f32> = Vec::new();
-    loop {
-        let packet = match format.next_packet() {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            Err(e) => {
-                return Err(format!(
-                    "corrupt stream ({e}); rebuild with tools/templates/build.sh"
-                ))
-            }
-        };
-        if packet.track_id != track_id {
-            continue;
-        }
-        let decoded = decoder.decode(&packet).map_err(|e| {
-            format!("corrupt audio packet ({e}); rebuild with tools/templates/build.sh")
-        })?;
-        buf.resize(decoded.samples_interleaved(), 0.0);
-        decoded.copy_to_slice_interleaved(&mut buf);
-        out.extend_from_slice(&buf);
-    }
+    while stream.decode_packet(&mut out)? {}
     if out.is_empty() {
         return Err("decodes to no audio".into());
     }
     Ok(out)
+}
+
+/// An Ogg Vorbis file decoded a packet at a time, in order (what a full decode gives, sample
+/// for sample, however far it goes).
+struct OggStream {
+    format: Box<dyn symphonia::core::formats::FormatReader>,
+    decoder: Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
+    track_id: u32,
+    /// One packet's samples, interleaved.
+    packet: Vec<f32>,
+}
+
+impl OggStream {
+    /// Opens `path` and checks that it is stereo at [`SAMPLE_RATE`].
+    fn open(path: &Path) -> Result<Self, String> {
+        use symphonia::core::codecs::audio::AudioDecoderOptions;
+        use symphonia::core::formats::TrackType;
+        let format = open_format(path)?;
+        let track = format
+            .default_track(TrackType::Audio)
+            .ok_or("has no audio track")?;
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or("has no audio codec parameters")?
+            .clone();
+        let rate = params.sample_rate.unwrap_or(0);
+        let ch = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
+        if rate != SAMPLE_RATE || ch != CHANNELS as usize {
+            return Err(format!(
+                "audio is {rate} Hz x {ch} channels; templates must be {SAMPLE_RATE} Hz x {CHANNELS}"
+            ));
+        }
+        let track_id = track.id;
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(|e| format!("cannot decode ({e})"))?;
+        Ok(OggStream {
+            format,
+            decoder,
+            track_id,
+            packet: Vec::new(),
+        })
+    }
+
+    /// Decodes the next packet of the stream onto the end of `out`; false at the end.
+    fn decode_packet(&mut self, out: &mut Vec<f32>) -> Result<bool, String> {
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    return Err(format!(
+                        "corrupt stream ({e}); rebuild with tools/templates/build.sh"
+                    ))
+                }
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            let decoded = self.decoder.decode(&packet).map_err(|e| {
+                format!("corrupt audio packet ({e}); rebuild with tools/templates/build.sh")
+            })?;
+            self.packet.resize(decoded.samples_interleaved(), 0.0);
+            decoded.copy_to_slice_interleaved(&mut self.packet);
+            out.extend_from_slice(&self.packet);
+            return Ok(true);
+        }
+    }
+}
+
+/// A template's audio decoded on demand: a segment that plays one bar of a template decodes
+/// that bar (and the packet it ends in), not the whole file. The samples are those of
+/// [`Library::decode`], as far as they go.
+pub struct TemplateAudio {
+    stream: Option<OggStream>,
+    /// Decoded so far: `[intro][loop]`, interleaved stereo.
+    pcm: Vec<f32>,
+    /// Frames of the whole file (the index's intro and loop).
+    frames: usize,
+    path: PathBuf,
+}
+
+impl TemplateAudio {
+    /// Audio already decoded whole (`pcm` is `[intro][loop]`).
+    pub fn decoded(pcm: Vec<f32>) -> Self {
+        TemplateAudio {
+            stream: None,
+            frames: pcm.len() / CHANNELS as usize,
+            pcm,
+            path: PathBuf::new(),
+        }
+    }
+
+    /// Frames of the whole template, decoded or not.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Frames decoded so far.
+    pub fn decoded_frames(&self) -> usize {
+        self.pcm.len() / CHANNELS as usize
+    }
+
+    /// Interleaved samples of frames `[from, to)`, decoding as far as `to` first.
+    pub fn frames_range(&mut self, from: usize, to: usize) -> Result<&[f32], RenderError> {
+        const CH: usize = CHANNELS as usize;
+        let to = to.min(self.frames);
+        while self.pcm.len() < to * CH {
+            let more = match self.stream.as_mut() {
+                Some(s) => s.decode_packet(&mut self.pcm),
+                None => Ok(false),
+            };
+            let err = |message: String| RenderError::Template {
+                path: self.path.clone(),
+                message,
+            };
+            match more {
+                Err(m) => return Err(err(m)),
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(err(format!(
+                        "decodes to {} frames, the index says {}; rebuild with tools/templates/build.sh",
+                        self.pcm.len() / CH,
+                        self.frames
+                    )))
+                }
+            }
+            if self.pcm.len() > self.frames * CH {
+                return Err(err(format!(
+                    "decodes to more than the {} frames the index says; rebuild with tools/templates/build.sh",
+                    self.frames
+                )));
+            }
+        }
+        Ok(&self.pcm[from.min(to) * CH..to * CH])
+    }
+
+    /// The buffer back, for the next template (its contents are dropped).
+    pub fn into_buffer(self) -> Vec<f32> {
+        self.pcm
+    }
 }
 
 /// Reads a template's MIDI pattern into parts (ticks rescaled to [`TICKS_PER_BEAT`]).

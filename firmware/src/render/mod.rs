@@ -32,6 +32,7 @@ use crate::music::{
 };
 use crate::plan::BarPlan;
 use crate::style::StyleVector;
+use library::TemplateAudio;
 use player::LoopPlayer;
 use synth::{MelodySynth, SynthNote};
 
@@ -346,7 +347,7 @@ impl Backing {
         let fade_in = std::mem::take(&mut seg.fade_in);
         let fade_tail = std::mem::take(&mut self.fade_tail);
         if let Some(out) = out {
-            seg.player.next(take, out);
+            seg.player.next(take, out)?;
             if let Some(fade) = fade_in {
                 let n = fade.min(frames);
                 for i in 0..n {
@@ -472,10 +473,12 @@ impl Backing {
             .as_mut()
             .map(|s| s.player.take_pcm())
             .unwrap_or_default();
-        let pcm = if dry {
-            recycled
+        let audio = if dry {
+            let mut empty = recycled;
+            empty.clear();
+            TemplateAudio::decoded(empty)
         } else {
-            self.library.decode_into(&template, recycled)?
+            self.library.stream_into(&template, recycled)?
         };
         let rate = bar.tempo_bpm / template.info.tempo_bpm;
         if !(0.25..=4.0).contains(&rate) {
@@ -491,12 +494,12 @@ impl Backing {
         let advance = (TEMPLATE_ADVANCE_SECONDS * SAMPLE_RATE as f64 * rate).round() as usize;
         let from_intro = pos.is_multiple_of(PROGRESSION_BARS) && intro > 0;
         let mut player = if dry {
-            LoopPlayer::new(Vec::new(), 0, false, 0, Vec::new())
+            LoopPlayer::new(audio, 0, false, 0, Vec::new())
         } else if from_intro {
-            LoopPlayer::new(pcm, intro, true, bar_frames, onset_frames(&template))
+            LoopPlayer::new(audio, intro, true, bar_frames, onset_frames(&template))
         } else {
             LoopPlayer::new(
-                pcm,
+                audio,
                 intro,
                 false,
                 (pos % PROGRESSION_BARS) * bar_frames,
@@ -506,7 +509,7 @@ impl Backing {
         let transpose = melody_transpose(style, progression.key);
         if !dry {
             // Start `advance` into the material (the backing plays that much early), fading in.
-            player.skip(advance);
+            player.skip(advance)?;
             tracing::debug!(bar = bar.index, template = %template.info.id, rate, transpose, "segment starts");
         }
         Ok(Segment {

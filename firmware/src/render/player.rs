@@ -7,7 +7,9 @@
 //! ([`super::stretch::Wsola`]), which keeps every note onset of the template's pattern on
 //! its planned position. The stretcher has no latency, so a segment needs no pre-roll.
 
+use super::library::TemplateAudio;
 use super::stretch::Wsola;
+use super::RenderError;
 use crate::music::CHANNELS;
 
 const CH: usize = CHANNELS as usize;
@@ -15,8 +17,8 @@ const CH: usize = CHANNELS as usize;
 /// Plays one template's decoded loop.
 pub struct LoopPlayer {
     /// The template's audio, interleaved stereo: `[intro][loop]` (the intro is the first
-    /// bar rendered from silence).
-    pcm: Vec<f32>,
+    /// bar rendered from silence), decoded as far as the player has read.
+    audio: TemplateAudio,
     /// Frames before the loop in `pcm` (the intro's length).
     loop_start: usize,
     /// Frames in one loop.
@@ -39,25 +41,25 @@ pub struct LoopPlayer {
 }
 
 impl LoopPlayer {
-    /// A player over `pcm` = `[intro of intro_frames][loop]` that starts at `start_frame`
+    /// A player over `audio` = `[intro of intro_frames][loop]` that starts at `start_frame`
     /// of the loop. With `play_intro`, the intro plays first and `start_frame` must be the
     /// loop's second bar (the loop continues from there). `onsets` are the loop frames
     /// where the pattern's notes start (any order); the stretcher keeps them on the grid.
     pub fn new(
-        pcm: Vec<f32>,
+        audio: TemplateAudio,
         intro_frames: usize,
         play_intro: bool,
         start_frame: usize,
         mut onsets: Vec<usize>,
     ) -> Self {
-        let loop_frames = pcm.len() / CH - intro_frames;
+        let loop_frames = audio.frames() - intro_frames;
         onsets.retain(|&o| o < loop_frames);
         onsets.sort_unstable();
         onsets.dedup();
         let intro_len = if play_intro { intro_frames } else { 0 };
         let cursor = start_frame % loop_frames.max(1);
         LoopPlayer {
-            pcm,
+            audio,
             loop_start: intro_frames,
             loop_frames,
             intro_len,
@@ -71,12 +73,13 @@ impl LoopPlayer {
     }
 
     /// Skips the next `frames` frames of material.
-    pub fn skip(&mut self, frames: usize) {
+    pub fn skip(&mut self, frames: usize) -> Result<(), RenderError> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut anchors = std::mem::take(&mut self.anchors);
-        self.read(&mut scratch, &mut anchors, frames);
+        let r = self.read(&mut scratch, &mut anchors, frames);
         self.scratch = scratch;
         self.anchors = anchors;
+        r
     }
 
     /// Hands the decoded template's buffer back (for the next template's decode); the
@@ -85,22 +88,31 @@ impl LoopPlayer {
         self.loop_frames = 0;
         self.intro_len = 0;
         self.intro_pos = 0;
-        std::mem::take(&mut self.pcm)
+        std::mem::replace(&mut self.audio, TemplateAudio::decoded(Vec::new())).into_buffer()
     }
 
     /// Reads the next `frames` frames (intro first, then the loop) into `dst`, advancing,
-    /// and the offsets of the pattern's onsets inside them into `anchors`.
-    fn read(&mut self, dst: &mut Vec<f32>, anchors: &mut Vec<usize>, frames: usize) {
+    /// and the offsets of the pattern's onsets inside them into `anchors`. Fails only if
+    /// the template's file cannot be decoded as far as that.
+    fn read(
+        &mut self,
+        dst: &mut Vec<f32>,
+        anchors: &mut Vec<usize>,
+        frames: usize,
+    ) -> Result<(), RenderError> {
         dst.clear();
         anchors.clear();
         if self.loop_frames == 0 {
             // Emptied by `take_pcm` (a failed segment start leaves it in place): silence.
             dst.resize(frames * CH, 0.0);
-            return;
+            return Ok(());
         }
         let from_intro = frames.min(self.intro_len - self.intro_pos);
         dst.reserve(frames * CH);
-        dst.extend_from_slice(&self.pcm[self.intro_pos * CH..(self.intro_pos + from_intro) * CH]);
+        dst.extend_from_slice(
+            self.audio
+                .frames_range(self.intro_pos, self.intro_pos + from_intro)?,
+        );
         self.push_onsets(anchors, self.intro_pos, self.intro_pos + from_intro, 0);
         let mut pos = self.cursor;
         let mut left = frames - from_intro;
@@ -108,13 +120,14 @@ impl LoopPlayer {
             let n = left.min(self.loop_frames - pos);
             let at = self.loop_start + pos;
             let base = dst.len() / CH;
-            dst.extend_from_slice(&self.pcm[at * CH..(at + n) * CH]);
+            dst.extend_from_slice(self.audio.frames_range(at, at + n)?);
             self.push_onsets(anchors, pos, pos + n, base);
             left -= n;
             pos = (pos + n) % self.loop_frames;
         }
         self.intro_pos += from_intro;
         self.cursor = pos;
+        Ok(())
     }
 
     /// Onsets in loop frames `[lo, hi)` as offsets from `base` (`pos - lo + base`).
@@ -127,11 +140,15 @@ impl LoopPlayer {
 
     /// Consumes `in_frames` template frames and writes `out.len() / 2` frames into `out`
     /// (replacing its contents).
-    pub fn next(&mut self, in_frames: usize, out: &mut [f32]) {
+    pub fn next(&mut self, in_frames: usize, out: &mut [f32]) -> Result<(), RenderError> {
         let out_frames = out.len() / CH;
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut anchors = std::mem::take(&mut self.anchors);
-        self.read(&mut scratch, &mut anchors, in_frames);
+        if let Err(e) = self.read(&mut scratch, &mut anchors, in_frames) {
+            self.scratch = scratch;
+            self.anchors = anchors;
+            return Err(e);
+        }
         if in_frames == out_frames {
             out.copy_from_slice(&scratch);
         } else if in_frames.abs_diff(out_frames) <= ROUNDING_FRAMES {
@@ -143,6 +160,7 @@ impl LoopPlayer {
         }
         self.scratch = scratch;
         self.anchors = anchors;
+        Ok(())
     }
 }
 
@@ -194,11 +212,11 @@ mod tests {
         }
         let planned_beat = 28_800usize; // 100 BPM
         let onsets = (0..16).map(|b| b * native_beat).collect();
-        let mut p = LoopPlayer::new(pcm, 0, false, 0, onsets);
+        let mut p = LoopPlayer::new(TemplateAudio::decoded(pcm), 0, false, 0, onsets);
         let mut out = vec![0.0f32; planned_beat * 4 * CH];
         let mut all = Vec::new();
         for _ in 0..3 {
-            p.next(native_beat * 4, &mut out);
+            p.next(native_beat * 4, &mut out).unwrap();
             all.extend_from_slice(&out);
         }
         // The energy of each planned beat's first 20 ms dominates the rest of the beat.
@@ -221,9 +239,15 @@ mod tests {
     #[test]
     fn unity_rate_copies_the_loop_exactly() {
         let pcm: Vec<f32> = (0..2000).map(|i| i as f32).collect();
-        let mut p = LoopPlayer::new(pcm.clone(), 0, false, 900, Vec::new());
+        let mut p = LoopPlayer::new(
+            TemplateAudio::decoded(pcm.clone()),
+            0,
+            false,
+            900,
+            Vec::new(),
+        );
         let mut out = vec![0.0f32; 400];
-        p.next(200, &mut out);
+        p.next(200, &mut out).unwrap();
         assert_eq!(&out[..200], &pcm[1800..2000]);
         assert_eq!(&out[200..], &pcm[..200]);
     }
@@ -233,9 +257,15 @@ mod tests {
         // 50 intro frames of -1, then a 1000-frame loop counting up.
         let mut pcm: Vec<f32> = vec![-1.0; 100];
         pcm.extend((0..2000).map(|i| i as f32));
-        let mut p = LoopPlayer::new(pcm.clone(), 50, true, 500, Vec::new());
+        let mut p = LoopPlayer::new(
+            TemplateAudio::decoded(pcm.clone()),
+            50,
+            true,
+            500,
+            Vec::new(),
+        );
         let mut out = vec![0.0f32; 300];
-        p.next(150, &mut out);
+        p.next(150, &mut out).unwrap();
         assert!(out[..100].iter().all(|&x| x == -1.0));
         assert_eq!(&out[100..], &pcm[1100..1300]);
     }

@@ -251,6 +251,42 @@ fn missing_or_corrupt_template_is_a_load_error() {
     assert!(e.contains("ambient_IV-I-V-vi_l0"), "{e}");
 }
 
+/// A template decoded on demand gives the samples of a whole decode, as far as it is read,
+/// without decoding the rest; a file cut short after the library loaded is a clear error
+/// naming it, not a short bar.
+#[test]
+fn template_audio_decodes_on_demand_what_a_whole_decode_gives() {
+    let lib = Library::load(&default_library_dir(&repo())).unwrap();
+    let t = lib.get("pop_I-V-vi-IV_l1").expect("shipped template");
+    let whole = lib.decode(t).unwrap();
+    let mut audio = lib.stream_into(t, Vec::new()).unwrap();
+    assert_eq!(audio.frames() * 2, whole.len());
+    let bar = t.info.bar_frames();
+    assert_eq!(audio.frames_range(100, bar).unwrap(), &whole[200..2 * bar]);
+    assert!(
+        audio.decoded_frames() < 2 * bar,
+        "a bar's read decoded {} frames of {}",
+        audio.decoded_frames(),
+        audio.frames()
+    );
+    let n = audio.frames();
+    assert_eq!(audio.frames_range(0, n).unwrap(), &whole[..]);
+
+    let d = library_copy();
+    let lib = Library::load(d.path()).unwrap();
+    let t = lib.get("pop_I-V-vi-IV_l1").unwrap();
+    let path = d.path().join(&t.info.audio);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let mut audio = lib.stream_into(t, Vec::new()).unwrap();
+    let n = audio.frames();
+    let e = audio.frames_range(0, n).unwrap_err().to_string();
+    assert!(
+        e.contains("pop_I-V-vi-IV_l1.ogg") && e.contains("tools/templates/build.sh"),
+        "{e}"
+    );
+}
+
 #[test]
 fn index_entry_pointing_nowhere_and_bad_format_are_load_errors() {
     let d = library_copy();
