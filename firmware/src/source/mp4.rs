@@ -11,9 +11,12 @@
 //! What is read (ISO/IEC 14496-12): the track whose `hdlr` is `vide`; its `mdhd` time scale
 //! and duration; the first sample entry of `stsd` (a VisualSampleEntry: coded width and
 //! height); `stts` (one entry: every sample lasts the same); `stsz` (the sample count);
-//! `elst` (at most one edit, at normal rate: the usual start offset of B-frames); and `stss`
+//! `elst` (at most one edit, at normal rate, that shows every frame: the usual start offset
+//! of B-frames, not a cut); `mvhd`'s time scale (the edit's duration is in it); and `stss`
 //! and `ctts`, which place the key frames (where a second decoder can start, see
-//! `FileSource`).
+//! `FileSource`). A file cut with `-c copy` at a point after its first key frame keeps the
+//! frames before the cut and an edit that hides them: what plays, and ffprobe's duration, is
+//! the edit, so such a file goes to ffprobe.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -163,7 +166,8 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
     let [(trak, mdia)] = &videos[..] else {
         return None; // no video track, or several (ffprobe decides which is first)
     };
-    let mut media_time = 0i64;
+    // The edit: where it starts in the media, and how long it lasts (movie ticks).
+    let mut edit: Option<(i64, u64)> = None;
     if let Some(edts) = trak.iter().find(|(k, _)| k == b"edts") {
         let elst = only(&children(edts.1)?, b"elst")?;
         let (version, n) = (*elst.first()?, be32(elst, 4)?);
@@ -171,17 +175,28 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
             return None;
         }
         if n == 1 {
-            let (start, rate) = if version == 1 {
-                (be64(elst, 16)? as i64, be32(elst, 24)?)
+            let (length, start, rate) = if version == 1 {
+                (be64(elst, 8)?, be64(elst, 16)? as i64, be32(elst, 24)?)
             } else {
-                (be32(elst, 12)? as i32 as i64, be32(elst, 16)?)
+                (
+                    u64::from(be32(elst, 8)?),
+                    be32(elst, 12)? as i32 as i64,
+                    be32(elst, 16)?,
+                )
             };
-            if start < 0 || rate != ELST_RATE_ONE {
-                return None; // an empty edit (a pause) or a speed change
+            if start < 0 || rate != ELST_RATE_ONE || length == 0 {
+                return None; // an empty edit (a pause), a speed change, or no length
             }
-            media_time = start;
+            edit = Some((start, length));
         }
     }
+    let mvhd = only(&boxes, b"mvhd")?;
+    let movie_timescale = if *mvhd.first()? == 1 {
+        be32(mvhd, 20)?
+    } else {
+        be32(mvhd, 12)?
+    };
+    let media_time = edit.map_or(0, |(start, _)| start);
     let mdhd = only(mdia, b"mdhd")?;
     let (timescale, duration) = if *mdhd.first()? == 1 {
         (be32(mdhd, 20)?, be64(mdhd, 24)?)
@@ -215,8 +230,19 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         // with `-c copy` keeps the source's longer mdhd); a shorter mdhd would change its
         // average rate, which is left to it
         && duration >= u64::from(samples) * u64::from(sample_delta);
-    if !plain {
+    if !plain || movie_timescale == 0 {
         return None;
+    }
+    if let Some((start, length)) = edit {
+        // The frames are presented over [first, first + samples × delta) media ticks; the
+        // edit must show all of them (to within half a frame at its end).
+        let first = first_presentation(&stbl, sample_delta)?;
+        let shown = u128::from(length) * u128::from(timescale) / u128::from(movie_timescale);
+        let end = i128::from(first) + i128::from(samples) * i128::from(sample_delta);
+        if start > first || i128::from(start) + (shown as i128) < end - i128::from(sample_delta / 2)
+        {
+            return None; // the edit cuts frames at the start or the end
+        }
     }
     let keyframes = keyframes(&stbl, samples, sample_delta, media_time)?;
     Some(Mp4Video {
@@ -227,6 +253,32 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         samples,
         keyframes,
     })
+}
+
+/// The earliest presentation time of any sample (media ticks, before the edit): each run of
+/// `ctts` offsets presents its first sample earliest, since decode times grow by `delta`.
+fn first_presentation(stbl: &[([u8; 4], &[u8])], delta: u32) -> Option<i64> {
+    let Some((_, ctts)) = stbl.iter().find(|(k, _)| k == b"ctts") else {
+        return Some(0);
+    };
+    let signed = *ctts.first()? == 1;
+    let n = be32(ctts, 4)? as usize;
+    let mut index = 0i64;
+    let mut first = i64::MAX;
+    for i in 0..n {
+        let count = be32(ctts, 8 + 8 * i)?;
+        let raw = be32(ctts, 12 + 8 * i)?;
+        let off = if signed {
+            raw as i32 as i64
+        } else {
+            i64::from(raw)
+        };
+        if count > 0 {
+            first = first.min(index * i64::from(delta) + off);
+        }
+        index += i64::from(count);
+    }
+    Some(if first == i64::MAX { 0 } else { first })
 }
 
 /// The presentation frame numbers of the sync samples (`stss`; every sample when it is
@@ -429,5 +481,17 @@ mod tests {
             .unwrap();
         assert!(made.success());
         assert_eq!(probe(&vfr), None);
+        // a cut with `-c copy` from a point past the first key frame: the frames before it
+        // stay in the file, hidden by the edit (13.1 s of frames, 8.1 s shown)
+        let late = dir.path().join("late_cut.mp4");
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-ss", "5", "-t", "8", "-i"])
+            .arg(clip("trailer_bbb.mp4"))
+            .args(["-c", "copy"])
+            .arg(&late)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert_eq!(probe(&late), None);
     }
 }
