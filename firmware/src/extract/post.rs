@@ -176,10 +176,21 @@ pub fn gradual_transitions(h: &[History], cuts: &[f64], fps: f64) -> Vec<Transit
             inside[i] = true;
         }
     }
-    // Blank frames between two non-blank shots: a fade out/in.
-    for (i, f) in h.iter().enumerate() {
-        if f.luma_sd < FLAT_SD && i > 0 && i + 1 < n {
-            inside[i] = true;
+    // Blank frames between two non-blank shots: a fade out/in. A blank run that reaches the
+    // first or the last frame is a fade-in from nothing or out to nothing (or a blank video),
+    // not a change of shot.
+    let mut i = 0;
+    while i < n {
+        if h[i].luma_sd >= FLAT_SD {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < n && h[i].luma_sd < FLAT_SD {
+            i += 1;
+        }
+        if s > 0 && i < n {
+            inside[s..i].iter_mut().for_each(|x| *x = true);
         }
     }
     let mut out = Vec::new();
@@ -366,6 +377,40 @@ mod tests {
         assert!(gradual_transitions(&h, &[cut], fps)
             .iter()
             .all(|g| g.end < cut || g.t > cut));
+    }
+
+    /// Black frames between two shots are a fade (one transition); black frames that reach
+    /// the first or last frame (a fade-in from black, a fade-out to black, a black video)
+    /// are no change of shot.
+    #[test]
+    fn black_between_shots_is_a_transition_black_at_the_edges_is_not() {
+        let fps = 25.0;
+        let shot =
+            |k: f32| -> Vec<f32> { (0..64).map(|j| 0.5 + 0.3 * (j as f32 * k).sin()).collect() };
+        let frames = |black: &dyn Fn(usize) -> bool, n: usize| -> Vec<History> {
+            (0..n)
+                .map(|i| History {
+                    t: i as f64 / fps,
+                    speed: 0.0,
+                    mad: 0.0,
+                    luma_sd: if black(i) { 0.0 } else { 0.2 },
+                    thumb: if black(i) {
+                        vec![0.0; 64]
+                    } else if i < n / 2 {
+                        shot(0.7)
+                    } else {
+                        shot(2.3)
+                    },
+                })
+                .collect()
+        };
+        let n = 150;
+        let dip = gradual_transitions(&frames(&|i| (70..80).contains(&i), n), &[], fps);
+        assert_eq!(dip.len(), 1, "{dip:?}");
+        assert!((dip[0].t - 70.0 / fps).abs() < 1e-9 && (dip[0].end - 79.0 / fps).abs() < 1e-9);
+        let edges = frames(&|i| i < 12 || i >= n - 12, n);
+        assert_eq!(gradual_transitions(&edges, &[], fps), vec![]);
+        assert_eq!(gradual_transitions(&frames(&|_| true, n), &[], fps), vec![]);
     }
 
     #[test]
