@@ -104,6 +104,9 @@ pub struct Analysis {
     pub visual_beats: Vec<f64>,
     /// Visual tempo estimate in BPM, when the motion has a rhythm.
     pub visual_tempo_bpm: Option<f64>,
+    /// The input's video codec as ffmpeg names it ("h264", "hevc", …), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_codec: Option<String>,
 }
 
 /// Why extraction failed. Each message is one line naming the input and what to do.
@@ -568,6 +571,7 @@ pub fn analyze_file_with_stats(
         transitions,
         visual_beats,
         visual_tempo_bpm,
+        video_codec: info.codec.clone(),
     };
     Ok((analysis, stats))
 }

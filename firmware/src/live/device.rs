@@ -363,6 +363,7 @@ mod tests {
                 height: 32,
                 fps: 30.0,
                 duration: None,
+                codec: None,
             },
             gone_from: Duration::from_secs_f64(gone_from),
             back_at: Duration::from_secs_f64(back_at),

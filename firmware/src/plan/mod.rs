@@ -447,6 +447,7 @@ mod tests {
             transitions: vec![cut(7.3), cut(18.9)],
             visual_beats: vec![],
             visual_tempo_bpm: None,
+            video_codec: None,
         }
     }
 

@@ -171,6 +171,7 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
         opts.warp.then_some(&plan.warps[..]),
         analysis.fps,
         plan.duration,
+        analysis.video_codec.as_deref(),
     )?;
     let scored = make_music(plan, &opts.prefs, &mut engines, &mut timings, progress)?;
     let t = Instant::now();

@@ -14,6 +14,10 @@ const AAC_BITRATE: &str = "192k";
 /// ffmpeg's "fast" AAC coder: about 2.5× quicker than the default two-loop search here and
 /// inaudibly different at 192 kb/s; the mux is on the critical path of `score`.
 const AAC_CODER: &str = "fast";
+/// The sample entry HEVC gets in scored.mp4: `hvc1` (parameter sets in the entry) plays on
+/// Apple's players, which refuse ffmpeg's default `hev1` (an HEVC recording from OBS in MKV,
+/// copied as it is, would not play on an iPhone).
+const HEVC_TAG: &str = "hvc1";
 /// x264 settings when the video must be re-encoded (warping, or a codec mp4 cannot carry).
 const X264_PRESET: &str = "veryfast";
 const X264_CRF: &str = "20";
@@ -49,20 +53,27 @@ enum Job {
 }
 
 impl Muxer {
-    /// Starts ffmpeg muxing `video`'s first video stream with the music to come (`seconds`
-    /// long) into `out`. With `warps`, the video is retimed segment by segment and
-    /// re-encoded at `fps`.
+    /// Starts ffmpeg muxing `video`'s first video stream (coded with `codec`, as ffmpeg names
+    /// it, when known) with the music to come (`seconds` long) into `out`. With `warps`, the
+    /// video is retimed segment by segment and re-encoded at `fps`.
     pub fn start(
         video: &Path,
         out: &Path,
         warps: Option<&[Warp]>,
         fps: f64,
         seconds: f64,
+        codec: Option<&str>,
     ) -> Result<Self, ScoreError> {
+        let copy_video: &[&str] = if codec == Some("hevc") {
+            &["-c:v", "copy", "-tag:v", HEVC_TAG]
+        } else {
+            &["-c:v", "copy"]
+        };
         let job = match warps.filter(|w| !w.is_empty()) {
             None if seconds < SPLIT_ENCODE_MIN_SECONDS => {
                 let mut cmd = ffmpeg(video);
-                cmd.args(["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"]);
+                cmd.args(["-map", "0:v:0", "-map", "1:a:0"])
+                    .args(copy_video);
                 common_tail(&mut cmd, out);
                 Job::Direct(spawn(cmd, false)?)
             }
@@ -84,9 +95,8 @@ impl Muxer {
                         "-i",
                         "pipe:0",
                     ])
-                    .args([
-                        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "copy",
-                    ]);
+                    .args(["-map", "0:v:0", "-map", "1:a:0", "-c:a", "copy"])
+                    .args(copy_video);
                 container_tail(&mut mux, out);
                 let encoder = || {
                     let mut c = Command::new("ffmpeg");
@@ -449,7 +459,7 @@ mod tests {
         let out = dir.path().join("scored.mp4");
         let seconds = SPLIT_ENCODE_MIN_SECONDS + 5.0;
         let pcm = music(seconds);
-        let muxer = Muxer::start(&video, &out, None, 25.0, seconds).unwrap();
+        let muxer = Muxer::start(&video, &out, None, 25.0, seconds, Some("h264")).unwrap();
         assert!(matches!(muxer.job, Some(Job::Copy { .. })));
         muxer.finish(&pcm).unwrap();
         let dec = Command::new("ffmpeg")
@@ -491,12 +501,59 @@ mod tests {
         );
     }
 
+    /// HEVC is copied into scored.mp4 with the `hvc1` sample entry Apple's players need
+    /// (ffmpeg writes `hev1` unless told), whatever the input's container.
+    #[test]
+    fn copied_hevc_is_tagged_for_apple_players() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("obs.mkv");
+        let made = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=320x180:r=25:d=1",
+            ])
+            .args([
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=none",
+            ])
+            .arg(&video)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let out = dir.path().join("scored.mp4");
+        let muxer = Muxer::start(&video, &out, None, 25.0, 1.0, Some("hevc")).unwrap();
+        muxer.finish(&music(1.0)).unwrap();
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+            .args(["stream=codec_name,codec_tag_string", "-of", "csv=p=0"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "hevc,hvc1");
+    }
+
     /// A short piece is encoded and muxed by one process.
     #[test]
     fn a_short_piece_is_muxed_by_one_process() {
         let dir = tempfile::tempdir().unwrap();
         let video = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4");
-        let muxer = Muxer::start(&video, &dir.path().join("s.mp4"), None, 25.0, 10.0).unwrap();
+        let muxer = Muxer::start(
+            &video,
+            &dir.path().join("s.mp4"),
+            None,
+            25.0,
+            10.0,
+            Some("h264"),
+        )
+        .unwrap();
         assert!(matches!(muxer.job, Some(Job::Direct(_))));
     }
 }

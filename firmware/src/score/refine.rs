@@ -246,6 +246,12 @@ pub fn apply(
         None,
         analysis.fps,
         plan.duration,
+        // a warped video was re-encoded with x264; otherwise it is the input's stream
+        if report.output.warped {
+            Some("h264")
+        } else {
+            analysis.video_codec.as_deref()
+        },
     )?;
     let scored = make_music(plan, &prefs, &mut engines, &mut timings, progress)?;
     let t = Instant::now();

@@ -105,6 +105,7 @@ struct Probe {
 #[derive(Deserialize)]
 struct ProbeStream {
     codec_type: Option<String>,
+    codec_name: Option<String>,
     width: Option<u32>,
     height: Option<u32>,
     avg_frame_rate: Option<String>,
@@ -210,6 +211,7 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
                 height: v.height,
                 fps: v.fps(),
                 duration: Some(v.duration()),
+                codec: v.codec().map(String::from),
             },
             constant_rate: true,
             indexed: true,
@@ -291,6 +293,7 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
             height,
             fps,
             duration,
+            codec: v.codec_name.clone(),
         },
         constant_rate,
         indexed,

@@ -42,6 +42,8 @@ pub struct SourceInfo {
     pub fps: f64,
     /// Duration in seconds, when the container tells it (files); `None` for cameras.
     pub duration: Option<f64>,
+    /// The video codec as ffmpeg names it ("h264", "hevc", …), for files; `None` for cameras.
+    pub codec: Option<String>,
 }
 
 /// A stream of analysis frames.

@@ -40,6 +40,8 @@ const ELST_RATE_ONE: u32 = 0x0001_0000;
 pub(crate) struct Mp4Video {
     pub width: u32,
     pub height: u32,
+    /// The type of the first sample entry (`avc1`, `hvc1`, …: the codec and how it is stored).
+    pub entry: [u8; 4],
     /// Ticks per second of the track's media clock.
     pub timescale: u32,
     /// Ticks every sample lasts.
@@ -54,6 +56,18 @@ impl Mp4Video {
     /// Frames per second (ffprobe's `r_frame_rate` and `avg_frame_rate`, which agree here).
     pub fn fps(&self) -> f64 {
         self.timescale as f64 / self.sample_delta as f64
+    }
+
+    /// The codec as ffmpeg names it, for the sample entries of the common codecs.
+    pub fn codec(&self) -> Option<&'static str> {
+        Some(match &self.entry {
+            b"avc1" | b"avc3" => "h264",
+            b"hvc1" | b"hev1" => "hevc",
+            b"av01" => "av1",
+            b"vp09" => "vp9",
+            b"mp4v" => "mpeg4",
+            _ => return None,
+        })
     }
 
     /// Seconds (ffprobe's stream `duration`: the samples' total, which `mdhd` does not
@@ -210,6 +224,7 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         return None;
     }
     let entry = stsd.get(8..)?;
+    let entry_type: [u8; 4] = entry.get(4..8)?.try_into().ok()?;
     let (width, height) = (
         be16(entry, VISUAL_WIDTH_AT)?,
         be16(entry, VISUAL_HEIGHT_AT)?,
@@ -248,6 +263,7 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
     Some(Mp4Video {
         width: u32::from(width),
         height: u32::from(height),
+        entry: entry_type,
         timescale,
         sample_delta,
         samples,
@@ -431,6 +447,7 @@ mod tests {
                 v.duration()
             );
             assert_eq!(v.keyframes, ffprobe_keyframes(&path, v.fps()), "{name}");
+            assert_eq!(v.codec(), Some("h264"), "{name}: every bundled clip is H.264");
         }
     }
 

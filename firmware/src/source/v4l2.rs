@@ -151,6 +151,7 @@ impl V4l2Source {
                 height: fmt.height,
                 fps,
                 duration: None,
+                codec: None,
             },
             t0: None,
             gone: false,
