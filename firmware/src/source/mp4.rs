@@ -447,7 +447,11 @@ mod tests {
                 v.duration()
             );
             assert_eq!(v.keyframes, ffprobe_keyframes(&path, v.fps()), "{name}");
-            assert_eq!(v.codec(), Some("h264"), "{name}: every bundled clip is H.264");
+            assert_eq!(
+                v.codec(),
+                Some("h264"),
+                "{name}: every bundled clip is H.264"
+            );
         }
     }
 
