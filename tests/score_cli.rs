@@ -221,6 +221,21 @@ fn same_seed_gives_byte_identical_outputs_and_refine_updates_in_place() {
     let o = undertone(&[&"refine", &a, &"--option", &"louder"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--list"), "{}", stderr(&o));
+
+    // A reader that went away (`undertone refine DIR --list | head -1`) is no failure and
+    // no panic: stdout is a pipe whose reading end is already closed.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_undertone"))
+        .arg("--data")
+        .arg(common::root())
+        .args(["refine", "--list"])
+        .arg(&a)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 #[test]

@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
         .init();
     match undertone::cmds::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<undertone::cmds::StdoutClosed>() => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

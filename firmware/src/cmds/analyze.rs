@@ -1,5 +1,6 @@
 //! `undertone analyze VIDEO --json FILE [--png FILE]`: the extraction stage alone.
 
+use super::say;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -57,7 +58,7 @@ pub fn run(a: Args, data_root: &std::path::Path) -> anyhow::Result<()> {
     let gradual = analysis.transitions.len() - cuts;
     let per_frame = stats.extract_seconds / stats.frames.max(1) as f64;
     let cpu_per_frame = stats.extract_cpu_seconds / stats.frames.max(1) as f64;
-    println!(
+    say!(
         "{}: {} frames at {:.2} fps, {} cuts, {} gradual transitions, {} visual beats, visual tempo {}",
         a.video.display(),
         analysis.frames.len(),
@@ -68,8 +69,8 @@ pub fn run(a: Args, data_root: &std::path::Path) -> anyhow::Result<()> {
         analysis
             .visual_tempo_bpm
             .map_or("none".to_string(), |b| format!("{b:.1} BPM")),
-    );
-    println!(
+    )?;
+    say!(
         "extraction: {:.0} frames/s of CPU time on one core ({:.3} ms/frame, {:.1} % of one core at {LIVE_FPS} fps); wall clock {:.0} frames/s ({:.3} ms/frame); graph setup at the first frame {:.0} ms; whole analysis {:.2} s",
         1.0 / cpu_per_frame.max(1e-9),
         cpu_per_frame * 1e3,
@@ -78,6 +79,6 @@ pub fn run(a: Args, data_root: &std::path::Path) -> anyhow::Result<()> {
         per_frame * 1e3,
         stats.setup_seconds * 1e3,
         stats.total_seconds
-    );
+    )?;
     Ok(())
 }

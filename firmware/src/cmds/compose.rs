@@ -1,6 +1,7 @@
 //! `undertone compose --bars N --density D --strength S [--sections-at 0,8] [--chords C,G,Am,F] --seed K -o FILE.mid`:
 //! the note model alone, for musicians and for checking it.
 
+use super::say;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -181,12 +182,12 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
         })
         .collect();
     write_midi(&args.output, args.tempo, &parts)?;
-    println!(
+    say!(
         "wrote {}: {} bars, {} notes",
         args.output.display(),
         args.bars,
         count
-    );
+    )?;
     if args.timing {
         let (steps, refilled, written) = composer.token_counts();
         let line = serde_json::json!({
@@ -194,7 +195,7 @@ pub fn run(args: Args, data_root: &Path) -> anyhow::Result<()> {
             "sampled_tokens": written, "seconds": secs, "sampled_tokens_per_s": written as f64 / secs,
             "ms_per_step": 1e3 * secs / steps.max(1) as f64,
         });
-        println!("{line}");
+        say!("{line}")?;
     }
     if let Some(path) = &args.steps_out {
         let lines: Vec<String> = composer

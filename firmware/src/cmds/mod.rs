@@ -11,6 +11,28 @@ pub mod run;
 pub mod score;
 pub mod templates;
 
+/// Stdout was closed by the reader (`undertone score … | head -1`): not a failure of the
+/// command, whose work is done; `main` ends quietly on it.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout closed")]
+pub struct StdoutClosed;
+
+/// `println!` that returns an error instead of panicking when stdout cannot be written:
+/// [`StdoutClosed`] when the reader went away, else the I/O error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(|e| -> anyhow::Error {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                $crate::cmds::StdoutClosed.into()
+            } else {
+                anyhow::Error::new(e).context("cannot write to stdout")
+            }
+        })
+    }};
+}
+pub(crate) use say;
+
 /// undertone: music that follows the picture.
 #[derive(Debug, Parser)]
 #[command(name = "undertone", version, about, long_about = None)]

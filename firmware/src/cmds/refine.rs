@@ -1,5 +1,6 @@
 //! `undertone refine DIR (--list | --option X | --like)`.
 
+use super::say;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -36,13 +37,13 @@ impl clap::builder::ValueParserFactory for RefineOption {
 pub fn run(a: Args, data_root: &Path) -> anyhow::Result<()> {
     if a.like {
         refine::load_report(&a.dir)?;
-        println!("kept {} as it is", a.dir.display());
+        say!("kept {} as it is", a.dir.display())?;
         return Ok(());
     }
     if a.list {
         let report = refine::load_report(&a.dir)?;
         for o in refine::options(&report) {
-            println!("{:<22} {}", o.to_string(), o.describe());
+            say!("{:<22} {}", o.to_string(), o.describe())?;
         }
         return Ok(());
     }
@@ -51,10 +52,10 @@ pub fn run(a: Args, data_root: &Path) -> anyhow::Result<()> {
     let result = refine::apply(&a.dir, opt, data_root, &mut bar);
     bar.finish();
     let report = result.with_context(|| format!("refining {} failed", a.dir.display()))?;
-    println!(
+    say!(
         "updated {} with '{opt}' in {:.1} s",
         a.dir.display(),
         report.timings.total
-    );
+    )?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `undertone score VIDEO -o DIR`.
 
+use super::say;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -97,7 +98,7 @@ pub fn run(a: Args, data_root: &Path) -> anyhow::Result<()> {
     let result = score(&opts, &mut bar);
     bar.finish();
     let report = result.with_context(|| format!("scoring {} failed", a.video.display()))?;
-    println!(
+    say!(
         "scored {} ({:.1} s, {:.1} BPM, {} bars, {} cuts) in {:.1} s",
         a.video.display(),
         report.output.duration,
@@ -105,7 +106,7 @@ pub fn run(a: Args, data_root: &Path) -> anyhow::Result<()> {
         report.bars.len(),
         report.cuts.len(),
         report.timings.total
-    );
+    )?;
     for f in [
         "music.wav",
         "notes.mid",
@@ -113,7 +114,7 @@ pub fn run(a: Args, data_root: &Path) -> anyhow::Result<()> {
         "report.json",
         "report.png",
     ] {
-        println!("  {}", a.output.join(f).display());
+        say!("  {}", a.output.join(f).display())?;
     }
     Ok(())
 }

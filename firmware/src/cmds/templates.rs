@@ -2,6 +2,7 @@
 //! checksums, sample rate, channels, decodability, MIDI patterns, coverage of every
 //! style × progression × layer) and the melody SoundFont next to it.
 
+use super::say;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -111,7 +112,7 @@ pub fn run(args: TemplatesArgs, data_root: &Path) -> anyhow::Result<()> {
                 tracks.extend(piece.backing.iter().cloned());
                 crate::midi::write_midi(&m, tempo, &tracks)?;
             }
-            println!(
+            say!(
                 "{}: {seconds:.1} s in {took:.3} s ({:.0}x real time), {:.2} LUFS, templates {}",
                 out.display(),
                 seconds / took.max(1e-9),
@@ -124,7 +125,7 @@ pub fn run(args: TemplatesArgs, data_root: &Path) -> anyhow::Result<()> {
                     .into_iter()
                     .collect::<Vec<_>>()
                     .join(",")
-            );
+            )?;
             Ok(())
         }
         TemplatesAction::Check {
@@ -154,15 +155,15 @@ pub fn run(args: TemplatesArgs, data_root: &Path) -> anyhow::Result<()> {
                 problems.push(e.to_string());
             }
             if problems.is_empty() {
-                println!(
+                say!(
                     "{}: {count} templates OK; SoundFont {} OK",
                     dir.display(),
                     font.display()
-                );
+                )?;
                 Ok(())
             } else {
                 for p in &problems {
-                    println!("{p}");
+                    say!("{p}")?;
                 }
                 anyhow::bail!("{} problem(s) in {}", problems.len(), dir.display())
             }
