@@ -638,3 +638,55 @@ fn odd_frame_sizes() {
         assert_eq!((a.width, a.height), (w, h));
     }
 }
+
+/// A video the container asks to show turned (a phone held upright, its frames coded
+/// landscape) is analysed as coded: the same features as the same frames without the
+/// rotation, not a portrait picture squeezed into the landscape analysis size.
+#[test]
+fn a_rotated_video_is_analysed_as_coded() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = common::clip("bikes.mp4");
+    let plain = dir.path().join("plain.mp4");
+    let turned = dir.path().join("turned.mp4");
+    ffmpeg(&[
+        "-i",
+        clip.to_str().unwrap(),
+        "-t",
+        "4",
+        "-c",
+        "copy",
+        "-an",
+        plain.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-i",
+        plain.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        turned.to_str().unwrap(),
+    ]);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .args(["stream_side_data=rotation", "-of", "csv=p=0"])
+        .arg(&turned)
+        .output()
+        .unwrap();
+    let rotation = String::from_utf8_lossy(&probe.stdout).trim().to_string();
+    assert!(
+        rotation == "90" || rotation == "-90",
+        "the test file is not rotated ({rotation:?})"
+    );
+    let (a, b) = (analyze(&plain), analyze(&turned));
+    assert_eq!((a.width, a.height), (b.width, b.height));
+    assert_eq!(a.frames.len(), b.frames.len());
+    for (x, y) in a.frames.iter().zip(&b.frames) {
+        assert_eq!(
+            (x.speed, x.saliency),
+            (y.speed, y.saliency),
+            "frame at {} s",
+            x.t
+        );
+    }
+}

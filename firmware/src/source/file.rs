@@ -463,9 +463,13 @@ impl Decoder {
                 });
             }
         }
+        // Frames as coded, not turned upright by a rotation the container asks for: motion
+        // and change do not depend on the picture's orientation, and the analysis size is
+        // the coded frame's (a portrait phone video, coded landscape, was squeezed into it).
         // fps: constant rate (variable-rate files and >30 fps inputs become regular frames);
         // scale with area averaging (see convert::resize_area for why).
         let mut child = cmd
+            .arg("-noautorotate")
             .arg("-i")
             .arg(&p)
             .args([
