@@ -231,21 +231,12 @@ impl Library {
     /// Decodes a template's audio: `[intro][loop]`, interleaved stereo f32 at
     /// [`SAMPLE_RATE`] (the intro is `template.intro_frames` long).
     pub fn decode(&self, template: &Template) -> Result<Vec<f32>, RenderError> {
-        self.decode_into(template, Vec::new())
-    }
-
-    /// [`Library::decode`] into a recycled buffer (its contents are replaced): the
-    /// renderer hands back the previous template's buffer, so a piece does not fault in
-    /// fresh pages for every template it plays.
-    pub fn decode_into(&self, template: &Template, buf: Vec<f32>) -> Result<Vec<f32>, RenderError> {
         let (dir, template) = (&template.dir, &template.info);
         let path = dir.join(&template.audio);
         let want = template.frames + template.intro_frames;
-        let pcm = decode_ogg_into(&path, want as usize, buf).map_err(|message| {
-            RenderError::Template {
-                path: path.clone(),
-                message,
-            }
+        let pcm = decode_ogg(&path, want as usize).map_err(|message| RenderError::Template {
+            path: path.clone(),
+            message,
         })?;
         let frames = pcm.len() / CHANNELS as usize;
         if frames as u64 != want {
@@ -256,11 +247,10 @@ impl Library {
         }
         Ok(pcm)
     }
-}
 
-impl Library {
-    /// A template's audio, decoded on demand as a player reads it ([`TemplateAudio`]) into
-    /// a recycled buffer (its contents are replaced).
+    /// A template's audio, decoded on demand as a player reads it ([`TemplateAudio`]), into
+    /// a recycled buffer (its contents are replaced): the renderer hands back the previous
+    /// template's buffer, so a piece does not fault in fresh pages for every template.
     pub fn stream_into(
         &self,
         template: &Template,
@@ -518,18 +508,8 @@ fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
 /// Decodes a whole Ogg Vorbis file to interleaved f32 (`frames_hint`: expected length,
 /// reserved up front so the buffer is allocated once).
 pub fn decode_ogg(path: &Path, frames_hint: usize) -> Result<Vec<f32>, String> {
-    decode_ogg_into(path, frames_hint, Vec::new())
-}
-
-/// [`decode_ogg`] into `out` (cleared first; its allocation is reused).
-pub fn decode_ogg_into(
-    path: &Path,
-    frames_hint: usize,
-    mut out: Vec<f32>,
-) -> Result<Vec<f32>, String> {
     let mut stream = OggStream::open(path)?;
-    out.clear();
-    out.reserve(frames_hint * CHANNELS as usize);
+    let mut out = Vec::with_capacity(frames_hint * CHANNELS as usize);
     while stream.decode_packet(&mut out)? {}
     if out.is_empty() {
         return Err("decodes to no audio".into());

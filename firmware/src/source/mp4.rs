@@ -251,7 +251,7 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
     if let Some((start, length)) = edit {
         // The frames are presented over [first, first + samples × delta) media ticks; the
         // edit must show all of them (to within half a frame at its end).
-        let first = first_presentation(&stbl, sample_delta)?;
+        let first = first_presentation(&ctts_runs(&stbl)?, sample_delta);
         let shown = u128::from(length) * u128::from(timescale) / u128::from(movie_timescale);
         let end = i128::from(first) + i128::from(samples) * i128::from(sample_delta);
         if start > first || i128::from(start) + (shown as i128) < end - i128::from(sample_delta / 2)
@@ -271,30 +271,42 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
     })
 }
 
-/// The earliest presentation time of any sample (media ticks, before the edit): each run of
-/// `ctts` offsets presents its first sample earliest, since decode times grow by `delta`.
-fn first_presentation(stbl: &[([u8; 4], &[u8])], delta: u32) -> Option<i64> {
+/// The composition offsets of `ctts` (B-frame reordering) as runs of (samples, offset);
+/// empty when the box is absent (every offset 0).
+fn ctts_runs(stbl: &[([u8; 4], &[u8])]) -> Option<Vec<(u32, i64)>> {
     let Some((_, ctts)) = stbl.iter().find(|(k, _)| k == b"ctts") else {
-        return Some(0);
+        return Some(Vec::new());
     };
     let signed = *ctts.first()? == 1;
     let n = be32(ctts, 4)? as usize;
+    (0..n)
+        .map(|i| {
+            let count = be32(ctts, 8 + 8 * i)?;
+            let raw = be32(ctts, 12 + 8 * i)?;
+            let off = if signed {
+                raw as i32 as i64
+            } else {
+                i64::from(raw)
+            };
+            Some((count, off))
+        })
+        .collect()
+}
+
+/// The earliest presentation time of any sample (media ticks, before the edit): each run of
+/// composition offsets presents its first sample earliest, since decode times grow by
+/// `delta`.
+fn first_presentation(runs: &[(u32, i64)], delta: u32) -> i64 {
     let mut index = 0i64;
-    let mut first = i64::MAX;
-    for i in 0..n {
-        let count = be32(ctts, 8 + 8 * i)?;
-        let raw = be32(ctts, 12 + 8 * i)?;
-        let off = if signed {
-            raw as i32 as i64
-        } else {
-            i64::from(raw)
-        };
+    let mut first = None::<i64>;
+    for &(count, off) in runs {
         if count > 0 {
-            first = first.min(index * i64::from(delta) + off);
+            let t = index * i64::from(delta) + off;
+            first = Some(first.map_or(t, |f| f.min(t)));
         }
         index += i64::from(count);
     }
-    Some(if first == i64::MAX { 0 } else { first })
+    first.unwrap_or(0)
 }
 
 /// The presentation frame numbers of the sync samples (`stss`; every sample when it is
@@ -315,26 +327,7 @@ fn keyframes(
                 .collect::<Option<Vec<u32>>>()?
         }
     };
-    // (samples, offset) runs of composition offsets
-    let runs: Vec<(u32, i64)> = match stbl.iter().find(|(k, _)| k == b"ctts") {
-        None => Vec::new(),
-        Some((_, ctts)) => {
-            let signed = *ctts.first()? == 1;
-            let n = be32(ctts, 4)? as usize;
-            (0..n)
-                .map(|i| {
-                    let count = be32(ctts, 8 + 8 * i)?;
-                    let raw = be32(ctts, 12 + 8 * i)?;
-                    let off = if signed {
-                        raw as i32 as i64
-                    } else {
-                        i64::from(raw)
-                    };
-                    Some((count, off))
-                })
-                .collect::<Option<Vec<_>>>()?
-        }
-    };
+    let runs = ctts_runs(stbl)?;
     let offset_of = |index: u64| -> i64 {
         let mut at = 0u64;
         for &(count, off) in &runs {
