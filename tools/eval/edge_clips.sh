@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Scores inputs of every shape a user may bring, built here with ffmpeg from the bundled
+# trailer (containers, codecs, rates, sizes, rotation, edits, cover art, a black clip), and
+# checks what a user would: `score` succeeds, scored.mp4's audio is as long as its video
+# (± 1 frame of the input), the analysis is as long as the video ffprobe reports, HEVC is
+# tagged hvc1, a black clip has no transition, and a single picture is refused with a clear
+# message. Prints one line per input and exits non-zero if any check fails.
+#
+#   tools/eval/edge_clips.sh
+#
+# Env: UNDERTONE (binary; default target/release/undertone), OUT (work folder; default
+# tools/eval/work/edge).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${UNDERTONE:-$root/target/release/undertone}
+[ -x "$bin" ] || { echo "edge_clips.sh: no binary at $bin: cargo build --release -p undertone" >&2; exit 2; }
+out=${OUT:-$here/work/edge}
+src=$root/testdata/clips/trailer_bbb.mp4
+[ -f "$src" ] || { echo "edge_clips.sh: $src is missing: run tools/clips/fetch.sh" >&2; exit 2; }
+rm -rf "$out"
+mkdir -p "$out/in"
+cd "$out/in"
+ff() { ffmpeg -nostdin -v error -y "$@"; }
+
+# name | how it is made
+ff -ss 5 -t 8 -i "$src" -c:v libvpx-vp9 -deadline realtime -cpu-used 8 -b:v 1M -c:a libopus vp9.webm
+ff -ss 5 -t 8 -i "$src" -c:v libx265 -preset ultrafast -x265-params log-level=none -pix_fmt yuv420p10le -an hevc10.mkv
+ff -ss 5 -t 8 -i "$src" -vf transpose=1 -c:v libx264 -preset ultrafast -an portrait.mp4
+ff -t 8 -i "$src" -c copy -metadata:s:v:0 rotate=90 rotated.mp4
+ff -ss 5 -t 8 -i "$src" -vf scale=641:361,setsar=1 -c:v libx264 -preset ultrafast -pix_fmt yuv444p -an odd444.mp4
+ff -ss 5 -t 0.4 -i "$src" -c:v libx264 -preset ultrafast -an short.mp4
+ff -ss 5 -t 8 -i "$src" -vf fps=60 -c:v libx264 -preset ultrafast -an fps60.mp4
+ff -ss 10 -t 3 -i "$src" -vf fps=240,scale=640:360 -c:v libx264 -preset ultrafast -an fps240.mp4
+ff -i "$src" -vf fps=1 -c:v libx264 -preset ultrafast -an fps1.mp4
+ff -ss 5 -t 8 -i "$src" -c:v mpeg2video -q:v 4 -c:a mp2 mpeg2.ts
+ff -ss 5 -t 8 -i "$src" -vf "setpts='PTS+0.3*sin(N/10)/TB'" -fps_mode vfr -c:v libx264 -preset ultrafast -an vfr.mp4
+ff -ss 5 -t 8 -i "$src" -map 0:a -map 0:v -c copy late_cut.mp4
+ff -ss 5 -t 8 -i "$src" -c:v mjpeg -q:v 5 -an mjpeg.avi
+ff -ss 5 -t 8 -i "$src" -vf scale=720:576,setsar=16/15 -c:v libx264 -preset ultrafast -an anamorphic.mp4
+ff -ss 5 -t 8 -i "$src" -c:v prores_ks -profile:v 0 -vf scale=640:360 -an prores.mov
+ff -ss 5 -t 6 -i "$src" -an -c:v libx264 -preset ultrafast -movflags frag_keyframe+empty_moov fragmented.mp4
+ff -ss 3 -i "$src" -frames:v 1 cover.png
+ff -t 6 -i "$src" -i cover.png -map 0:v -map 0:a -map 1 -c:v:0 copy -c:a copy -c:v:1 png -disposition:v:1 attached_pic cover_art.mp4
+ff -f lavfi -i color=black:s=640x360:r=25:d=8 -c:v libx264 -preset ultrafast black.mp4
+ff -ss 5 -t 8 -i "$src" -vf scale=1280:40,setsar=1 -c:v libx264 -preset ultrafast -an wide.mp4
+cp cover.png picture.png
+
+fail=0
+printf '%-16s %-6s %-34s %s\n' input result "video / audio in scored.mp4 (s)" notes
+for f in *; do
+  [ "$f" = cover.png ] && continue
+  dir=$out/score/$f
+  if ! "$bin" score "$f" -o "$dir" --quiet >"$out/$f.log" 2>&1; then
+    if [ "$f" = picture.png ] && grep -q "picture.png.*frame" "$out/$f.log"; then
+      printf '%-16s %-6s %-34s %s\n' "$f" ok "-" "refused: $(tail -1 "$out/$f.log" | cut -c1-80)"
+    else
+      printf '%-16s %-6s %-34s %s\n' "$f" FAIL "-" "$(tail -1 "$out/$f.log" | cut -c1-100)"
+      fail=1
+    fi
+    continue
+  fi
+  if [ "$f" = picture.png ]; then
+    printf '%-16s %-6s %-34s %s\n' "$f" FAIL "-" "a single picture was scored"
+    fail=1
+    continue
+  fi
+  line=$(python3 - "$f" "$dir" <<'EOF'
+import json, subprocess, sys
+name, d = sys.argv[1], sys.argv[2]
+def probe(path, sel, entries):
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", sel, "-show_entries",
+                          entries, "-of", "json", path], capture_output=True, text=True).stdout
+    s = json.loads(out).get("streams", [])
+    return s[0] if s else {}
+a = json.load(open(f"{d}/analysis.json"))
+frame = 1.0 / a["fps"]
+v = probe(f"{d}/scored.mp4", "v:0", "stream=duration,codec_name,codec_tag_string")
+au = probe(f"{d}/scored.mp4", "a:0", "stream=duration")
+vd, ad = float(v.get("duration", "nan")), float(au.get("duration", "nan"))
+problems = []
+# AAC ends on a 1024-sample frame: allow that on top of one video frame.
+if not abs(vd - ad) <= frame + 1024 / 48000 + 1e-3:
+    problems.append(f"audio {ad:.3f} s vs video {vd:.3f} s")
+src = probe(name, "v:0", "stream=duration")
+if "duration" in src and abs(float(src["duration"]) - a["duration"]) > frame + 1e-3:
+    problems.append(f"analysis {a['duration']:.3f} s vs ffprobe {float(src['duration']):.3f} s")
+if v.get("codec_name") == "hevc" and v.get("codec_tag_string") != "hvc1":
+    problems.append(f"HEVC tagged {v.get('codec_tag_string')}")
+if name == "black.mp4" and a["transitions"]:
+    problems.append(f"{len(a['transitions'])} transitions in a black clip")
+notes = "; ".join(problems) or f"{v.get('codec_name')}/{v.get('codec_tag_string')}, {len(a['transitions'])} transitions"
+print(("FAIL" if problems else "ok"), f"{vd:.3f} / {ad:.3f}", notes, sep="\t")
+EOF
+)
+  IFS=$'\t' read -r res durs notes <<<"$line"
+  printf '%-16s %-6s %-34s %s\n' "$f" "$res" "$durs" "$notes"
+  [ "$res" = ok ] || fail=1
+done
+exit $fail
