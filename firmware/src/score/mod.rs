@@ -525,6 +525,9 @@ fn part_name(t: &MidiTrack) -> &'static str {
     }
 }
 
+/// Samples converted and written to music.wav at a time (256 kB of 16-bit samples).
+const WAV_BLOCK_SAMPLES: usize = 128 * 1024;
+
 /// 16-bit stereo WAV at the output rate.
 fn write_wav(path: &Path, pcm: &[f32]) -> Result<(), ScoreError> {
     let err = |e: String| ScoreError::Output {
@@ -538,9 +541,11 @@ fn write_wav(path: &Path, pcm: &[f32]) -> Result<(), ScoreError> {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).map_err(|e| err(e.to_string()))?;
-    {
-        let mut w16 = w.get_i16_writer(pcm.len() as u32);
-        for &s in pcm {
+    // hound's 16-bit writer buffers all it is given: a block at a time keeps that small
+    // (a whole 10-minute piece was another 116 MB).
+    for block in pcm.chunks(WAV_BLOCK_SAMPLES) {
+        let mut w16 = w.get_i16_writer(block.len() as u32);
+        for &s in block {
             w16.write_sample(mux::pcm_i16(s));
         }
         w16.flush().map_err(|e| err(e.to_string()))?;
