@@ -484,10 +484,11 @@ fn open_format(path: &Path) -> Result<Box<dyn symphonia::core::formats::FormatRe
         })
 }
 
-/// Sample rate and channel count from the stream header.
-fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
+/// The id and codec parameters of the file's audio track.
+fn audio_track(
+    format: &dyn symphonia::core::formats::FormatReader,
+) -> Result<(u32, symphonia::core::codecs::audio::AudioCodecParameters), String> {
     use symphonia::core::formats::TrackType;
-    let format = open_format(path)?;
     let track = format
         .default_track(TrackType::Audio)
         .ok_or("has no audio track")?;
@@ -496,6 +497,12 @@ fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
         .as_ref()
         .and_then(|p| p.audio())
         .ok_or("has no audio codec parameters")?;
+    Ok((track.id, params.clone()))
+}
+
+/// Sample rate and channel count from the stream header.
+fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
+    let (_, params) = audio_track(&*open_format(path)?)?;
     let rate = params.sample_rate.ok_or("does not state its sample rate")?;
     let ch = params
         .channels
@@ -531,17 +538,8 @@ impl OggStream {
     /// Opens `path` and checks that it is stereo at [`SAMPLE_RATE`].
     fn open(path: &Path) -> Result<Self, String> {
         use symphonia::core::codecs::audio::AudioDecoderOptions;
-        use symphonia::core::formats::TrackType;
         let format = open_format(path)?;
-        let track = format
-            .default_track(TrackType::Audio)
-            .ok_or("has no audio track")?;
-        let params = track
-            .codec_params
-            .as_ref()
-            .and_then(|p| p.audio())
-            .ok_or("has no audio codec parameters")?
-            .clone();
+        let (track_id, params) = audio_track(&*format)?;
         let rate = params.sample_rate.unwrap_or(0);
         let ch = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
         if rate != SAMPLE_RATE || ch != CHANNELS as usize {
@@ -549,7 +547,6 @@ impl OggStream {
                 "audio is {rate} Hz x {ch} channels; templates must be {SAMPLE_RATE} Hz x {CHANNELS}"
             ));
         }
-        let track_id = track.id;
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
             .map_err(|e| format!("cannot decode ({e})"))?;
