@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scores inputs of every shape a user may bring, built here with ffmpeg from the bundled
-# trailer (containers, codecs, rates, sizes, rotation, edits, cover art, a black clip), and
+# trailer (containers, codecs, rates, sizes, rotation, edits, cover art, a black clip, codecs
+# mp4 cannot carry), and
 # checks what a user would: `score` succeeds, scored.mp4's audio is as long as its video
 # (± 1 frame of the input), the analysis is as long as the video ffprobe reports, HEVC is
 # tagged hvc1, a black clip has no transition, and a single picture is refused with a clear
@@ -44,6 +45,10 @@ ff -ss 3 -i "$src" -frames:v 1 cover.png
 ff -t 6 -i "$src" -i cover.png -map 0:v -map 0:a -map 1 -c:v:0 copy -c:a copy -c:v:1 png -disposition:v:1 attached_pic cover_art.mp4
 ff -f lavfi -i color=black:s=640x360:r=25:d=8 -c:v libx264 -preset ultrafast black.mp4
 ff -ss 5 -t 8 -i "$src" -vf scale=1280:40,setsar=1 -c:v libx264 -preset ultrafast -an wide.mp4
+# codecs mp4 cannot carry (re-encoded): DivX 3 in an AVI that skips repeated frames (as
+# OpenCV's samples do), Cinepak
+ff -ss 5 -t 8 -i "$src" -vf "scale=640:360,fps=15,mpdecimate=hi=64*80:lo=64*40:frac=0.5" -fps_mode vfr -c:v msmpeg4 -q:v 4 -an divx_gaps.avi
+ff -ss 5 -t 8 -i "$src" -vf scale=320:180 -c:v cinepak -an cinepak.avi
 cp cover.png picture.png
 
 fail=0

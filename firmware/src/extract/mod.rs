@@ -450,12 +450,14 @@ pub struct ExtractStats {
     pub total_seconds: f64,
 }
 
-/// How far [`analyze_file`] is: the time of the frame just analysed and the file's
-/// duration as its container states it (the total for a progress bar, without a second probe).
+/// How far [`analyze_file`] is: the time of the frame just analysed, and the file's
+/// duration and video codec as its probe found them (the total for a progress bar, and
+/// whether `score` must re-encode the video, without a second probe).
 #[derive(Debug, Clone, Copy)]
-pub struct Progressed {
+pub struct Progressed<'a> {
     pub seconds: f64,
     pub duration: Option<f64>,
+    pub codec: Option<&'a str>,
 }
 
 /// CPU time of the calling thread in seconds (`CLOCK_THREAD_CPUTIME_ID`; 0 if unavailable).
@@ -519,6 +521,7 @@ pub fn analyze_file_with_stats(
         progress(Progressed {
             seconds: t,
             duration: info.duration,
+            codec: info.codec.as_deref(),
         });
     }
     frames.extend(extractor.finish());

@@ -38,6 +38,9 @@ pub const OUTPUT_FILES: [&str; 6] = [
 ];
 /// The cached analysis that `refine` reuses instead of decoding the video again.
 pub const ANALYSIS_FILE: &str = "analysis.json";
+/// In the staging folder: the input's video re-encoded for scored.mp4, and ffmpeg's messages.
+const TRANSCODED_VIDEO: &str = "video.transcoded.mp4";
+const TRANSCODE_LOG: &str = "transcode.log";
 /// Golden-ratio increment that turns a "new melody" request into an unrelated seed.
 const MELODY_SEED_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Pieces of at least this many bars are composed in two parts at once ([`second_part_start`]):
@@ -126,6 +129,8 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     // The video's length reaches the loader at the first frame: a long piece's refill plan
     // is optimised right after the note model, still at idle priority beside the decode.
     let (length_tx, length_rx) = mpsc::channel::<f64>();
+    // A video scored.mp4 cannot carry as it is starts being re-encoded at the first frame.
+    let mut transcode = None;
     let (analysis, engines) = std::thread::scope(|scope| {
         let loader = std::thread::Builder::new()
             .name("load-engines".into())
@@ -145,6 +150,13 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
                 let _ = tx.send(p.duration.unwrap_or(0.0));
                 let ms = p.duration.map_or(0, |d| (d * 1000.0) as u64);
                 progress.stage("analyzing video", ms);
+                if !opts.warp && !mux::mp4_carries(p.codec) {
+                    transcode = Some(mux::Transcode::start(
+                        &opts.input,
+                        &staging.path(TRANSCODED_VIDEO),
+                        &staging.path(TRANSCODE_LOG),
+                    ));
+                }
             }
             progress.set((p.seconds * 1000.0) as u64)
         });
@@ -165,13 +177,14 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
 
     let plan = plan_music(&analysis, &opts.prefs, opts.warp, &mut timings)?;
     // ffmpeg starts now, so it is loaded and has the video open when the music is done.
-    let muxer = mux::Muxer::start(
+    let muxer = mux::Muxer::start_with(
         &opts.input,
         &staging.path("scored.mp4"),
         opts.warp.then_some(&plan.warps[..]),
         analysis.fps,
         plan.duration,
         analysis.video_codec.as_deref(),
+        transcode.transpose()?,
     )?;
     let scored = make_music(plan, &opts.prefs, &mut engines, &mut timings, progress)?;
     let t = Instant::now();

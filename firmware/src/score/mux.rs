@@ -1,6 +1,8 @@
 //! `scored.mp4`: the video (warped or not) with the music as its audio, by ffmpeg.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -21,6 +23,108 @@ const HEVC_TAG: &str = "hvc1";
 /// x264 settings when the video must be re-encoded (warping, or a codec mp4 cannot carry).
 const X264_PRESET: &str = "veryfast";
 const X264_CRF: &str = "20";
+/// Video codecs (as ffmpeg names them) that ffmpeg's mp4 muxer takes as they are. Anything
+/// else (an AVI's DivX 3 or Cinepak, a MOV's ProRes, WMV, Theora, VP8, …) is re-encoded
+/// with x264 by a [`Transcode`] that starts as soon as the codec is known.
+const MP4_VIDEO_CODECS: [&str; 8] = [
+    "h264",
+    "hevc",
+    "av1",
+    "vp9",
+    "mpeg4",
+    "mpeg2video",
+    "mpeg1video",
+    "mjpeg",
+];
+/// Nice value of a [`Transcode`]'s process: the analysis and the music are on the critical
+/// path and keep their cores; x264 takes what they leave.
+const TRANSCODE_NICE: libc::c_int = 10;
+
+/// Whether scored.mp4 can carry a video coded with `codec` as it is (an unknown codec is
+/// tried, and re-encoded if the muxer refuses it).
+pub fn mp4_carries(codec: Option<&str>) -> bool {
+    codec.is_none_or(|c| MP4_VIDEO_CODECS.contains(&c))
+}
+
+/// The input's video re-encoded with x264 into a video-only MP4 beside the outputs, for a
+/// codec scored.mp4 cannot carry. It starts when the analysis reads its first frame and runs
+/// beside the analysis and the music at a lower priority (an 80 s DivX AVI needs about 4 s
+/// of CPU in x264), instead of after the music, and after a failed attempt to copy.
+pub struct Transcode {
+    /// Taken by [`Transcode::wait`]; a transcode dropped unfinished is killed.
+    child: Option<Child>,
+    video: PathBuf,
+    log: PathBuf,
+}
+
+impl Transcode {
+    /// Starts re-encoding `input`'s first video stream into `video` (ffmpeg's messages go to
+    /// `log`, beside it).
+    pub fn start(input: &Path, video: &Path, log: &Path) -> Result<Self, ScoreError> {
+        let err = File::create(log).map_err(|e| ScoreError::Output {
+            path: log.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-v", "error", "-nostdin", "-y", "-i"])
+            .arg(input)
+            .args(["-map", "0:v:0", "-an", "-sn", "-dn"]);
+        x264(&mut cmd);
+        keep_frame_times(&mut cmd);
+        cmd.args(["-map_metadata", "-1", "-fflags", "+bitexact"])
+            .args(["-flags:v", "+bitexact"])
+            .arg(video);
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // setpriority syscall, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setpriority(libc::PRIO_PROCESS, 0, TRANSCODE_NICE);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .map_err(|e| {
+                ScoreError::Mux(format!(
+                    "cannot run ffmpeg ({e}); install it (apt-get install ffmpeg)"
+                ))
+            })?;
+        Ok(Transcode {
+            child: Some(child),
+            video: video.to_path_buf(),
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Waits for the re-encoded video.
+    fn wait(mut self) -> Result<PathBuf, ScoreError> {
+        let mut child = self.child.take().expect("a transcode is waited for once");
+        let status = child
+            .wait()
+            .map_err(|e| ScoreError::Mux(format!("ffmpeg did not finish: {e}")))?;
+        if status.success() {
+            Ok(self.video.clone())
+        } else {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            Err(ScoreError::Mux(format!(
+                "ffmpeg could not re-encode the video for scored.mp4: {}",
+                last_line(&log)
+            )))
+        }
+    }
+}
+
+impl Drop for Transcode {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
 
 /// The ffmpeg processes writing `scored.mp4`, started before the music exists: loading
 /// ffmpeg and opening the video happen while the music is composed and rendered (a core is
@@ -44,6 +148,8 @@ pub struct Muxer {
 pub const SPLIT_ENCODE_MIN_SECONDS: f64 = 20.0;
 
 enum Job {
+    /// The video is being re-encoded; the music is muxed with it once it is done.
+    AfterTranscode { transcode: Transcode, seconds: f64 },
     /// One ffmpeg encoding the music and the warped video.
     Warped(Child),
     /// One ffmpeg encoding the music and copying the video stream.
@@ -64,12 +170,34 @@ impl Muxer {
         seconds: f64,
         codec: Option<&str>,
     ) -> Result<Self, ScoreError> {
+        Self::start_with(video, out, warps, fps, seconds, codec, None)
+    }
+
+    /// [`Muxer::start`], with the video already being re-encoded by `transcode` (unwarped
+    /// only): the muxing starts when it is done.
+    pub fn start_with(
+        video: &Path,
+        out: &Path,
+        warps: Option<&[Warp]>,
+        fps: f64,
+        seconds: f64,
+        codec: Option<&str>,
+        transcode: Option<Transcode>,
+    ) -> Result<Self, ScoreError> {
+        let warps = warps.filter(|w| !w.is_empty());
+        if let (Some(transcode), None) = (transcode, warps) {
+            return Ok(Muxer {
+                job: Some(Job::AfterTranscode { transcode, seconds }),
+                video: video.to_path_buf(),
+                out: out.to_path_buf(),
+            });
+        }
         let copy_video: &[&str] = if codec == Some("hevc") {
             &["-c:v", "copy", "-tag:v", HEVC_TAG]
         } else {
             &["-c:v", "copy"]
         };
-        let job = match warps.filter(|w| !w.is_empty()) {
+        let job = match warps {
             None if seconds < SPLIT_ENCODE_MIN_SECONDS => {
                 let mut cmd = ffmpeg(video);
                 cmd.args(["-map", "0:v:0", "-map", "1:a:0"])
@@ -138,6 +266,11 @@ impl Muxer {
     /// carry as it is gets re-encoded with x264.
     pub fn finish(mut self, pcm: &[f32]) -> Result<(), ScoreError> {
         let copied = match self.job.take().expect("a muxer finishes once") {
+            Job::AfterTranscode { transcode, seconds } => {
+                let video = transcode.wait()?;
+                let muxer = Muxer::start(&video, &self.out, None, 0.0, seconds, Some("h264"))?;
+                return muxer.finish(pcm);
+            }
             Job::Warped(child) => return feed(child, pcm),
             Job::Direct(child) => feed(child, pcm),
             Job::Copy { encoders, mux } => split_encode(encoders, mux, pcm),
@@ -149,6 +282,7 @@ impl Muxer {
         let mut cmd = ffmpeg(&self.video);
         cmd.args(["-map", "0:v:0", "-map", "1:a:0"]);
         x264(&mut cmd);
+        keep_frame_times(&mut cmd);
         common_tail(&mut cmd, &self.out);
         feed(spawn(cmd, false)?, pcm)
     }
@@ -157,7 +291,7 @@ impl Muxer {
 impl Drop for Muxer {
     fn drop(&mut self) {
         let children = match self.job.take() {
-            None => return,
+            None | Some(Job::AfterTranscode { .. }) => return, // a Transcode kills itself
             Some(Job::Warped(c) | Job::Direct(c)) => vec![c],
             Some(Job::Copy { encoders, mux }) => encoders.into_iter().chain([mux]).collect(),
         };
@@ -412,6 +546,18 @@ pub fn pcm_i16(s: f32) -> i16 {
     (s.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16
 }
 
+/// Output options that keep a re-encoded input's frames at their own times
+/// (`-fps_mode passthrough`). ffmpeg's default for mp4 makes the rate constant, and it
+/// filled the gaps of an AVI that skips unchanged frames (OpenCV's `tree.avi`: 68 frames
+/// over 29.6 s) with copies up to 449 frames, 0.33 s longer than the video and the music.
+/// Without B-frames (`-bf 0`): with them, a frame after a gap is decoded long before it is
+/// shown, and the track's sample durations (decode-time steps) add up to less than its
+/// last frame's end (3 s of such frames made a 2.5 s track).
+fn keep_frame_times(c: &mut Command) {
+    c.args(["-fps_mode", "passthrough", "-bf", "0"]);
+}
+
+/// x264 at [`X264_PRESET`] and [`X264_CRF`].
 fn x264(c: &mut Command) {
     c.args([
         "-c:v",
@@ -538,6 +684,65 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "hevc,hvc1");
+    }
+
+    /// A codec mp4 cannot carry (DivX 3 in an AVI that skips repeated frames, as OpenCV's
+    /// sample videos do) is re-encoded to H.264 before the music is muxed, with its frames at
+    /// their own times: scored.mp4's video is as long as the input's, not padded with copies.
+    #[test]
+    fn a_codec_mp4_cannot_carry_is_re_encoded_with_its_frame_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("gaps.avi");
+        // 3 s at 10 frames/s, of which 13 are in the file: 4 of every 10, and the last
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc2=s=160x120:r=10:d=3,select='lt(mod(n\\,10)\\,4)+eq(n\\,29)'")
+            .args(["-fps_mode", "vfr", "-c:v", "msmpeg4", "-q:v", "5"])
+            .arg(&video)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(mp4_carries(Some("h264")) && mp4_carries(None));
+        assert!(!mp4_carries(Some("msmpeg4v3")) && !mp4_carries(Some("cinepak")));
+        let probe = |path: &Path, sel: &str, entries: &str| {
+            let o = Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-select_streams",
+                    sel,
+                    "-show_entries",
+                    entries,
+                ])
+                .args(["-of", "csv=p=0"])
+                .arg(path)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        let input_seconds: f64 = probe(&video, "v:0", "format=duration").parse().unwrap();
+        let transcode =
+            Transcode::start(&video, &dir.path().join("v.mp4"), &dir.path().join("v.log")).unwrap();
+        let out = dir.path().join("scored.mp4");
+        let muxer = Muxer::start_with(
+            &video,
+            &out,
+            None,
+            10.0,
+            input_seconds,
+            Some("msmpeg4v3"),
+            Some(transcode),
+        )
+        .unwrap();
+        muxer.finish(&music(input_seconds)).unwrap();
+        let v = probe(&out, "v:0", "stream=codec_name,duration");
+        let (codec, seconds) = v.split_once(',').unwrap();
+        assert_eq!(codec, "h264");
+        let seconds: f64 = seconds.parse().unwrap();
+        assert!(
+            (seconds - input_seconds).abs() <= 0.1 + 1e-6,
+            "video {seconds} s, input {input_seconds} s"
+        );
     }
 
     /// A short piece is encoded and muxed by one process.
