@@ -1,8 +1,9 @@
-//! File source: the stream's facts are read (by [`super::mp4`] or `ffprobe`), then an
-//! `ffmpeg` subprocess decodes from the start (a second one from a key frame, see
-//! [`FileSource`]), converts to constant rate at the analysis rate, scales to the analysis
-//! size with area averaging and pipes raw 8-bit luma. ffmpeg runs in its own process, and a
-//! reader thread keeps a queue of decoded frames, so decoding overlaps extraction.
+//! File source: the stream's facts are read (by [`super::mp4`], [`super::avi`] or
+//! `ffprobe`), then an `ffmpeg` subprocess decodes from the start (a second one from a key
+//! frame, see [`FileSource`]), converts to constant rate at the analysis rate, scales to the
+//! analysis size with area averaging and pipes raw 8-bit luma. ffmpeg runs in its own
+//! process, and a reader thread keeps a queue of decoded frames, so decoding overlaps
+//! extraction.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -216,6 +217,23 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
             constant_rate: true,
             indexed: true,
             keyframes: Some(v.keyframes),
+        });
+    }
+    if let Some(v) = super::avi::probe(path) {
+        debug!(path = %path.display(), codec = v.codec, "stream facts read from the AVI header");
+        // An AVI's frames are on a constant-rate grid, but it has no index ffmpeg seeks by
+        // quickly: one decoder, as when ffprobe reads it.
+        return Ok(Probed {
+            info: SourceInfo {
+                width: v.width,
+                height: v.height,
+                fps: v.fps(),
+                duration: Some(v.duration()),
+                codec: Some(v.codec.to_string()),
+            },
+            constant_rate: true,
+            indexed: false,
+            keyframes: None,
         });
     }
     let out = Command::new("ffprobe")

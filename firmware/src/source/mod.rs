@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod avi;
 pub mod convert;
 mod file;
 mod mp4;
