@@ -176,7 +176,8 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     );
 
     let plan = plan_music(&analysis, &opts.prefs, opts.warp, &mut timings)?;
-    // ffmpeg starts now, so it is loaded and has the video open when the music is done.
+    // ffmpeg starts now, so it is loaded and has the video open when the music is done (or,
+    // for a video being re-encoded, once x264 is done).
     let muxer = mux::Muxer::start_with(
         &opts.input,
         &staging.path("scored.mp4"),
