@@ -87,7 +87,8 @@ impl AviVideo {
     /// Seconds: frames × scale / rate to the microsecond, as ffprobe states it (so the
     /// analysis of an AVI is what it was when ffprobe was asked, byte for byte).
     pub fn duration(&self) -> f64 {
-        let micros = (self.frames * u64::from(self.scale)) as f64 * 1e6 / f64::from(self.rate);
+        let ticks = u128::from(self.frames) * u128::from(self.scale);
+        let micros = ticks as f64 * 1e6 / f64::from(self.rate);
         micros.round() / 1e6
     }
 }
