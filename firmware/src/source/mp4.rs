@@ -10,7 +10,10 @@
 //!
 //! What is read (ISO/IEC 14496-12): the track whose `hdlr` is `vide`; its `mdhd` time scale
 //! and duration; the first sample entry of `stsd` (a VisualSampleEntry: coded width and
-//! height); `stts` (one entry: every sample lasts the same); `stsz` (the sample count);
+//! height); `stts` (the samples' durations: all the same, or a constant rate rounded to a
+//! coarse clock, such as 29.97 frames/s in milliseconds, 33 and 34 ms by turns, which an MKV
+//! remuxed to MP4 or a 1 ms-clock muxer writes; see [`MAX_DURATION_SPREAD`]); `stsz` (the
+//! sample count);
 //! `elst` (at most one edit, at normal rate, that shows every frame: the usual start offset
 //! of B-frames, not a cut); `mvhd`'s time scale (the edit's duration is in it); and `stss`
 //! and `ctts`, which place the key frames (where a second decoder can start, see
@@ -35,6 +38,13 @@ const VISUAL_HEIGHT_AT: usize = 34;
 /// An edit at normal speed in `elst` (16.16 fixed point).
 const ELST_RATE_ONE: u32 = 0x0001_0000;
 
+/// Largest spread of the samples' durations (longest − shortest) read as a constant rate,
+/// in parts of the mean duration: a rate rounded to the media clock spreads by one tick
+/// (29.97 frames/s on a 1 ms clock: 33 and 34 ms, 3 %; an MKV remuxed to MP4, on a 1/16 ms
+/// clock with its millisecond times: 41–42 ms at 24 frames/s); a dropped frame doubles a
+/// duration, a real rate change differs more. Such files are left to ffprobe.
+const MAX_DURATION_SPREAD: f64 = 1.0 / 8.0;
+
 /// The facts of the video track of a plain MP4/MOV.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mp4Video {
@@ -44,8 +54,11 @@ pub(crate) struct Mp4Video {
     pub entry: [u8; 4],
     /// Ticks per second of the track's media clock.
     pub timescale: u32,
-    /// Ticks every sample lasts.
-    pub sample_delta: u32,
+    /// Ticks all the samples last together (`stts`).
+    pub total_ticks: u64,
+    /// Ticks the track lasts: `mdhd`'s duration where a muxer wrote it a little short of the
+    /// samples' total (by less than a frame), else that total.
+    pub duration_ticks: u64,
     pub samples: u32,
     /// Frames (numbered from 0 in presentation order, at [`Mp4Video::fps`]) that are sync
     /// samples, where a decoder can start without earlier pictures; ascending.
@@ -53,9 +66,10 @@ pub(crate) struct Mp4Video {
 }
 
 impl Mp4Video {
-    /// Frames per second (ffprobe's `r_frame_rate` and `avg_frame_rate`, which agree here).
+    /// Frames per second: ffprobe's `avg_frame_rate` (samples over their total duration),
+    /// which is also its `r_frame_rate` when every sample lasts the same.
     pub fn fps(&self) -> f64 {
-        self.timescale as f64 / self.sample_delta as f64
+        (u64::from(self.samples) * u64::from(self.timescale)) as f64 / self.total_ticks as f64
     }
 
     /// The codec as ffmpeg names it, for the sample entries of the common codecs.
@@ -70,10 +84,11 @@ impl Mp4Video {
         })
     }
 
-    /// Seconds (ffprobe's stream `duration`: the samples' total, which `mdhd` does not
-    /// undercut here).
+    /// Seconds (ffprobe's stream `duration`: the shorter of `mdhd`'s and the samples'
+    /// total), to the microsecond as ffprobe states it.
     pub fn duration(&self) -> f64 {
-        self.samples as f64 * self.sample_delta as f64 / self.timescale as f64
+        let micros = self.duration_ticks as f64 * 1e6 / self.timescale as f64;
+        micros.round() / 1e6
     }
 }
 
@@ -229,46 +244,93 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         be16(entry, VISUAL_WIDTH_AT)?,
         be16(entry, VISUAL_HEIGHT_AT)?,
     );
-    let stts = only(&stbl, b"stts")?;
-    if be32(stts, 4)? != 1 {
-        return None; // several sample durations: a variable rate
+    let stts = stts_runs(only(&stbl, b"stts")?)?;
+    let samples = u32::try_from(stts.iter().map(|&(n, _)| u64::from(n)).sum::<u64>()).ok()?;
+    let total: u64 = stts.iter().map(|&(n, d)| u64::from(n) * u64::from(d)).sum();
+    let used = stts.iter().filter(|&&(n, _)| n > 0);
+    let shortest = used.clone().map(|&(_, d)| d).min()?;
+    let longest = used.map(|&(_, d)| d).max()?;
+    let mean = total as f64 / f64::from(samples.max(1));
+    if f64::from(longest - shortest) > MAX_DURATION_SPREAD * mean {
+        return None; // a variable rate
     }
-    let (samples, sample_delta) = (be32(stts, 8)?, be32(stts, 12)?);
     let stsz = only(&stbl, b"stsz")?;
     let plain = timescale > 0
         && samples > 0
-        && sample_delta > 0
+        && shortest > 0
         && width > 0
         && height > 0
         && be32(stsz, 8)? == samples
         // ffprobe's stream duration is the shorter of mdhd's and the samples' (a cut made
-        // with `-c copy` keeps the source's longer mdhd); a shorter mdhd would change its
-        // average rate, which is left to it
-        && duration >= u64::from(samples) * u64::from(sample_delta);
+        // with `-c copy` keeps the source's longer mdhd; an MKV remuxed to MP4 gets one a
+        // few ticks short); one shorter by a frame or more is left to it
+        && (duration as f64) > total as f64 - mean;
     if !plain || movie_timescale == 0 {
         return None;
     }
     if let Some((start, length)) = edit {
-        // The frames are presented over [first, first + samples × delta) media ticks; the
-        // edit must show all of them (to within half a frame at its end).
-        let first = first_presentation(&ctts_runs(&stbl)?, sample_delta);
+        // The frames are presented over [first, first + total) media ticks; the edit must
+        // show all of them (to within half a frame at its end).
+        let first = first_presentation(&ctts_runs(&stbl)?, &stts);
         let shown = u128::from(length) * u128::from(timescale) / u128::from(movie_timescale);
-        let end = i128::from(first) + i128::from(samples) * i128::from(sample_delta);
-        if start > first || i128::from(start) + (shown as i128) < end - i128::from(sample_delta / 2)
-        {
+        let end = i128::from(first) + i128::from(total);
+        let shown_end = (i128::from(start) + shown as i128) as f64;
+        if start > first || shown_end < end as f64 - mean / 2.0 {
             return None; // the edit cuts frames at the start or the end
         }
     }
-    let keyframes = keyframes(&stbl, samples, sample_delta, media_time)?;
+    let keyframes = keyframes(&stbl, &stts, samples, mean, media_time)?;
     Some(Mp4Video {
         width: u32::from(width),
         height: u32::from(height),
         entry: entry_type,
         timescale,
-        sample_delta,
+        total_ticks: total,
+        duration_ticks: duration.min(total),
         samples,
         keyframes,
     })
+}
+
+/// The sample durations of `stts` as runs of (samples, ticks each).
+fn stts_runs(stts: &[u8]) -> Option<Vec<(u32, u32)>> {
+    let n = be32(stts, 4)? as usize;
+    (0..n)
+        .map(|i| Some((be32(stts, 8 + 8 * i)?, be32(stts, 12 + 8 * i)?)))
+        .collect()
+}
+
+/// Decode times of samples taken in ascending order (`stts` runs walked once).
+struct DecodeClock<'a> {
+    runs: &'a [(u32, u32)],
+    /// The current run, and the index and decode time of its first sample.
+    run: usize,
+    first: u64,
+    ticks: u64,
+}
+
+impl<'a> DecodeClock<'a> {
+    fn new(runs: &'a [(u32, u32)]) -> Self {
+        DecodeClock {
+            runs,
+            run: 0,
+            first: 0,
+            ticks: 0,
+        }
+    }
+
+    /// The decode time of sample `index` (not below any index asked before).
+    fn at(&mut self, index: u64) -> u64 {
+        while let Some(&(count, delta)) = self.runs.get(self.run) {
+            if index < self.first + u64::from(count) {
+                return self.ticks + (index - self.first) * u64::from(delta);
+            }
+            self.first += u64::from(count);
+            self.ticks += u64::from(count) * u64::from(delta);
+            self.run += 1;
+        }
+        self.ticks // past the last sample: the end
+    }
 }
 
 /// The composition offsets of `ctts` (B-frame reordering) as runs of (samples, offset);
@@ -294,28 +356,30 @@ fn ctts_runs(stbl: &[([u8; 4], &[u8])]) -> Option<Vec<(u32, i64)>> {
 }
 
 /// The earliest presentation time of any sample (media ticks, before the edit): each run of
-/// composition offsets presents its first sample earliest, since decode times grow by
-/// `delta`.
-fn first_presentation(runs: &[(u32, i64)], delta: u32) -> i64 {
-    let mut index = 0i64;
+/// composition offsets presents its first sample earliest, since decode times grow.
+fn first_presentation(runs: &[(u32, i64)], stts: &[(u32, u32)]) -> i64 {
+    let mut clock = DecodeClock::new(stts);
+    let mut index = 0u64;
     let mut first = None::<i64>;
     for &(count, off) in runs {
         if count > 0 {
-            let t = index * i64::from(delta) + off;
+            let t = clock.at(index) as i64 + off;
             first = Some(first.map_or(t, |f| f.min(t)));
         }
-        index += i64::from(count);
+        index += u64::from(count);
     }
     first.unwrap_or(0)
 }
 
 /// The presentation frame numbers of the sync samples (`stss`; every sample when it is
-/// absent). A sample's presentation time is its decode time (`index × delta`) plus its
-/// composition offset (`ctts`, B-frame reordering) minus the edit's start (`media_time`).
+/// absent). A sample's presentation time is its decode time (`stts`) plus its composition
+/// offset (`ctts`, B-frame reordering) minus the edit's start (`media_time`); its frame
+/// number, that over the samples' `mean` duration.
 fn keyframes(
     stbl: &[([u8; 4], &[u8])],
+    stts: &[(u32, u32)],
     samples: u32,
-    delta: u32,
+    mean: f64,
     media_time: i64,
 ) -> Option<Vec<u64>> {
     let sync: Vec<u32> = match stbl.iter().find(|(k, _)| k == b"stss") {
@@ -338,13 +402,16 @@ fn keyframes(
         }
         0
     };
+    let mut sync = sync;
+    sync.sort_unstable(); // ascending, as the spec has them: the clock walks forward
+    let mut clock = DecodeClock::new(stts);
     let mut frames: Vec<u64> = sync
         .into_iter()
         .filter(|&s| s >= 1 && s <= samples)
         .filter_map(|s| {
             let index = u64::from(s - 1);
-            let pts = (index * u64::from(delta)) as i64 + offset_of(index) - media_time;
-            (pts >= 0).then(|| ((pts as f64) / f64::from(delta)).round() as u64)
+            let pts = clock.at(index) as i64 + offset_of(index) - media_time;
+            (pts >= 0).then(|| (pts as f64 / mean).round() as u64)
         })
         .collect();
     frames.sort_unstable();
@@ -413,19 +480,52 @@ mod tests {
             .status()
             .unwrap();
         assert!(made.success());
-        for path in [
-            clip("bikes.mp4"),
-            clip("bigbuckbunny.mp4"),
-            clip("carphone_pristine.mp4"),
-            clip("trailer_bbb.mp4"),
-            cut,
+        // A constant rate on a coarse clock (sample durations of 33 and 34 ms by turns): 29.97
+        // frames/s with B-frames on a 1 ms clock, and 24 frames/s remuxed from an MKV (the
+        // trailer; MKV keeps milliseconds, the MP4 gets a 1/16 ms clock and an mdhd 5 ticks
+        // short of the samples' total).
+        let ntsc = dir.path().join("ntsc_1ms.mp4");
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc2=s=320x240:r=30000/1001:d=6")
+            .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "48"])
+            .args(["-video_track_timescale", "1000"])
+            .arg(&ntsc)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mkv = dir.path().join("trailer.mkv");
+        let remuxed = dir.path().join("trailer_from_mkv.mp4");
+        for (from, to, extra) in [
+            (clip("trailer_bbb.mp4"), &mkv, &["-an"][..]),
+            (mkv.clone(), &remuxed, &[][..]),
+        ] {
+            let made = Command::new("ffmpeg")
+                .args(["-v", "error", "-i"])
+                .arg(&from)
+                .args(extra)
+                .args(["-c", "copy"])
+                .arg(to)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }
+        for (path, one_duration) in [
+            (clip("bikes.mp4"), true),
+            (clip("bigbuckbunny.mp4"), true),
+            (clip("carphone_pristine.mp4"), true),
+            (clip("trailer_bbb.mp4"), true),
+            (cut, true),
+            (ntsc, false),
+            (remuxed, false),
         ] {
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             let v = probe(&path).unwrap_or_else(|| panic!("{name}: not read as a plain MP4"));
             let (w, h, r, avg, d) = ffprobe(&path);
             assert_eq!((v.width, v.height), (w, h), "{name}");
+            // ffprobe guesses r_frame_rate on a coarse clock (24/1 for 23.9995...)
             assert!(
-                (v.fps() - rate(&r)).abs() < 1e-9,
+                !one_duration || (v.fps() - rate(&r)).abs() < 1e-9,
                 "{name}: {} vs {r}",
                 v.fps()
             );
@@ -434,11 +534,7 @@ mod tests {
                 "{name}: {} vs {avg}",
                 v.fps()
             );
-            assert!(
-                (v.duration() - d).abs() < 1e-6,
-                "{name}: {} vs {d}",
-                v.duration()
-            );
+            assert_eq!(v.duration(), d, "{name}");
             assert_eq!(v.keyframes, ffprobe_keyframes(&path, v.fps()), "{name}");
             assert_eq!(
                 v.codec(),
