@@ -87,11 +87,7 @@ impl Transcode {
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
-            .map_err(|e| {
-                ScoreError::Mux(format!(
-                    "cannot run ffmpeg ({e}); install it (apt-get install ffmpeg)"
-                ))
-            })?;
+            .map_err(ffmpeg_missing)?;
         Ok(Transcode {
             child: Some(child),
             video: video.to_path_buf(),
@@ -500,11 +496,14 @@ fn spawn(mut cmd: Command, piped_out: bool) -> Result<Child, ScoreError> {
         })
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            ScoreError::Mux(format!(
-                "cannot run ffmpeg ({e}); install it (apt-get install ffmpeg)"
-            ))
-        })
+        .map_err(ffmpeg_missing)
+}
+
+/// The error for an ffmpeg that cannot be started.
+fn ffmpeg_missing(e: std::io::Error) -> ScoreError {
+    ScoreError::Mux(format!(
+        "cannot run ffmpeg ({e}); install it (apt-get install ffmpeg)"
+    ))
 }
 
 /// Frames of PCM converted and written per pipe write (64 kB).

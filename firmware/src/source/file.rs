@@ -201,8 +201,8 @@ fn split_frame(frames: u64, most: u64, keyframes: Option<&[u64]>) -> Option<u64>
         .min_by_key(|&k| k.abs_diff(want))
 }
 
-/// Reads the stream facts (of a plain MP4/MOV in process, see [`super::mp4`]; else with
-/// ffprobe) and classifies unreadable inputs.
+/// Reads the stream facts (of a plain MP4/MOV or an AVI in process, see [`super::mp4`] and
+/// [`super::avi`]; else with ffprobe) and classifies unreadable inputs.
 fn probe(path: &Path) -> Result<Probed, SourceError> {
     if let Some(v) = super::mp4::probe(path) {
         debug!(path = %path.display(), keyframes = v.keyframes.len(), "stream facts read from the MP4 index");
