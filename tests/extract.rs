@@ -511,25 +511,20 @@ fn truncated_and_vanishing_streams_end_cleanly_or_say_so() {
     );
 }
 
-#[test]
-fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
-    // The trailer (55 s, constant rate, MP4) is decoded by two ffmpeg processes, the second
-    // from a seek to a key frame 60 % in (32.0 s, frame 769): the frames must be exactly
-    // those of one ffmpeg from the start (with the source's settings: 160x90 at 24 fps, no
-    // deblocking at this 8x downscale).
-    let path = common::clip("trailer_bbb.mp4");
-    let mut s = FileSource::open(&path, AnalysisSize::default()).unwrap();
-    assert_eq!(
-        s.split_at(),
-        Some(769),
-        "the trailer is split at the key frame nearest 60 % of it"
-    );
-    let mut ours = Vec::new();
+/// Every frame of `s`, with their times, and the decoder that gave the last of them.
+fn all_frames(s: &mut FileSource) -> (Vec<u8>, Vec<f64>, u32) {
+    let mut gray = Vec::new();
     let mut pts = Vec::new();
     while let Some(f) = s.next_frame().unwrap() {
         pts.push(f.pts);
-        ours.extend_from_slice(&f.gray);
+        gray.extend_from_slice(&f.gray);
     }
+    (gray, pts, s.decoder_pid())
+}
+
+/// What one ffmpeg from the start gives with the file source's settings for a 1280x720
+/// input at `fps`: 160x90 at that rate, no deblocking at this 8x downscale.
+fn one_decoder(path: &Path, fps: f64) -> Vec<u8> {
     let one = Command::new("ffmpeg")
         .args([
             "-nostdin",
@@ -541,22 +536,91 @@ fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
             "all",
             "-i",
         ])
-        .arg(&path)
+        .arg(path)
         .args([
             "-map",
             "0:v:0",
             "-vf",
-            "fps=24,scale=160:90:flags=area,format=gray",
+            &format!("fps={fps},scale=160:90:flags=area,format=gray"),
         ])
         .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
         .output()
         .unwrap();
     assert!(one.status.success());
-    assert_eq!(ours.len(), one.stdout.len(), "frame count differs");
-    assert!(ours == one.stdout, "frames differ from one decoder's");
+    one.stdout
+}
+
+#[test]
+fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
+    // The trailer (55 s, constant rate, MP4) is decoded by two ffmpeg processes, the second
+    // from a seek to a key frame 60 % in (32.0 s, frame 769): the frames must be exactly
+    // those of one ffmpeg from the start.
+    let path = common::clip("trailer_bbb.mp4");
+    let mut s = FileSource::open(&path, AnalysisSize::default()).unwrap();
+    assert_eq!(
+        s.split_at(),
+        Some(769),
+        "the trailer is split at the key frame nearest 60 % of it"
+    );
+    let first = s.decoder_pid();
+    let (ours, pts, last) = all_frames(&mut s);
+    let one = one_decoder(&path, 24.0);
+    assert_eq!(ours.len(), one.len(), "frame count differs");
+    assert!(ours == one, "frames differ from one decoder's");
+    assert_ne!(last, first, "the second decoder gave the last frames");
     assert!(pts
         .windows(2)
         .all(|w| (w[1] - w[0] - 1.0 / 24.0).abs() < 1e-9));
+}
+
+#[test]
+fn a_video_that_starts_late_is_still_decoded_in_two_halves() {
+    // Two 12 s cuts of the trailer joined with ffmpeg's concat demuxer (as recordings are
+    // joined): the video stream starts at 0.025 s, so its frames sit 0.6 of a frame past
+    // the 24 fps grid. After its seek to frame k the second decoder's first frame is a copy
+    // of frame k + 1; the two agree from k + 1 on, and the second decoder takes over there.
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.mp4");
+    let list = dir.path().join("list.txt");
+    let joined = dir.path().join("joined.mp4");
+    let trailer = common::clip("trailer_bbb.mp4");
+    ffmpeg(&[
+        "-i",
+        trailer.to_str().unwrap(),
+        "-t",
+        "12",
+        "-c",
+        "copy",
+        cut.to_str().unwrap(),
+    ]);
+    std::fs::write(&list, format!("file '{0}'\nfile '{0}'\n", cut.display())).unwrap();
+    ffmpeg(&[
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        list.to_str().unwrap(),
+        "-c",
+        "copy",
+        joined.to_str().unwrap(),
+    ]);
+    let mut s = FileSource::open(&joined, AnalysisSize::default()).unwrap();
+    assert!(s.split_at().is_some(), "a 24 s 720p file is split");
+    // the joined file's rate, as ffprobe reads it from its length: 23.9996 frames/s
+    let fps = s.info().fps;
+    let first = s.decoder_pid();
+    let (ours, pts, last) = all_frames(&mut s);
+    let one = one_decoder(&joined, fps);
+    assert_eq!(ours.len(), one.len(), "frame count differs");
+    assert!(ours == one, "frames differ from one decoder's");
+    assert_ne!(
+        last, first,
+        "the second decoder took over after its first frame"
+    );
+    assert!(pts
+        .windows(2)
+        .all(|w| (w[1] - w[0] - 1.0 / fps).abs() < 1e-9));
 }
 
 #[test]

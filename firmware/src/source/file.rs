@@ -45,6 +45,13 @@ const SPLIT_FIRST_SHARE: f64 = 0.6;
 const AHEAD_NICE: libc::c_int = 10;
 /// Frames of the second decoder checked against the first's before it is trusted.
 const VERIFY_FRAMES: usize = 3;
+/// Leading frames of the second decoder that may differ from the first decoder's and are
+/// taken from the first. A video stream that starts a little after the file (recordings
+/// joined with ffmpeg's concat demuxer: frames at 0.025 s + n/24) has its frames past the
+/// middle of the rate's grid: after the seek to frame k, the one the first decoder gives as
+/// k is dropped as earlier than the seek, and the fps filter fills its slot with a copy of
+/// frame k + 1; from k + 1 on the two decoders agree.
+const SEEK_SETTLE_FRAMES: usize = 2;
 /// Threads of each decoder's filter graph (fps, scale, format).
 const FILTER_THREADS: &str = "1";
 /// Lines of ffmpeg's stderr kept for error messages.
@@ -66,8 +73,9 @@ const SKIP_DEBLOCK_MIN_SCALE: u32 = 4;
 /// decoder per half uses two cores far better than one frame-threaded decoder (trailer,
 /// 2 cores: 1.3 s instead of 2.0–2.2 s). The frames are delivered in order, and the later
 /// decoder is trusted only if its first [`VERIFY_FRAMES`] frames equal, byte for byte, those
-/// the first decoder gives at the same place (a seek can land on a frame that needs pictures
-/// from before it); otherwise the first decoder simply goes on to the end.
+/// the first decoder gives at the same place, allowing its first [`SEEK_SETTLE_FRAMES`] to
+/// differ (a seek can land on a frame that needs pictures from before it); otherwise the
+/// first decoder simply goes on to the end.
 pub struct FileSource {
     path: PathBuf,
     info: SourceInfo,
@@ -409,28 +417,41 @@ impl FileSource {
         self.split
     }
 
-    /// At the second decoder's first frame: checks it against the first decoder's frames
+    /// At the second decoder's first frame: checks its frames against the first decoder's
     /// there and keeps whichever decoder goes on (see [`FileSource`]).
     fn hand_over(&mut self) -> Result<(), SourceError> {
         let Some(ahead) = self.ahead.take() else {
             return Ok(());
         };
-        let mut mine = Vec::with_capacity(VERIFY_FRAMES);
-        for _ in 0..VERIFY_FRAMES {
+        let span = SEEK_SETTLE_FRAMES + VERIFY_FRAMES;
+        let mut mine = Vec::with_capacity(span);
+        let mut theirs = Vec::with_capacity(span);
+        for _ in 0..span {
             match self.main.next(&self.path)? {
                 Some(f) => mine.push(f),
                 None => break,
             }
-        }
-        let mut same = mine.len() == VERIFY_FRAMES;
-        for m in &mine {
-            if !same {
-                break;
+            match ahead.next(&self.path) {
+                Ok(Some(f)) => theirs.push(f),
+                _ => break,
             }
-            same = matches!(ahead.next(&self.path), Ok(Some(f)) if f.gray == m.gray);
+        }
+        // The first frame from which the two agree to the end of the span, at least
+        // VERIFY_FRAMES of them; the first decoder's frames are delivered up to there.
+        let agree = |from: usize| {
+            theirs.len() == span
+                && mine.len() == span
+                && theirs[from..]
+                    .iter()
+                    .zip(&mine[from..])
+                    .all(|(t, m)| t.gray == m.gray)
+        };
+        let settled = (0..=SEEK_SETTLE_FRAMES).find(|&k| agree(k));
+        if let Some(k) = settled.filter(|&k| k > 0) {
+            debug!(path = %self.path.display(), frames = k, "the second decoder's first frames differ after its seek; the first decoder's are kept");
         }
         self.pending.extend(mine);
-        if same {
+        if settled.is_some() {
             self.main = ahead; // the first decoder is stopped as it drops
         } else {
             warn!(path = %self.path.display(), frame = self.delivered, "the second decoder's frames differ after its seek; decoding on from the start");
