@@ -375,11 +375,19 @@ impl Extractor {
             if self.recs[i].p.is_none() && (at_end || i + CUT_WINDOW < n) {
                 // The first frame of a stream (no pair) is never a cut.
                 let first = i == 0 && self.recs[i].mad == 0.0 && self.next == 0;
-                self.recs[i].p = Some(if first {
+                let p = if first {
                     0.0
                 } else {
                     post::cut_probability(&mad, &st, i)
-                });
+                };
+                tracing::trace!(
+                    t = self.recs[i].t,
+                    mad = mad[i],
+                    structure = st[i],
+                    p,
+                    "cut evidence"
+                );
+                self.recs[i].p = Some(p);
             }
         }
     }
