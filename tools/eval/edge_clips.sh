@@ -15,6 +15,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bin=${UNDERTONE:-$root/target/release/undertone}
+# the clips are made and scored from the work folder: a relative path is taken from here
+[ -e "$bin" ] && bin=$(realpath "$bin")
 [ -x "$bin" ] || { echo "edge_clips.sh: no binary at $bin: cargo build --release -p undertone" >&2; exit 2; }
 out=${OUT:-$here/work/edge}
 src=$root/testdata/clips/trailer_bbb.mp4
