@@ -61,7 +61,7 @@ pub fn draw(path: &Path, a: &Analysis, title: &str) -> Result<(), String> {
         &mut c,
         series(&|f| f.speed as f64 / max_speed),
         SPEED,
-        2,
+        1, // per-frame spikes: see the impact line below
         "speed (normalised)",
     )?;
     line(
@@ -99,7 +99,10 @@ pub fn draw(path: &Path, a: &Analysis, title: &str) -> Result<(), String> {
         &mut m,
         series(&|f| f.impact as f64 / max_impact),
         IMPACT,
-        2,
+        // 1 pixel: plotters joins a wider line's segments with mitres, and the mitre at the
+        // tip of a one-frame spike (0 → 0.9 → 0 between neighbouring pixels) shoots far past
+        // the chart.
+        1,
         "impact",
     )?;
     line(
