@@ -436,8 +436,9 @@ impl FileSource {
                 _ => break,
             }
         }
-        // The first frame from which the two agree to the end of the span, at least
-        // VERIFY_FRAMES of them; the first decoder's frames are delivered up to there.
+        // The two must agree from one of the first SEEK_SETTLE_FRAMES + 1 frames to the end
+        // of the span (VERIFY_FRAMES or more). The whole span is delivered from the first
+        // decoder; the second goes on after it.
         let agree = |from: usize| {
             theirs.len() == span
                 && mine.len() == span
