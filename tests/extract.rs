@@ -574,6 +574,52 @@ fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
 }
 
 #[test]
+fn a_file_above_the_analysis_rate_is_decoded_in_two_halves() {
+    // 10 s of the trailer at 60 frames/s, 1280x720, a key frame every 2 s: analysed at 30,
+    // so every other frame. The second decoder starts on a key frame (input frame 360, 6 s
+    // in, analysis frame 180) and its frames are exactly those of one ffmpeg from the start.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("p60.mp4");
+    let trailer = common::clip("trailer_bbb.mp4");
+    ffmpeg(&[
+        "-ss",
+        "30",
+        "-i",
+        trailer.to_str().unwrap(),
+        "-t",
+        "10",
+        "-vf",
+        "fps=60",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "120",
+        "-sc_threshold",
+        "0",
+        "-an",
+        clip.to_str().unwrap(),
+    ]);
+    let mut s = FileSource::open(&clip, AnalysisSize::default()).unwrap();
+    assert_eq!(s.info().fps, 30.0);
+    assert_eq!(
+        s.split_at(),
+        Some(180),
+        "split on the key frame nearest 60 % in"
+    );
+    let first = s.decoder_pid();
+    let (ours, pts, last) = all_frames(&mut s);
+    let one = one_decoder(&clip, 30.0);
+    assert_eq!(ours.len(), one.len(), "frame count differs");
+    assert!(ours == one, "frames differ from one decoder's");
+    assert_ne!(last, first, "the second decoder gave the last frames");
+    assert!(pts
+        .windows(2)
+        .all(|w| (w[1] - w[0] - 1.0 / 30.0).abs() < 1e-9));
+}
+
+#[test]
 fn a_video_that_starts_late_is_still_decoded_in_two_halves() {
     // Two 12 s cuts of the trailer joined with ffmpeg's concat demuxer (as recordings are
     // joined): the video stream starts at 0.025 s, so its frames sit 0.6 of a frame past

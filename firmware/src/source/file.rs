@@ -67,7 +67,7 @@ const SKIP_DEBLOCK_MIN_SCALE: u32 = 4;
 
 /// Frames of a video file at the analysis size and rate.
 ///
-/// A long enough constant-rate file in an indexed container (MP4/MOV, Matroska/WebM) is
+/// A long enough constant-rate file (at any input rate) in an indexed container (MP4/MOV, Matroska/WebM) is
 /// decoded by two ffmpeg processes at once: one from the start, one from a seek to a later
 /// frame, whose frames wait in memory (at most [`AHEAD_MAX_BYTES`]). One single-threaded
 /// decoder per half uses two cores far better than one frame-threaded decoder (trailer,
@@ -357,13 +357,21 @@ impl FileSource {
                 if cores >= 2
                     && probed.constant_rate
                     && probed.indexed
-                    && (fps - in_fps).abs() < 1e-6
                     && d >= SPLIT_MIN_SECONDS
                     && u64::from(info.width) * u64::from(info.height) >= SPLIT_MIN_PIXELS =>
             {
                 let frames = (d * fps).floor() as u64;
                 let most = (AHEAD_MAX_BYTES / frame_len.max(1)) as u64;
-                split_frame(frames, most, probed.keyframes.as_deref())
+                // A file above the analysis rate (60 frames/s analysed at 30) is split too:
+                // both decoders' fps filters keep the frames nearest the same grid. Its key
+                // frames, numbered at the file's rate, become the first analysis frame at or
+                // after them (a seek there starts decoding from that key frame).
+                let keys = probed.keyframes.as_deref().map(|ks| {
+                    ks.iter()
+                        .map(|&k| (k as f64 * fps / in_fps - 1e-6).ceil() as u64)
+                        .collect::<Vec<_>>()
+                });
+                split_frame(frames, most, keys.as_deref())
             }
             _ => None,
         };
