@@ -67,8 +67,8 @@ const SKIP_DEBLOCK_MIN_SCALE: u32 = 4;
 
 /// Frames of a video file at the analysis size and rate.
 ///
-/// A long enough constant-rate file (at any input rate) in an indexed container (MP4/MOV, Matroska/WebM) is
-/// decoded by two ffmpeg processes at once: one from the start, one from a seek to a later
+/// A long enough constant-rate file (at any input rate) in an indexed container (MP4/MOV,
+/// Matroska/WebM) is decoded by two ffmpeg processes at once: one from the start, one from a seek to a later
 /// frame, whose frames wait in memory (at most [`AHEAD_MAX_BYTES`]). One single-threaded
 /// decoder per half uses two cores far better than one frame-threaded decoder (trailer,
 /// 2 cores: 1.3 s instead of 2.0–2.2 s). The frames are delivered in order, and the later
