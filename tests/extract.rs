@@ -550,6 +550,21 @@ fn one_decoder(path: &Path, fps: f64) -> Vec<u8> {
     one.stdout
 }
 
+/// Reads every frame of `s` (a file split between two decoders) and checks them against one
+/// ffmpeg from the start at `fps`: the same bytes, the second decoder giving the last
+/// frames, and regular times.
+fn assert_split_gives_one_decoders_frames(s: &mut FileSource, path: &Path, fps: f64, why: &str) {
+    let first = s.decoder_pid();
+    let (ours, pts, last) = all_frames(s);
+    let one = one_decoder(path, fps);
+    assert_eq!(ours.len(), one.len(), "frame count differs");
+    assert!(ours == one, "frames differ from one decoder's");
+    assert_ne!(last, first, "{why}");
+    assert!(pts
+        .windows(2)
+        .all(|w| (w[1] - w[0] - 1.0 / fps).abs() < 1e-9));
+}
+
 #[test]
 fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
     // The trailer (55 s, constant rate, MP4) is decoded by two ffmpeg processes, the second
@@ -562,15 +577,12 @@ fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
         Some(769),
         "the trailer is split at the key frame nearest 60 % of it"
     );
-    let first = s.decoder_pid();
-    let (ours, pts, last) = all_frames(&mut s);
-    let one = one_decoder(&path, 24.0);
-    assert_eq!(ours.len(), one.len(), "frame count differs");
-    assert!(ours == one, "frames differ from one decoder's");
-    assert_ne!(last, first, "the second decoder gave the last frames");
-    assert!(pts
-        .windows(2)
-        .all(|w| (w[1] - w[0] - 1.0 / 24.0).abs() < 1e-9));
+    assert_split_gives_one_decoders_frames(
+        &mut s,
+        &path,
+        24.0,
+        "the second decoder gave the last frames",
+    );
 }
 
 #[test]
@@ -608,15 +620,12 @@ fn a_file_above_the_analysis_rate_is_decoded_in_two_halves() {
         Some(180),
         "split on the key frame nearest 60 % in"
     );
-    let first = s.decoder_pid();
-    let (ours, pts, last) = all_frames(&mut s);
-    let one = one_decoder(&clip, 30.0);
-    assert_eq!(ours.len(), one.len(), "frame count differs");
-    assert!(ours == one, "frames differ from one decoder's");
-    assert_ne!(last, first, "the second decoder gave the last frames");
-    assert!(pts
-        .windows(2)
-        .all(|w| (w[1] - w[0] - 1.0 / 30.0).abs() < 1e-9));
+    assert_split_gives_one_decoders_frames(
+        &mut s,
+        &clip,
+        30.0,
+        "the second decoder gave the last frames",
+    );
 }
 
 #[test]
@@ -655,18 +664,12 @@ fn a_video_that_starts_late_is_still_decoded_in_two_halves() {
     assert!(s.split_at().is_some(), "a 24 s 720p file is split");
     // the joined file's rate, as ffprobe reads it from its length: 23.9996 frames/s
     let fps = s.info().fps;
-    let first = s.decoder_pid();
-    let (ours, pts, last) = all_frames(&mut s);
-    let one = one_decoder(&joined, fps);
-    assert_eq!(ours.len(), one.len(), "frame count differs");
-    assert!(ours == one, "frames differ from one decoder's");
-    assert_ne!(
-        last, first,
-        "the second decoder took over after its first frame"
+    assert_split_gives_one_decoders_frames(
+        &mut s,
+        &joined,
+        fps,
+        "the second decoder took over after its first frame",
     );
-    assert!(pts
-        .windows(2)
-        .all(|w| (w[1] - w[0] - 1.0 / fps).abs() < 1e-9));
 }
 
 #[test]
