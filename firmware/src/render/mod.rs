@@ -8,6 +8,7 @@
 //! offline loop over it, followed by the trim, fade-out and mastering.
 //! See `docs/design/rendering.md`.
 
+pub mod effects;
 pub mod fit;
 pub mod library;
 pub mod master;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
 
+use super::effects::{self, Effects};
 use super::RenderError;
 use crate::music::{Instrument, SAMPLE_RATE};
 
@@ -20,6 +21,9 @@ pub const MELODY_PROGRAMS: [(Instrument, u8); 5] = [
     (Instrument::Synth, 81),
     (Instrument::Flute, 73),
 ];
+
+/// The program a channel plays before any program change (General MIDI's piano).
+const DEFAULT_PROGRAM: u8 = 0;
 
 /// MIDI channel of the melody voice; inner voices use the next one.
 pub const MELODY_CHANNEL: i32 = 0;
@@ -64,6 +68,9 @@ pub struct SynthNote {
 
 pub struct MelodySynth {
     synth: Synthesizer,
+    font: Arc<SoundFont>,
+    /// Reverb and chorus on the synth's dry mix (rustysynth's own are off).
+    effects: Effects,
     /// Absolute frame of the next sample to render.
     now: u64,
     /// (frame, channel, key) note-offs not yet sent.
@@ -114,12 +121,18 @@ impl MelodySynth {
     pub fn new(font: &Arc<SoundFont>) -> Result<Self, RenderError> {
         let mut settings = SynthesizerSettings::new(SAMPLE_RATE as i32);
         settings.block_size = SYNTH_BLOCK;
+        settings.enable_reverb_and_chorus = false;
         let synth = Synthesizer::new(font, &settings).map_err(|e| RenderError::SoundFont {
             path: Default::default(),
             message: format!("synthesizer cannot start ({e:?})"),
         })?;
+        let mut effects = Effects::new();
+        let (reverb, chorus) = effects::sends_of(font, DEFAULT_PROGRAM);
+        effects.set_sends(reverb, chorus);
         Ok(MelodySynth {
             synth,
+            font: Arc::clone(font),
+            effects,
             now: 0,
             pending_off: Vec::new(),
             program: None,
@@ -137,6 +150,8 @@ impl MelodySynth {
             }
             // Inner voices sit back in the mix (CC 7 channel volume).
             self.synth.process_midi_message(INNER_CHANNEL, 0xB0, 7, 80);
+            let (reverb, chorus) = effects::sends_of(&self.font, prog);
+            self.effects.set_sends(reverb, chorus);
             self.program = Some(prog);
         }
     }
@@ -194,6 +209,8 @@ impl MelodySynth {
             let n = (next_ev.min(end) - pos).min(CHUNK as u64) as usize;
             let n = n.max(1);
             self.synth.render(&mut self.left[..n], &mut self.right[..n]);
+            self.effects
+                .process(&mut self.left[..n], &mut self.right[..n]);
             let base = ((pos - self.now) * 2) as usize;
             for i in 0..n {
                 out[base + 2 * i] += self.left[i] * gain;
@@ -207,6 +224,9 @@ impl MelodySynth {
     /// Back to silence at frame 0: no voices, no reverb or chorus tail, no program.
     pub(super) fn reset(&mut self) {
         self.synth.reset();
+        self.effects.reset();
+        let (reverb, chorus) = effects::sends_of(&self.font, DEFAULT_PROGRAM);
+        self.effects.set_sends(reverb, chorus);
         self.now = 0;
         self.pending_off.clear();
         self.program = None;
