@@ -486,8 +486,28 @@ fn common_tail(cmd: &mut Command, out: &Path) {
     container_tail(cmd, out);
 }
 
-/// Starts `cmd` with stdin and stderr piped, and stdout too when `piped_out`.
+/// Nice value of the processes that encode and mux scored.mp4. They start while the note
+/// model writes the piece, which takes both cores when it is written in two parts: at the
+/// same priority, a long piece's three ffmpeg processes loading (~50 ms of CPU each) slowed
+/// the compose stage by half (30 s of 480p: compose 0.181 → 0.124 s with them at nice 10,
+/// `score` 1.062 → 1.031 s and, in another run, 1.080 → 1.056 s; the trailer 2.184 →
+/// 2.181 s and bikes (one process) 0.448 → 0.452 s, both within the noise;
+/// `tools/bench/ab.sh`, medians of 5 and 3). The same value as a [`Transcode`]'s, not the
+/// lowest: ffmpeg keeps it while it encodes, and on a busy machine a nice 19 process could
+/// wait long for a core.
+const MUX_NICE: libc::c_int = 10;
+
+/// Starts `cmd` with stdin and stderr piped, and stdout too when `piped_out`, at
+/// [`MUX_NICE`].
 fn spawn(mut cmd: Command, piped_out: bool) -> Result<Child, ScoreError> {
+    // SAFETY: the closure runs in the forked child before exec and only makes the
+    // setpriority syscall, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpriority(libc::PRIO_PROCESS, 0, MUX_NICE);
+            Ok(())
+        });
+    }
     cmd.stdin(Stdio::piped())
         .stdout(if piped_out {
             Stdio::piped()
