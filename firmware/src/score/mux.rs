@@ -139,9 +139,13 @@ pub struct Muxer {
     out: PathBuf,
 }
 
-/// Music at least this long is encoded in two halves at once (about 0.5 s of one core's
-/// AAC encoding a minute here, against 0.12 s of CPU to start the two extra processes).
-pub const SPLIT_ENCODE_MIN_SECONDS: f64 = 20.0;
+/// Music at least this long is encoded in two halves at once (about 0.4 s of one core's
+/// AAC encoding a minute here, against ~0.1 s of CPU to start the two extra processes,
+/// at [`MUX_NICE`] while the music is made). Since those run at nice 10 (session 12), a
+/// split pays from about 13 s (`tools/bench/ab.sh`, the split forced on, medians of 5–9):
+/// `box.mp4` (15.2 s) 0.792 → 0.759 s; the trailer's first 12 s 0.785 s either way; bikes
+/// (10 s) 0.477 → 0.482 s; Big Buck Bunny (5 s) 0.413 → 0.457 s. Was 20 s.
+pub const SPLIT_ENCODE_MIN_SECONDS: f64 = 14.0;
 
 enum Job {
     /// The video is being re-encoded; the music is muxed with it once it is done.
