@@ -213,7 +213,7 @@ fn split_frame(frames: u64, most: u64, keyframes: Option<&[u64]>) -> Option<u64>
 /// [`super::avi`]; else with ffprobe) and classifies unreadable inputs.
 fn probe(path: &Path) -> Result<Probed, SourceError> {
     if let Some(v) = super::mp4::probe(path) {
-        debug!(path = %path.display(), keyframes = v.keyframes.len(), "stream facts read from the MP4 index");
+        debug!(path = %path.display(), keyframes = v.keyframes.len(), constant_rate = v.constant_rate, "stream facts read from the MP4 index");
         return Ok(Probed {
             info: SourceInfo {
                 width: v.width,
@@ -222,9 +222,9 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
                 duration: Some(v.duration()),
                 codec: v.codec().map(String::from),
             },
-            constant_rate: true,
+            constant_rate: v.constant_rate,
             indexed: true,
-            keyframes: Some(v.keyframes),
+            keyframes: v.constant_rate.then_some(v.keyframes),
         });
     }
     if let Some(v) = super::avi::probe(path) {

@@ -3,17 +3,18 @@
 //! Starting ffprobe costs about 60 ms of CPU and 70 ms of wall time before it reads a byte
 //! (the dynamic linker resolving the symbols of ffmpeg's 200-odd libraries), which is a
 //! third of a bare decode of a 10-second 640x272 clip. The common case, an MP4/MOV with one
-//! video track at a constant frame rate, is answered here from the same boxes ffprobe reads;
-//! anything else (several video tracks, a variable rate, an edit list that cuts or pauses,
-//! fragments, a box this reader does not expect) gets `None`, and the caller asks ffprobe,
-//! which also classifies broken files.
+//! video track, at a constant frame rate or a variable one (a phone's recording), is
+//! answered here from the same boxes ffprobe reads; anything else (several video tracks, an
+//! edit list that cuts or pauses, fragments, a box this reader does not expect) gets `None`,
+//! and the caller asks ffprobe, which also classifies broken files.
 //!
 //! What is read (ISO/IEC 14496-12): the track whose `hdlr` is `vide`; its `mdhd` time scale
 //! and duration; the first sample entry of `stsd` (a VisualSampleEntry: coded width and
 //! height); `stts` (the samples' durations: all the same, or a constant rate rounded to a
 //! coarse clock, such as 29.97 frames/s in milliseconds, 33 and 34 ms by turns, which an MKV
-//! remuxed to MP4 or a 1 ms-clock muxer writes; see [`MAX_DURATION_SPREAD`]); `stsz` (the
-//! sample count);
+//! remuxed to MP4 or a 1 ms-clock muxer writes; see [`MAX_DURATION_SPREAD`]; anything else is
+//! a variable rate, whose frames per second are ffprobe's `avg_frame_rate` all the same);
+//! `stsz` (the sample count);
 //! `elst` (at most one edit, at normal rate, that shows every frame: the usual start offset
 //! of B-frames, not a cut); `mvhd`'s time scale (the edit's duration is in it); and `stss`
 //! and `ctts`, which place the key frames (where a second decoder can start, see
@@ -42,7 +43,8 @@ const ELST_RATE_ONE: u32 = 0x0001_0000;
 /// in parts of the mean duration: a rate rounded to the media clock spreads by one tick
 /// (29.97 frames/s on a 1 ms clock: 33 and 34 ms, 3 %; an MKV remuxed to MP4, on a 1/16 ms
 /// clock with its millisecond times: 41–42 ms at 24 frames/s); a dropped frame doubles a
-/// duration, a real rate change differs more. Such files are left to ffprobe.
+/// duration, a real rate change differs more. Such files are read as variable-rate: their
+/// key frames are not placed (a file is split between two decoders only at a constant rate).
 const MAX_DURATION_SPREAD: f64 = 1.0 / 8.0;
 
 /// The facts of the video track of a plain MP4/MOV.
@@ -60,8 +62,11 @@ pub(crate) struct Mp4Video {
     /// samples' total (by less than a frame), else that total.
     pub duration_ticks: u64,
     pub samples: u32,
+    /// Whether the samples last the same (to within [`MAX_DURATION_SPREAD`]).
+    pub constant_rate: bool,
     /// Frames (numbered from 0 in presentation order, at [`Mp4Video::fps`]) that are sync
-    /// samples, where a decoder can start without earlier pictures; ascending.
+    /// samples, where a decoder can start without earlier pictures; ascending. Empty at a
+    /// variable rate, where frame numbers at the mean rate do not say where a frame is.
     pub keyframes: Vec<u64>,
 }
 
@@ -251,9 +256,7 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
     let shortest = used.clone().map(|&(_, d)| d).min()?;
     let longest = used.map(|&(_, d)| d).max()?;
     let mean = total as f64 / f64::from(samples.max(1));
-    if f64::from(longest - shortest) > MAX_DURATION_SPREAD * mean {
-        return None; // a variable rate
-    }
+    let constant_rate = f64::from(longest - shortest) <= MAX_DURATION_SPREAD * mean;
     let stsz = only(&stbl, b"stsz")?;
     let plain = timescale > 0
         && samples > 0
@@ -263,23 +266,40 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         && be32(stsz, 8)? == samples
         // ffprobe's stream duration is the shorter of mdhd's and the samples' (a cut made
         // with `-c copy` keeps the source's longer mdhd; an MKV remuxed to MP4 gets one a
-        // few ticks short); one shorter by a frame or more is left to it
-        && (duration as f64) > total as f64 - mean;
+        // few ticks short; a phone's ends at the last frame's start, a frame short); one
+        // shorter by more than a frame is left to it
+        && (duration as f64) >= total as f64 - mean;
     if !plain || movie_timescale == 0 {
         return None;
     }
     if let Some((start, length)) = edit {
         // The frames are presented over [first, first + total) media ticks; the edit must
-        // show all of them (to within half a frame at its end).
+        // show them: start at or before the first, and end no earlier than the last one's
+        // start. A phone (`box.mp4`) ends its edit and its `mdhd` at the last frame's start,
+        // a frame short of the samples' total: ffprobe's duration is then the edit's, and
+        // ours `mdhd`'s, the same. An edit shorter than the track's duration would make
+        // ffprobe's shorter too, and is left to it.
         let first = first_presentation(&ctts_runs(&stbl)?, &stts);
         let shown = u128::from(length) * u128::from(timescale) / u128::from(movie_timescale);
         let end = i128::from(first) + i128::from(total);
         let shown_end = (i128::from(start) + shown as i128) as f64;
-        if start > first || shown_end < end as f64 - mean / 2.0 {
-            return None; // the edit cuts frames at the start or the end
+        let last = stts
+            .iter()
+            .rev()
+            .find(|&&(n, _)| n > 0)
+            .map_or(mean, |&(_, d)| f64::from(d));
+        if start > first
+            || shown_end < end as f64 - last
+            || (shown as f64) < duration.min(total) as f64 - 1.0
+        {
+            return None; // the edit hides frames at the start or the end
         }
     }
-    let keyframes = keyframes(&stbl, &stts, samples, mean, media_time)?;
+    let keyframes = if constant_rate {
+        keyframes(&stbl, &stts, samples, mean, media_time)?
+    } else {
+        Vec::new()
+    };
     Some(Mp4Video {
         width: u32::from(width),
         height: u32::from(height),
@@ -288,6 +308,7 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         total_ticks: total,
         duration_ticks: duration.min(total),
         samples,
+        constant_rate,
         keyframes,
     })
 }
@@ -566,8 +587,108 @@ mod tests {
             .collect()
     }
 
-    /// Files this reader leaves to ffprobe: not MP4, cut short before the index, a variable
-    /// frame rate, and nothing at all.
+    /// Variable-rate files are read as ffprobe reads them: frames per second its
+    /// `avg_frame_rate`, its duration, no key frames placed, not a constant rate.
+    #[test]
+    fn variable_rate_mp4s_read_as_ffprobe_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, source: &str| {
+            let path = dir.path().join(name);
+            let made = Command::new("ffmpeg")
+                .args(["-v", "error", "-f", "lavfi", "-i", source])
+                .args(["-fps_mode", "passthrough", "-c:v", "libx264"])
+                .args(["-preset", "ultrafast"])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(made.success());
+            path
+        };
+        let files = [
+            // frames at 25/s, then at 10/s
+            make(
+                "two_rates.mp4",
+                "testsrc=size=64x48:rate=25:duration=1,setpts='if(lt(N,12),N/25/TB,(12/25+(N-12)/10)/TB)'",
+            ),
+            // 30 frames/s on an uneven 90 kHz clock (as muxed here: frames of 1/48 s and
+            // 1/24 s), as a phone's recording can be
+            make(
+                "uneven.mp4",
+                "testsrc=size=64x48:rate=30:duration=3,settb=1/90000,setpts='(N/30+0.004*mod(N*7,5))/TB'",
+            ),
+        ];
+        for path in files {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let v = probe(&path).unwrap_or_else(|| panic!("{name}: not read"));
+            let (w, h, _r, avg, d) = ffprobe(&path);
+            assert_eq!((v.width, v.height), (w, h), "{name}");
+            assert!(!v.constant_rate, "{name}");
+            assert!(
+                (v.fps() - rate(&avg)).abs() < 1e-9,
+                "{name}: {} vs {avg}",
+                v.fps()
+            );
+            assert_eq!(v.duration(), d, "{name}");
+            assert!(v.keyframes.is_empty(), "{name}");
+        }
+    }
+
+    /// A phone's recording ends its edit and its `mdhd` at the last frame's start, a frame
+    /// short of the samples' total: read, with ffprobe's duration (the edit's).
+    #[test]
+    fn an_edit_that_ends_at_the_last_frames_start_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let made_path = dir.path().join("made.mp4");
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc=size=64x48:rate=30:duration=3")
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"])
+            .arg(&made_path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mut bytes = std::fs::read(&made_path).unwrap();
+        let at = |bytes: &[u8], kind: &[u8; 4]| {
+            let hits: Vec<usize> = bytes
+                .windows(4)
+                .enumerate()
+                .filter(|(_, w)| w == kind)
+                .map(|(i, _)| i + 4)
+                .collect();
+            assert_eq!(hits.len(), 1, "one {kind:?} box");
+            hits[0]
+        };
+        let put = |bytes: &mut Vec<u8>, at: usize, v: u32| {
+            bytes[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        };
+        // version-0 boxes as ffmpeg writes them: the track's clock and its frames' ticks
+        let mdhd = at(&bytes, b"mdhd");
+        let timescale = be32(&bytes, mdhd + 12).unwrap();
+        let total = be32(&bytes, mdhd + 16).unwrap();
+        let stts = at(&bytes, b"stts");
+        assert_eq!(be32(&bytes, stts + 4), Some(1), "one stts run");
+        let frame = be32(&bytes, stts + 12).unwrap();
+        // the movie's clock set to the track's, so the edit can end on any tick
+        let short = total - frame;
+        let mvhd = at(&bytes, b"mvhd");
+        put(&mut bytes, mvhd + 12, timescale);
+        put(&mut bytes, mvhd + 16, short);
+        let elst = at(&bytes, b"elst");
+        assert_eq!(be32(&bytes, elst + 4), Some(1), "one edit");
+        put(&mut bytes, elst + 8, short);
+        put(&mut bytes, mdhd + 16, short);
+        let path = dir.path().join("phone_like.mp4");
+        std::fs::write(&path, &bytes).unwrap();
+        let v = probe(&path).expect("read in process");
+        let (_, _, _, avg, d) = ffprobe(&path);
+        assert!(v.constant_rate);
+        assert!((v.fps() - rate(&avg)).abs() < 1e-9, "{} vs {avg}", v.fps());
+        assert_eq!(v.duration(), d);
+        assert!((d - 89.0 / 30.0).abs() < 1e-6, "a frame short of 3 s: {d}");
+    }
+
+    /// Files this reader leaves to ffprobe: not MP4, cut short before the index, a cut that
+    /// hides frames, and nothing at all.
     #[test]
     fn anything_else_is_left_to_ffprobe() {
         let dir = tempfile::tempdir().unwrap();
@@ -580,17 +701,6 @@ mod tests {
         std::fs::write(&text, b"these are not the frames you are looking for").unwrap();
         assert_eq!(probe(&text), None);
         assert_eq!(probe(&dir.path().join("missing.mp4")), None);
-        // a variable-rate file: frames at 25/s, then at 10/s
-        let vfr = dir.path().join("vfr.mp4");
-        let made = Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i"])
-            .arg("testsrc=size=64x48:rate=25:duration=1,setpts='if(lt(N,12),N/25/TB,(12/25+(N-12)/10)/TB)'")
-            .args(["-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast"])
-            .arg(&vfr)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        assert_eq!(probe(&vfr), None);
         // a cut with `-c copy` from a point past the first key frame: the frames before it
         // stay in the file, hidden by the edit (13.1 s of frames, 8.1 s shown)
         let late = dir.path().join("late_cut.mp4");
