@@ -126,19 +126,24 @@ impl MelodySynth {
             path: Default::default(),
             message: format!("synthesizer cannot start ({e:?})"),
         })?;
-        let mut effects = Effects::new();
-        let (reverb, chorus) = effects::sends_of(font, DEFAULT_PROGRAM);
-        effects.set_sends(reverb, chorus);
-        Ok(MelodySynth {
+        let mut melody = MelodySynth {
             synth,
             font: Arc::clone(font),
-            effects,
+            effects: Effects::new(),
             now: 0,
             pending_off: Vec::new(),
             program: None,
             left: vec![0.0; CHUNK],
             right: vec![0.0; CHUNK],
-        })
+        };
+        melody.send_as(DEFAULT_PROGRAM);
+        Ok(melody)
+    }
+
+    /// Gives the effects what `program`'s preset sends to them.
+    fn send_as(&mut self, program: u8) {
+        let (reverb, chorus) = effects::sends_of(&self.font, program);
+        self.effects.set_sends(reverb, chorus);
     }
 
     /// Selects the lead instrument (a program change on both channels) if it changed.
@@ -150,8 +155,7 @@ impl MelodySynth {
             }
             // Inner voices sit back in the mix (CC 7 channel volume).
             self.synth.process_midi_message(INNER_CHANNEL, 0xB0, 7, 80);
-            let (reverb, chorus) = effects::sends_of(&self.font, prog);
-            self.effects.set_sends(reverb, chorus);
+            self.send_as(prog);
             self.program = Some(prog);
         }
     }
@@ -225,8 +229,7 @@ impl MelodySynth {
     pub(super) fn reset(&mut self) {
         self.synth.reset();
         self.effects.reset();
-        let (reverb, chorus) = effects::sends_of(&self.font, DEFAULT_PROGRAM);
-        self.effects.set_sends(reverb, chorus);
+        self.send_as(DEFAULT_PROGRAM);
         self.now = 0;
         self.pending_off.clear();
         self.program = None;
