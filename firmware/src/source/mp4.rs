@@ -59,7 +59,7 @@ pub(crate) struct Mp4Video {
     /// Ticks all the samples last together (`stts`).
     pub total_ticks: u64,
     /// Ticks the track lasts: `mdhd`'s duration where a muxer wrote it a little short of the
-    /// samples' total (by less than a frame), else that total.
+    /// samples' total (by at most a frame), else that total.
     pub duration_ticks: u64,
     pub samples: u32,
     /// Whether the samples last the same (to within [`MAX_DURATION_SPREAD`]).
