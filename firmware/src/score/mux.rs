@@ -184,7 +184,9 @@ impl Muxer {
         codec: Option<&str>,
         transcode: Option<Transcode>,
     ) -> Result<Self, ScoreError> {
-        let warps = warps.filter(|w| !w.is_empty());
+        // A warp that retimes nothing (no cut could be moved, or none was found) leaves the
+        // video as it is: copied, not re-encoded.
+        let warps = warps.filter(|w| w.iter().any(|s| s.rate != 1.0));
         if let (Some(transcode), None) = (transcode, warps) {
             return Ok(Muxer {
                 job: Some(Job::AfterTranscode { transcode, seconds }),
@@ -423,12 +425,23 @@ fn adts_packets(bytes: &[u8], first: usize, count: usize) -> Vec<u8> {
     out
 }
 
+/// Time base of the retimed spans of a warped video: ffmpeg's microseconds.
+const WARP_TIME_BASE: &str = "AVTB";
+
 /// Retimes each warp's span of the input by its rate, then joins them at `fps`.
+///
+/// Warp times are on the analysis timeline, whose zero is the first frame: the spans are cut
+/// after `setpts=PTS-STARTPTS`, as a decoded AVI with B-frames starts a frame late (its
+/// first picture comes out with the timestamp 1). Each span is retimed in microseconds
+/// ([`WARP_TIME_BASE`]): in the input's own time base, one tick per frame in an AVI, the
+/// divided timestamps round back onto the frame grid, frames collide or leave gaps, and a
+/// 9 s AVI came out 3 frames short with its cuts off the downbeats.
 fn warp_graph(warps: &[Warp], fps: f64) -> String {
     let mut graph = String::new();
     for (k, w) in warps.iter().enumerate() {
         graph.push_str(&format!(
-            "[0:v:0]trim=start={:.6}:end={:.6},setpts=(PTS-STARTPTS)/{:.9}[v{k}];",
+            "[0:v:0]setpts=PTS-STARTPTS,trim=start={:.6}:end={:.6},\
+             settb={WARP_TIME_BASE},setpts=(PTS-STARTPTS)/{:.9}[v{k}];",
             w.input_start, w.input_end, w.rate
         ));
     }
@@ -769,6 +782,74 @@ mod tests {
     }
 
     /// A short piece is encoded and muxed by one process.
+    /// An AVI's time base is one tick per frame and, with B-frames, its first decoded
+    /// picture is stamped a frame late. Warped, its cut still lands where the warps put it
+    /// and the video is as long as the music, each within half a frame.
+    #[test]
+    fn a_warped_avi_keeps_its_cut_and_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("cut.avi");
+        // 2 s of red, then 2 s of blue, at 30 frames/s, MPEG-4 Part 2 with B-frames.
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .arg(
+                "color=red:s=64x48:r=30:d=2[a];color=blue:s=64x48:r=30:d=2[b];\
+                 [a][b]concat=n=2:v=1:a=0",
+            )
+            .args(["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"])
+            .arg(&video)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let warp = |input_start: f64, input_end: f64, output_start: f64, rate: f64| Warp {
+            input_start,
+            input_end,
+            output_start,
+            output_end: output_start + (input_end - input_start) / rate,
+            rate,
+        };
+        let first = warp(0.0, 2.0, 0.0, 1.0775);
+        let second = warp(2.0, 4.0, first.output_end, 0.9225);
+        let (cut, seconds) = (first.output_end, second.output_end);
+        let out = dir.path().join("scored.mp4");
+        let muxer = Muxer::start(
+            &video,
+            &out,
+            Some(&[first, second]),
+            30.0,
+            seconds,
+            Some("mpeg4"),
+        )
+        .unwrap();
+        muxer.finish(&music(seconds)).unwrap();
+        let gray = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&out)
+            .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+            .output()
+            .unwrap();
+        assert!(gray.status.success());
+        let means: Vec<f64> = gray
+            .stdout
+            .chunks(64 * 48)
+            .map(|f| f.iter().map(|&p| f64::from(p)).sum::<f64>() / f.len() as f64)
+            .collect();
+        // Red is about 81 in luma, blue about 41.
+        let first_blue = means.iter().position(|&m| m < 61.0).unwrap();
+        let frame = 1.0 / 30.0;
+        let shown = first_blue as f64 * frame;
+        assert!(
+            (shown - cut).abs() <= frame / 2.0,
+            "the cut is at {shown} s, warped to {cut} s"
+        );
+        let length = means.len() as f64 * frame;
+        assert!(
+            (length - seconds).abs() <= frame / 2.0,
+            "{} frames ({length} s) for {seconds} s of music",
+            means.len()
+        );
+    }
+
     #[test]
     fn a_short_piece_is_muxed_by_one_process() {
         let dir = tempfile::tempdir().unwrap();
@@ -783,5 +864,43 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(muxer.job, Some(Job::Direct(_))));
+    }
+
+    #[test]
+    fn a_warp_that_retimes_nothing_copies_the_video() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4");
+        let identity = [
+            Warp {
+                input_start: 0.0,
+                input_end: 4.0,
+                output_start: 0.0,
+                output_end: 4.0,
+                rate: 1.0,
+            },
+            Warp {
+                input_start: 4.0,
+                input_end: 10.0,
+                output_start: 4.0,
+                output_end: 10.0,
+                rate: 1.0,
+            },
+        ];
+        let start = |warps: &[Warp]| {
+            Muxer::start(
+                &video,
+                &dir.path().join("s.mp4"),
+                Some(warps),
+                25.0,
+                10.0,
+                Some("h264"),
+            )
+            .unwrap()
+        };
+        assert!(matches!(start(&identity).job, Some(Job::Direct(_))));
+        let mut retimed = identity;
+        retimed[0].rate = 0.95;
+        retimed[0].output_end = 4.0 / 0.95;
+        assert!(matches!(start(&retimed).job, Some(Job::Warped(_))));
     }
 }
