@@ -180,14 +180,20 @@ pub fn choose_grid(
     best.map(|(_, g)| g).expect("at least one tempo candidate")
 }
 
-/// No warping: each cut starts a section on the first beat at or after it.
+/// No warping: each cut starts a section on the first beat at or after it. A cut in the
+/// video's last beat, after which no beat of the video is left, starts it on the beat before
+/// (within a beat of the cut): the music turns with the picture as it ends, instead of
+/// ignoring its last cut (a trailer's end card 0.3 s before the end).
 fn fit_plain(duration: f64, cuts: &[CutIn], bpm: f64) -> (f64, Grid) {
     let beat = 60.0 / bpm;
     let mut section_beats = vec![0i64];
     let mut cut_sections = Vec::with_capacity(cuts.len());
     let mut cost = 0.0;
     for c in cuts {
-        let b = ((c.t - ON_BEAT_TOLERANCE_S) / beat).ceil().max(0.0) as i64;
+        let mut b = ((c.t - ON_BEAT_TOLERANCE_S) / beat).ceil().max(0.0) as i64;
+        if (b as f64) * beat >= duration && c.t < duration {
+            b -= 1;
+        }
         let last = *section_beats.last().unwrap();
         if b - last < MIN_SECTION_BEATS || (b as f64) * beat >= duration {
             cut_sections.push(if b == last { Some(last) } else { None });
@@ -471,6 +477,19 @@ mod tests {
                 b as f64 * beat
             );
         }
+    }
+
+    #[test]
+    fn a_cut_in_the_last_beat_starts_a_section_on_the_beat_before() {
+        // 20 s at 107.6 BPM (beat 0.5576 s): the first beat after the cut at 19.708 s is
+        // past the end; its section starts on beat 35 (19.52 s), within a beat of it.
+        let cs = cuts(&[4.5, 19.708]);
+        let g = choose_grid(20.0, &cs, 107.6, Some(107.6), None);
+        let beat = g.beat_seconds();
+        let b = g.cut_sections[1].expect("a section for the last cut");
+        assert_eq!(b, 35);
+        assert!((b as f64 * beat - 19.708).abs() < beat);
+        assert_eq!(g.section_beats.last(), Some(&35));
     }
 
     #[test]
