@@ -326,6 +326,72 @@ fn lone_mover_is_more_salient_than_pan_or_zoom() {
 }
 
 #[test]
+fn repeated_frames_are_neither_stops_nor_cuts() {
+    // The montage (25 frames/s) made 60 frames/s by repeating frames, as a frame-rate
+    // conversion does, and kept exactly (a screen recorder's lossless H.264): analysed at 30
+    // frames/s, every sixth frame repeats the one before.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, truth, (d0, d1)) = build_montage(dir.path());
+    let sixty = dir.path().join("montage60.mp4");
+    ffmpeg(&[
+        "-i",
+        path.to_str().unwrap(),
+        "-vf",
+        "fps=60",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        "-preset",
+        "ultrafast",
+        sixty.to_str().unwrap(),
+    ]);
+    let (a, b) = (analyze(&path), analyze(&sixty));
+    assert_eq!(b.fps, 30.0);
+    // The same cuts, at the new rate.
+    let truth_b: Vec<i64> = truth
+        .iter()
+        .map(|&k| (k as f64 / MONTAGE_FPS * b.fps).round() as i64)
+        .collect();
+    let found = cut_frames(&b);
+    let score = f1(&found, &truth_b, 2);
+    assert!(
+        score >= 0.95,
+        "cut F1 {score:.3}: truth {truth_b:?}, found {found:?}"
+    );
+    // A repeat is no stop: the share of frames that did not move is the original's.
+    let still = |x: &Analysis| {
+        x.frames[1..].iter().filter(|f| f.speed == 0.0).count() as f64 / x.frames.len() as f64
+    };
+    println!(
+        "frames with no motion: 25 fps {:.3}, 60 fps {:.3}",
+        still(&a),
+        still(&b)
+    );
+    assert!(
+        still(&b) <= still(&a) + 0.02,
+        "{} vs {}",
+        still(&b),
+        still(&a)
+    );
+    // And the speed is the content's.
+    let mean = |x: &Analysis| {
+        x.frames.iter().map(|f| f.motion_speed()).sum::<f32>() / x.frames.len() as f32
+    };
+    let (ma, mb) = (mean(&a), mean(&b));
+    println!("mean speed 25 fps {ma:.4}, 60 fps {mb:.4} diag/s");
+    assert!((ma - mb).abs() / ma < 0.15, "{ma} vs {mb}");
+    assert!(
+        b.transitions
+            .iter()
+            .any(|t| t.kind == TransitionKind::Gradual && t.t < d1 && t.end > d0),
+        "dissolve {d0}-{d1} s not found: {:?}",
+        b.transitions
+    );
+    assert!(b.frames.windows(2).all(|w| w[1].t > w[0].t));
+}
+
+#[test]
 fn speed_is_resolution_and_rate_independent() {
     // The same real footage at two sizes and two rates gives the same speed in diagonals/s.
     let dir = tempfile::tempdir().unwrap();

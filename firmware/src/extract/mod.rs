@@ -149,6 +149,11 @@ const MAX_MODEL_HEIGHT: u32 = 4 * crate::source::ANALYSIS_WIDTH;
 const DEFAULT_DT: f64 = 1.0 / 30.0;
 /// Frames of per-frame records kept behind the output (look-back of the cut gap).
 const KEEP_BEHIND: usize = 32;
+/// Most frames in a row taken as repeats of one picture (see [`Extractor::push`]): enough for
+/// any frame-rate conversion up to the analysis rate (10 frames/s content at 30 repeats each
+/// picture twice), while a still picture (a paused stream, a frozen camera) is analysed as
+/// such and its features keep coming with the usual latency.
+const MAX_REPEATS: usize = 4;
 
 #[derive(Debug, Clone)]
 struct Rec {
@@ -163,6 +168,8 @@ struct Rec {
     cut: bool,
     /// See [`FeatureFrame::light`].
     light: f32,
+    /// Times of the frames after this one that repeat its picture exactly.
+    repeats: Vec<f64>,
 }
 
 /// Streaming extractor: push frames in presentation order, get [`FeatureFrame`]s back
@@ -180,6 +187,10 @@ pub struct Extractor {
     last_cut_emitted: bool,
     /// Mean luma of the previous frame (for [`FeatureFrame::light`]); `None` after a reset.
     prev_luma_mean: Option<f32>,
+    /// The previous picture as the model saw it (to recognise a frame that repeats it).
+    prev_gray: Vec<u8>,
+    /// Features decided and not yet returned, in frame order (a picture's, then its repeats').
+    ready: VecDeque<FeatureFrame>,
 }
 
 impl Extractor {
@@ -211,6 +222,8 @@ impl Extractor {
             history: None,
             last_cut_emitted: false,
             prev_luma_mean: None,
+            prev_gray: Vec::new(),
+            ready: VecDeque::new(),
         }
     }
 
@@ -273,8 +286,27 @@ impl Extractor {
 
     /// Adds one frame; returns the features of an earlier frame once its look-ahead is
     /// complete (`None` while the pipeline fills).
+    ///
+    /// A frame that repeats the previous picture exactly (the duplicates a frame-rate
+    /// conversion inserts: 24 frames/s content at 30 or 60, a variable-rate phone video or a
+    /// stream with dropped frames made regular) is not a new picture: it takes the features
+    /// of the picture it repeats, and the next picture is compared with that one over both
+    /// intervals. Counted as a pair that did not move, every fifth frame of 24 frames/s
+    /// content at 30 read as motion stopping and starting again, and the cut and transition
+    /// detectors, which compare a frame's change with its neighbours', saw the changes of a
+    /// dissolve stand out against those still pairs as cuts.
     pub fn push(&mut self, frame: &Frame) -> Result<Option<FeatureFrame>, ExtractError> {
         let (w, h, gray) = Self::prepare(frame)?;
+        let repeat = matches!(self.prev, Some((pw, ph, pt)) if (pw, ph) == (w, h) && frame.pts > pt)
+            && *gray == self.prev_gray[..];
+        if let Some(last) = self
+            .recs
+            .back_mut()
+            .filter(|r| repeat && r.repeats.len() < MAX_REPEATS)
+        {
+            last.repeats.push(frame.pts);
+            return Ok(self.ready.pop_front());
+        }
         match self.prev {
             Some((pw, ph, pt)) if (pw, ph) == (w, h) => {
                 let dt = frame.pts - pt;
@@ -310,22 +342,23 @@ impl Extractor {
                 p: None,
                 cut: false,
                 light: 0.0,
+                repeats: Vec::new(),
             },
         };
         self.prev = Some((w, h, frame.pts));
+        self.prev_gray.clear();
+        self.prev_gray.extend_from_slice(&gray);
         self.recs.push_back(rec);
         self.fill_probabilities(false);
-        Ok(self.emit(false))
+        self.emit(false);
+        Ok(self.ready.pop_front())
     }
 
     /// Flushes the frames still waiting for look-ahead (end of stream).
     pub fn finish(&mut self) -> Vec<FeatureFrame> {
         self.fill_probabilities(true);
-        let mut out = Vec::new();
-        while let Some(f) = self.emit(true) {
-            out.push(f);
-        }
-        out
+        while self.emit(true) {}
+        self.ready.drain(..).collect()
     }
 
     /// Hard cuts detected so far (taken: each is returned once).
@@ -364,6 +397,7 @@ impl Extractor {
             p: None,
             cut: false,
             light,
+            repeats: Vec::new(),
         }
     }
 
@@ -392,11 +426,13 @@ impl Extractor {
         }
     }
 
-    fn emit(&mut self, at_end: bool) -> Option<FeatureFrame> {
+    /// Decides the next picture's features once its look-ahead is there, and queues them
+    /// with its repeats' in [`Extractor::ready`]; false when it has to wait.
+    fn emit(&mut self, at_end: bool) -> bool {
         let i = self.next;
         let n = self.recs.len();
         if i >= n || (!at_end && i + 2 * CUT_WINDOW >= n) {
-            return None;
+            return false;
         }
         let known = self.recs.iter().take_while(|r| r.p.is_some()).count();
         let p: Vec<f32> = self
@@ -431,12 +467,38 @@ impl Extractor {
             impact,
             light: r.light,
         };
+        self.ready.push_back(out);
+        // The repeats of this picture lie inside the pair that compares it with the next one:
+        // they share that pair's motion as it counts (its flow per second over the whole
+        // span, discounted as a transition or a light change discounts it: see
+        // FeatureFrame::motion_speed), so a bar's mean speed is the content's. Nothing changes
+        // into a repeat (no transition, no impact, steady light). After the last picture,
+        // its own motion goes on.
+        let spanning = self.recs.get(i + 1).map_or(out, |n| FeatureFrame {
+            t: n.t,
+            speed: n.speed,
+            saliency: n.saliency,
+            transition: n.p.unwrap_or(0.0),
+            impact: 0.0,
+            light: n.light,
+        });
+        let repeat = FeatureFrame {
+            t: out.t,
+            speed: spanning.motion_speed(),
+            saliency: spanning.saliency,
+            transition: 0.0,
+            impact: 0.0,
+            light: 0.0,
+        };
+        let repeats = std::mem::take(&mut self.recs[i].repeats);
+        self.ready
+            .extend(repeats.into_iter().map(|t| FeatureFrame { t, ..repeat }));
         self.next += 1;
         while self.next > KEEP_BEHIND {
             self.recs.pop_front();
             self.next -= 1;
         }
-        Some(out)
+        true
     }
 }
 
