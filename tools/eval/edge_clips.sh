@@ -5,7 +5,8 @@
 # checks what a user would: `score` succeeds, scored.mp4's audio is as long as its video
 # (± 1 frame of the input), the analysis is as long as the video ffprobe reports, HEVC is
 # tagged hvc1, a black clip has no transition, and a single picture is refused with a clear
-# message. Prints one line per input and exits non-zero if any check fails.
+# message; then scores eight of them with --warp and checks that the warped video is as long
+# as the music. Prints one line per input and exits non-zero if any check fails.
 #
 #   tools/eval/edge_clips.sh
 #
@@ -51,6 +52,8 @@ ff -ss 5 -t 8 -i "$src" -vf scale=1280:40,setsar=1 -c:v libx264 -preset ultrafas
 # OpenCV's samples do), Cinepak
 ff -ss 5 -t 8 -i "$src" -vf "scale=640:360,fps=15,mpdecimate=hi=64*80:lo=64*40:frac=0.5" -fps_mode vfr -c:v msmpeg4 -q:v 4 -an divx_gaps.avi
 ff -ss 5 -t 8 -i "$src" -vf scale=320:180 -c:v cinepak -an cinepak.avi
+# MPEG-4 Part 2 with B-frames in an AVI (an Xvid rip; its first picture decodes a frame late)
+ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v mpeg4 -bf 2 -q:v 4 -vtag XVID -an xvid.avi
 cp cover.png picture.png
 
 fail=0
@@ -98,6 +101,38 @@ if name == "black.mp4" and a["transitions"]:
     problems.append(f"{len(a['transitions'])} transitions in a black clip")
 notes = "; ".join(problems) or f"{v.get('codec_name')}/{v.get('codec_tag_string')}, {len(a['transitions'])} transitions"
 print(("FAIL" if problems else "ok"), f"{vd:.3f} / {ad:.3f}", notes, sep="\t")
+EOF
+)
+  IFS=$'\t' read -r res durs notes <<<"$line"
+  printf '%-16s %-6s %-34s %s\n' "$f" "$res" "$durs" "$notes"
+  [ "$res" = ok ] || fail=1
+done
+
+# --warp on the inputs whose time stamps are least like an MP4's (AVIs: one tick per frame, a
+# B-frame delay, skipped frames; a variable rate; MPEG-TS; Matroska; WebM; 60 frames/s): the
+# warped video is as long as the music, which the warps make (± 1 frame at the output rate).
+printf '\n%-16s %-6s %-34s %s\n' "input --warp" result "video / music (s)" notes
+for f in xvid.avi divx_gaps.avi cinepak.avi vfr.mp4 mpeg2.ts hevc10.mkv vp9.webm fps60.mp4; do
+  dir=$out/warp/$f
+  if ! "$bin" score "$f" -o "$dir" --warp --quiet >"$out/$f.warp.log" 2>&1; then
+    printf '%-16s %-6s %-34s %s\n' "$f" FAIL "-" "$(tail -1 "$out/$f.warp.log" | cut -c1-100)"
+    fail=1
+    continue
+  fi
+  line=$(python3 - "$dir" <<'EOF'
+import json, subprocess, sys
+d = sys.argv[1]
+r = json.load(open(f"{d}/report.json"))
+out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                      "stream=duration", "-of", "json", f"{d}/scored.mp4"],
+                     capture_output=True, text=True).stdout
+vd = float(json.loads(out)["streams"][0]["duration"])
+md = r["output"]["duration"]
+frame = 1.0 / r["input"]["fps"]
+moved = sum(1 for w in r["warps"] if w["rate"] != 1.0)
+ok = abs(vd - md) <= frame + 1e-3
+notes = f"{moved} of {len(r['warps'])} shots retimed" if ok else f"video {vd:.3f} s vs music {md:.3f} s"
+print("ok" if ok else "FAIL", f"{vd:.3f} / {md:.3f}", notes, sep="\t")
 EOF
 )
   IFS=$'\t' read -r res durs notes <<<"$line"

@@ -427,32 +427,46 @@ fn adts_packets(bytes: &[u8], first: usize, count: usize) -> Vec<u8> {
 
 /// Time base of the retimed spans of a warped video: ffmpeg's microseconds.
 const WARP_TIME_BASE: &str = "AVTB";
+/// How far (in frames) the frames are moved later while the video is cut into spans: a span
+/// boundary is a frame's time on the analysis timeline (a cut's first frame), computed as
+/// the frame's own timestamp is but rounded apart from it by a microsecond or so. Moved by
+/// a little more than half a frame, each frame lies inside its span.
+const WARP_LEAD_FRAMES: f64 = 0.6;
 
 /// Retimes each warp's span of the input by its rate, then joins them at `fps`.
 ///
-/// Warp times are on the analysis timeline, whose zero is the first frame: the spans are cut
-/// after `setpts=PTS-STARTPTS`, as a decoded AVI with B-frames starts a frame late (its
-/// first picture comes out with the timestamp 1). Each span is retimed in microseconds
+/// The spans are cut from the frames the analysis saw, made the same way (`fps=R:start_time=0`,
+/// as [`crate::source::FileSource`] decodes: frame k at k / fps from the file's time zero),
+/// so a warp's times name frames exactly, at any input rate (a 60 frames/s input, whose cut
+/// can fall between two analysis frames, came out with its cut two frames early and two
+/// frames short when cut at its own frames' times). Each span keeps its frames' offsets from
+/// its start. Frames are timed in microseconds
 /// ([`WARP_TIME_BASE`]): in the input's own time base, one tick per frame in an AVI, the
-/// divided timestamps round back onto the frame grid, frames collide or leave gaps, and a
+/// divided timestamps rounded back onto the frame grid, frames collided or left gaps, and a
 /// 9 s AVI came out 3 frames short with its cuts off the downbeats.
 fn warp_graph(warps: &[Warp], fps: f64) -> String {
-    let mut graph = String::new();
+    let lead = WARP_LEAD_FRAMES / fps;
+    let n = warps.len();
+    let mut graph = format!(
+        "[0:v:0]fps={fps:.6}:start_time=0,settb={WARP_TIME_BASE},setpts=PTS+{lead:.6}/TB,split={n}"
+    );
+    for k in 0..n {
+        graph.push_str(&format!("[s{k}]"));
+    }
+    graph.push(';');
     for (k, w) in warps.iter().enumerate() {
         graph.push_str(&format!(
-            "[0:v:0]setpts=PTS-STARTPTS,trim=start={:.6}:end={:.6},\
-             settb={WARP_TIME_BASE},setpts=(PTS-STARTPTS)/{:.9}[v{k}];",
-            w.input_start, w.input_end, w.rate
+            "[s{k}]trim=start={:.6}:end={:.6},setpts=(PTS-{:.6}/TB)/{:.9}[v{k}];",
+            w.input_start,
+            w.input_end,
+            w.input_start + lead,
+            w.rate
         ));
     }
-    for k in 0..warps.len() {
+    for k in 0..n {
         graph.push_str(&format!("[v{k}]"));
     }
-    graph.push_str(&format!(
-        "concat=n={}:v=1:a=0,fps={:.6}[v]",
-        warps.len(),
-        fps
-    ));
+    graph.push_str(&format!("concat=n={n}:v=1:a=0,fps={fps:.6}[v]"));
     graph
 }
 
@@ -783,24 +797,62 @@ mod tests {
 
     /// A short piece is encoded and muxed by one process.
     /// An AVI's time base is one tick per frame and, with B-frames, its first decoded
-    /// picture is stamped a frame late. Warped, its cut still lands where the warps put it
-    /// and the video is as long as the music, each within half a frame.
+    /// picture is stamped a frame late; at 24000/1001 frames/s the analysis rate, 23.976,
+    /// puts a cut's frame a hair after its stamp. Warped, the cut still lands where the
+    /// warps put it and the video is as long as the music, each within half a frame.
     #[test]
     fn a_warped_avi_keeps_its_cut_and_length() {
+        for (rate, analysis_rate) in [("30", 30.0), ("24000/1001", 23.976)] {
+            warped_avi_keeps_its_cut_and_length(rate, analysis_rate);
+        }
+    }
+
+    /// Mean luma of each frame of a 64x48 video, as ffmpeg decodes it at a constant rate.
+    fn frame_means(video: &Path) -> Vec<f64> {
+        let gray = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(video)
+            .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+            .output()
+            .unwrap();
+        assert!(gray.status.success());
+        gray.stdout
+            .chunks(64 * 48)
+            .map(|f| f.iter().map(|&p| f64::from(p)).sum::<f64>() / f.len() as f64)
+            .collect()
+    }
+
+    fn warped_avi_keeps_its_cut_and_length(rate: &str, expected_fps: f64) {
+        use crate::source::{AnalysisSize, FileSource, Source};
         let dir = tempfile::tempdir().unwrap();
         let video = dir.path().join("cut.avi");
-        // 2 s of red, then 2 s of blue, at 30 frames/s, MPEG-4 Part 2 with B-frames.
+        // 60 frames of red, then 60 of blue, MPEG-4 Part 2 with B-frames.
         let made = Command::new("ffmpeg")
             .args(["-v", "error", "-f", "lavfi", "-i"])
-            .arg(
-                "color=red:s=64x48:r=30:d=2[a];color=blue:s=64x48:r=30:d=2[b];\
-                 [a][b]concat=n=2:v=1:a=0",
-            )
+            .arg(format!(
+                "color=red:s=64x48:r={rate}[a];color=blue:s=64x48:r={rate}[b];\
+                 [a]trim=end_frame=60[a2];[b]trim=end_frame=60[b2];[a2][b2]concat=n=2:v=1:a=0"
+            ))
             .args(["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"])
             .arg(&video)
             .status()
             .unwrap();
         assert!(made.success());
+        // The cut and the end on the analysis timeline, where the warps come from (the
+        // B-frame delay stamps the first picture a frame in: the cut is at 61 frames).
+        let mut source = FileSource::open(&video, AnalysisSize::default()).unwrap();
+        let fps = source.info().fps;
+        assert!(
+            (fps - expected_fps).abs() < 1e-3,
+            "{rate}: analysed at {fps}"
+        );
+        let mut input = Vec::new();
+        while let Some(f) = source.next_frame().unwrap() {
+            input.push(f.gray.iter().map(|&p| f64::from(p)).sum::<f64>() / f.gray.len() as f64);
+        }
+        let cut_frame = input.iter().position(|&m| m < 61.0).unwrap();
+        assert_eq!(cut_frame, 61, "{rate}: the cut on the analysis timeline");
+        let (cut_in, end_in) = (cut_frame as f64 / fps, input.len() as f64 / fps);
         let warp = |input_start: f64, input_end: f64, output_start: f64, rate: f64| Warp {
             input_start,
             input_end,
@@ -808,44 +860,33 @@ mod tests {
             output_end: output_start + (input_end - input_start) / rate,
             rate,
         };
-        let first = warp(0.0, 2.0, 0.0, 1.0775);
-        let second = warp(2.0, 4.0, first.output_end, 0.9225);
+        let first = warp(0.0, cut_in, 0.0, 1.0775);
+        let second = warp(cut_in, end_in, first.output_end, 0.9225);
         let (cut, seconds) = (first.output_end, second.output_end);
         let out = dir.path().join("scored.mp4");
         let muxer = Muxer::start(
             &video,
             &out,
             Some(&[first, second]),
-            30.0,
+            fps,
             seconds,
             Some("mpeg4"),
         )
         .unwrap();
         muxer.finish(&music(seconds)).unwrap();
-        let gray = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&out)
-            .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
-            .output()
-            .unwrap();
-        assert!(gray.status.success());
-        let means: Vec<f64> = gray
-            .stdout
-            .chunks(64 * 48)
-            .map(|f| f.iter().map(|&p| f64::from(p)).sum::<f64>() / f.len() as f64)
-            .collect();
+        let means = frame_means(&out);
         // Red is about 81 in luma, blue about 41.
         let first_blue = means.iter().position(|&m| m < 61.0).unwrap();
-        let frame = 1.0 / 30.0;
+        let frame = 1.0 / fps;
         let shown = first_blue as f64 * frame;
         assert!(
             (shown - cut).abs() <= frame / 2.0,
-            "the cut is at {shown} s, warped to {cut} s"
+            "{rate}: the cut is at {shown} s, warped to {cut} s"
         );
         let length = means.len() as f64 * frame;
         assert!(
             (length - seconds).abs() <= frame / 2.0,
-            "{} frames ({length} s) for {seconds} s of music",
+            "{rate}: {} frames ({length} s) for {seconds} s of music",
             means.len()
         );
     }

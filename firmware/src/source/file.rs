@@ -380,7 +380,8 @@ impl FileSource {
         let threads = (cores.saturating_sub(1) / if split.is_some() { 2 } else { 1 }).max(1);
         let spec = DecodeSpec {
             path: p.clone(),
-            filter: format!("fps={fps},scale={aw}:{ah}:flags=area,format=gray"),
+            fps_filter: format!("fps={fps}"),
+            filter: format!("scale={aw}:{ah}:flags=area,format=gray"),
             skip_deblock: info.width >= aw * SKIP_DEBLOCK_MIN_SCALE,
             threads,
             frame: (aw, ah),
@@ -472,6 +473,9 @@ impl FileSource {
 /// How the decoders of one file run ffmpeg.
 struct DecodeSpec {
     path: PathBuf,
+    /// The `fps` filter making the frames regular at the analysis rate.
+    fps_filter: String,
+    /// The rest of the filter chain (size and pixel format).
     filter: String,
     skip_deblock: bool,
     threads: usize,
@@ -511,6 +515,18 @@ impl Decoder {
                 });
             }
         }
+        // The analysis timeline is the file's: frame k is at k / fps from the file's time
+        // zero. A video that starts later (an AVI with B-frames stamps its first picture a
+        // frame in) starts with copies of its first picture (`start_time=0`), as ffmpeg's
+        // own constant-rate output did only for some such files (one with an audio stream,
+        // not one without); a warp cuts the video at these times (score::mux::warp_graph),
+        // and a copied video keeps its own. The second decoder's timestamps start at its
+        // seek, where no padding belongs.
+        let filter = if start == 0 {
+            format!("{}:start_time=0,{}", spec.fps_filter, spec.filter)
+        } else {
+            format!("{},{}", spec.fps_filter, spec.filter)
+        };
         // Frames as coded, not turned upright by a rotation the container asks for: motion
         // and change do not depend on the picture's orientation, and the analysis size is
         // the coded frame's (a portrait phone video, coded landscape, was squeezed into it).
@@ -521,18 +537,8 @@ impl Decoder {
             .arg("-i")
             .arg(&p)
             .args([
-                "-map",
-                "0:v:0",
-                "-an",
-                "-sn",
-                "-dn",
-                "-vf",
-                &spec.filter,
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "gray",
-                "-",
+                "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-f", "rawvideo", "-pix_fmt",
+                "gray", "-",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
