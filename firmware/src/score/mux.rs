@@ -194,14 +194,17 @@ impl Muxer {
                 out: out.to_path_buf(),
             });
         }
-        let copy_video: &[&str] = if codec == Some("hevc") {
-            &["-c:v", "copy", "-tag:v", HEVC_TAG]
-        } else {
-            &["-c:v", "copy"]
+        let copy_video: &[&str] = match codec {
+            Some("hevc") => &["-c:v", "copy", "-tag:v", HEVC_TAG],
+            Some(MPEG4) => &["-c:v", "copy", "-bsf:v", MPEG4_UNPACK],
+            _ => &["-c:v", "copy"],
         };
         let job = match warps {
             None if seconds < SPLIT_ENCODE_MIN_SECONDS => {
-                let mut cmd = ffmpeg(video);
+                let mut cmd = Command::new("ffmpeg");
+                cmd.args(["-v", "error", "-nostdin", "-y"]);
+                copied_input(&mut cmd, video, codec);
+                pcm_input(&mut cmd);
                 cmd.args(["-map", "0:v:0", "-map", "1:a:0"])
                     .args(copy_video);
                 common_tail(&mut cmd, out);
@@ -209,8 +212,9 @@ impl Muxer {
             }
             None => {
                 let mut mux = Command::new("ffmpeg");
-                mux.args(["-v", "error", "-nostdin", "-y", "-i"])
-                    .arg(video)
+                mux.args(["-v", "error", "-nostdin", "-y"]);
+                copied_input(&mut mux, video, codec);
+                mux
                     // The spliced ADTS stream carries the encoder's priming frame; starting
                     // it that much early gives scored.mp4 the edit list a direct encode has.
                     .args([
@@ -468,6 +472,28 @@ fn warp_graph(warps: &[Warp], fps: f64) -> String {
     }
     graph.push_str(&format!("concat=n={n}:v=1:a=0,fps={fps:.6}[v]"));
     graph
+}
+
+/// ffmpeg's name for MPEG-4 Part 2 video (DivX 4/5, Xvid).
+const MPEG4: &str = "mpeg4";
+/// The bitstream filter that turns "packed" B-frames (DivX's way of storing a B-frame and
+/// the frame after it in one AVI chunk) into one frame per packet, as mp4 needs.
+const MPEG4_UNPACK: &str = "mpeg4_unpack_bframes";
+
+/// The video as the input whose stream is copied. An AVI stores no presentation times: an
+/// MPEG-4 Part 2 stream with B-frames, copied as it is, got its decoding times as
+/// presentation times, so its frames came out of scored.mp4 out of order (0, 83, 125, 42 ms,
+/// …) and a frame early against the music. `-fflags +genpts` has ffmpeg work them out from
+/// the stream, as its decoder does for the analysis (the first picture a frame in), and
+/// [`MPEG4_UNPACK`] stores one frame per packet. A DivX 5 AVI with "packed" B-frames (one
+/// chunk holding a P- and a B-frame) defeats the first, whose parser sees the pair as one
+/// frame: its B-frames keep their stored times, as they did before (`Megamind.avi`: 88 of
+/// 270 frames shown out of order either way).
+fn copied_input(c: &mut Command, video: &Path, codec: Option<&str>) {
+    if codec == Some(MPEG4) {
+        c.args(["-fflags", "+genpts"]);
+    }
+    c.arg("-i").arg(video);
 }
 
 /// ffmpeg with two inputs: the video, and the music as raw 16-bit little-endian stereo on
@@ -889,6 +915,58 @@ mod tests {
             "{rate}: {} frames ({length} s) for {seconds} s of music",
             means.len()
         );
+    }
+
+    /// An MPEG-4 Part 2 AVI with B-frames, copied (by the one process of a short piece and
+    /// by the muxer of a long one): its frames keep their order, and the first picture its
+    /// place a frame in, as on the analysis timeline.
+    #[test]
+    fn a_copied_avi_with_b_frames_keeps_its_frame_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("bf.avi");
+        let made = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=160x120:r=25:d=16",
+            ])
+            .args(["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"])
+            .arg(&video)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for seconds in [8.0, 16.0] {
+            let out = dir.path().join(format!("s{seconds}.mp4"));
+            let muxer = Muxer::start(&video, &out, None, 25.0, seconds, Some("mpeg4")).unwrap();
+            muxer.finish(&music(seconds)).unwrap();
+            let o = Command::new("ffprobe")
+                .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+                .args(["frame=pts_time", "-of", "csv=p=0"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            let times: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            assert!(
+                times.len() >= (seconds * 25.0) as usize - 1,
+                "{seconds}: {times:?}"
+            );
+            assert!(
+                times.windows(2).all(|w| w[1] > w[0]),
+                "{seconds} s: frames out of order: {:?}",
+                &times[..8]
+            );
+            assert!(
+                (times[0] - 0.04).abs() < 0.005,
+                "{seconds} s: first at {}",
+                times[0]
+            );
+        }
     }
 
     #[test]
