@@ -289,9 +289,10 @@ impl Extractor {
     ///
     /// A frame that repeats the previous picture exactly (the duplicates a frame-rate
     /// conversion inserts: 24 frames/s content at 30 or 60, a variable-rate phone video or a
-    /// stream with dropped frames made regular) is not a new picture: it takes the features
-    /// of the picture it repeats, and the next picture is compared with that one over both
-    /// intervals. Counted as a pair that did not move, every fifth frame of 24 frames/s
+    /// stream with dropped frames made regular) is not a new picture: the next picture is
+    /// compared with the one it repeats, over both intervals, and the repeat shares that
+    /// pair's motion (see [`Extractor::emit`]); its features come out in frame order, with the
+    /// usual latency counted in pictures. Counted as a pair that did not move, every fifth frame of 24 frames/s
     /// content at 30 read as motion stopping and starting again, and the cut and transition
     /// detectors, which compare a frame's change with its neighbours', saw the changes of a
     /// dissolve stand out against those still pairs as cuts.
