@@ -671,6 +671,17 @@ mod tests {
         out
     }
 
+    /// Writes `path` from ffmpeg's lavfi `source`, encoded with `codec` (ffmpeg arguments).
+    fn lavfi_video(path: &Path, source: &str, codec: &[&str]) {
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i", source])
+            .args(codec)
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "ffmpeg could not write {}", path.display());
+    }
+
     /// A long piece is encoded in two halves spliced on an AAC frame: scored.mp4's audio is
     /// the music, sample-aligned and as long (plus at most the codec's last partial frame),
     /// and no worse at the splice than overall.
@@ -729,27 +740,18 @@ mod tests {
     fn copied_hevc_is_tagged_for_apple_players() {
         let dir = tempfile::tempdir().unwrap();
         let video = dir.path().join("obs.mkv");
-        let made = Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=s=320x180:r=25:d=1",
-            ])
-            .args([
+        lavfi_video(
+            &video,
+            "testsrc2=s=320x180:r=25:d=1",
+            &[
                 "-c:v",
                 "libx265",
                 "-preset",
                 "ultrafast",
                 "-x265-params",
                 "log-level=none",
-            ])
-            .arg(&video)
-            .status()
-            .unwrap();
-        assert!(made.success());
+            ],
+        );
         let out = dir.path().join("scored.mp4");
         let muxer = Muxer::start(&video, &out, None, 25.0, 1.0, Some("hevc")).unwrap();
         muxer.finish(&music(1.0)).unwrap();
@@ -770,14 +772,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let video = dir.path().join("gaps.avi");
         // 3 s at 10 frames/s, of which 13 are in the file: 4 of every 10, and the last
-        let made = Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i"])
-            .arg("testsrc2=s=160x120:r=10:d=3,select='lt(mod(n\\,10)\\,4)+eq(n\\,29)'")
-            .args(["-fps_mode", "vfr", "-c:v", "msmpeg4", "-q:v", "5"])
-            .arg(&video)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        lavfi_video(
+            &video,
+            "testsrc2=s=160x120:r=10:d=3,select='lt(mod(n\\,10)\\,4)+eq(n\\,29)'",
+            &["-fps_mode", "vfr", "-c:v", "msmpeg4", "-q:v", "5"],
+        );
         assert!(mp4_carries(Some("h264")) && mp4_carries(None));
         assert!(!mp4_carries(Some("msmpeg4v3")) && !mp4_carries(Some("cinepak")));
         let probe = |path: &Path, sel: &str, entries: &str| {
@@ -853,17 +852,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let video = dir.path().join("cut.avi");
         // 60 frames of red, then 60 of blue, MPEG-4 Part 2 with B-frames.
-        let made = Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i"])
-            .arg(format!(
+        lavfi_video(
+            &video,
+            &format!(
                 "color=red:s=64x48:r={rate}[a];color=blue:s=64x48:r={rate}[b];\
                  [a]trim=end_frame=60[a2];[b]trim=end_frame=60[b2];[a2][b2]concat=n=2:v=1:a=0"
-            ))
-            .args(["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"])
-            .arg(&video)
-            .status()
-            .unwrap();
-        assert!(made.success());
+            ),
+            &["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"],
+        );
         // The cut and the end on the analysis timeline, where the warps come from (the
         // B-frame delay stamps the first picture a frame in: the cut is at 61 frames).
         let mut source = FileSource::open(&video, AnalysisSize::default()).unwrap();
@@ -924,20 +920,11 @@ mod tests {
     fn a_copied_avi_with_b_frames_keeps_its_frame_order() {
         let dir = tempfile::tempdir().unwrap();
         let video = dir.path().join("bf.avi");
-        let made = Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=s=160x120:r=25:d=16",
-            ])
-            .args(["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"])
-            .arg(&video)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        lavfi_video(
+            &video,
+            "testsrc2=s=160x120:r=25:d=16",
+            &["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"],
+        );
         for seconds in [8.0, 16.0] {
             let out = dir.path().join(format!("s{seconds}.mp4"));
             let muxer = Muxer::start(&video, &out, None, 25.0, seconds, Some("mpeg4")).unwrap();
