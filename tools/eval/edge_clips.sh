@@ -5,7 +5,7 @@
 # checks what a user would: `score` succeeds, scored.mp4's audio is as long as its video
 # (± 1 frame of the input), the analysis is as long as the video ffprobe reports, HEVC is
 # tagged hvc1, a black clip has no transition, and a single picture is refused with a clear
-# message; then scores eight of them with --warp and checks that the warped video is as long
+# message; then scores nine of them with --warp and checks that the warped video is as long
 # as the music. Prints one line per input and exits non-zero if any check fails.
 #
 #   tools/eval/edge_clips.sh
@@ -109,10 +109,11 @@ EOF
 done
 
 # --warp on the inputs whose time stamps are least like an MP4's (AVIs: one tick per frame, a
-# B-frame delay, skipped frames; a variable rate; MPEG-TS; Matroska; WebM; 60 frames/s): the
+# B-frame delay, skipped frames; a variable rate; MPEG-TS; Matroska; WebM; 60 frames/s; odd
+# sides, which x264 cannot take as they are): the
 # warped video is as long as the music, which the warps make (± 1 frame at the output rate).
 printf '\n%-16s %-6s %-34s %s\n' "input --warp" result "video / music (s)" notes
-for f in xvid.avi divx_gaps.avi cinepak.avi vfr.mp4 mpeg2.ts hevc10.mkv vp9.webm fps60.mp4; do
+for f in xvid.avi divx_gaps.avi cinepak.avi vfr.mp4 mpeg2.ts hevc10.mkv vp9.webm fps60.mp4 odd444.mp4; do
   dir=$out/warp/$f
   if ! "$bin" score "$f" -o "$dir" --warp --quiet >"$out/$f.warp.log" 2>&1; then
     printf '%-16s %-6s %-34s %s\n' "$f" FAIL "-" "$(tail -1 "$out/$f.warp.log" | cut -c1-100)"

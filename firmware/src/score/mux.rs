@@ -429,6 +429,13 @@ fn adts_packets(bytes: &[u8], first: usize, count: usize) -> Vec<u8> {
     out
 }
 
+/// The warped picture cropped to even sides (its last column or row, if odd): x264 codes
+/// 4:2:0 only at even sizes, and a 641x361 video failed to warp ("Error while opening
+/// encoder"). Filtered, the picture reaches x264 with no conversion of ffmpeg's own, which
+/// rounds the size down the same way when it does convert (a re-encoded 161x121 FFV1 came out
+/// 160x120).
+const EVEN_SIZE: &str = "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0";
+
 /// Time base of the retimed spans of a warped video: ffmpeg's microseconds.
 const WARP_TIME_BASE: &str = "AVTB";
 /// How far (in frames) the frames are moved later while the video is cut into spans: a span
@@ -470,7 +477,7 @@ fn warp_graph(warps: &[Warp], fps: f64) -> String {
     for k in 0..n {
         graph.push_str(&format!("[v{k}]"));
     }
-    graph.push_str(&format!("concat=n={n}:v=1:a=0,fps={fps:.6}[v]"));
+    graph.push_str(&format!("concat=n={n}:v=1:a=0,fps={fps:.6},{EVEN_SIZE}[v]"));
     graph
 }
 
@@ -954,6 +961,53 @@ mod tests {
                 times[0]
             );
         }
+    }
+
+    /// A video with an odd side (here 4:4:4, as a screen recorder may write it) is warped:
+    /// x264 codes 4:2:0 only at even sizes, so its last column and row are cropped.
+    #[test]
+    fn an_odd_sized_video_is_warped() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("odd.mp4");
+        lavfi_video(
+            &video,
+            "testsrc=s=65x49:r=25:d=4",
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv444p",
+            ],
+        );
+        let warps = [
+            Warp {
+                input_start: 0.0,
+                input_end: 2.0,
+                output_start: 0.0,
+                output_end: 2.0 / 0.95,
+                rate: 0.95,
+            },
+            Warp {
+                input_start: 2.0,
+                input_end: 4.0,
+                output_start: 2.0 / 0.95,
+                output_end: 2.0 / 0.95 + 2.0,
+                rate: 1.0,
+            },
+        ];
+        let seconds = warps[1].output_end;
+        let out = dir.path().join("scored.mp4");
+        let muxer = Muxer::start(&video, &out, Some(&warps), 25.0, seconds, Some("h264")).unwrap();
+        muxer.finish(&music(seconds)).unwrap();
+        let o = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .args(["stream=width,height", "-of", "csv=p=0"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "64,48");
     }
 
     #[test]
