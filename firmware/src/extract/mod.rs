@@ -187,6 +187,8 @@ pub struct Extractor {
     last_cut_emitted: bool,
     /// Mean luma of the previous frame (for [`FeatureFrame::light`]); `None` after a reset.
     prev_luma_mean: Option<f32>,
+    /// Whether repeated pictures are recognised (offline only, see [`Extractor::push`]).
+    collapse_repeats: bool,
     /// The previous picture as the model saw it (to recognise a frame that repeats it).
     prev_gray: Vec<u8>,
     /// Features decided and not yet returned, in frame order (a picture's, then its repeats').
@@ -222,6 +224,7 @@ impl Extractor {
             history: None,
             last_cut_emitted: false,
             prev_luma_mean: None,
+            collapse_repeats: false,
             prev_gray: Vec::new(),
             ready: VecDeque::new(),
         }
@@ -230,6 +233,13 @@ impl Extractor {
     /// Keeps a compact per-frame history for the offline passes (gradual transitions).
     fn keep_history(&mut self) {
         self.history = Some(Vec::new());
+    }
+
+    /// Recognises repeated pictures (see [`Extractor::push`]). Offline only: a live source's
+    /// run of repeats (a capture card showing a still slide) would hold back the decision on
+    /// the cut before it by up to [`MAX_REPEATS`] + 1 frames per picture of look-ahead.
+    fn collapse_repeats(&mut self) {
+        self.collapse_repeats = true;
     }
 
     /// The size the model sees frames of `w` x `h` at (analysis-sized frames are only
@@ -287,18 +297,20 @@ impl Extractor {
     /// Adds one frame; returns the features of an earlier frame once its look-ahead is
     /// complete (`None` while the pipeline fills).
     ///
-    /// A frame that repeats the previous picture exactly (the duplicates a frame-rate
-    /// conversion inserts: 24 frames/s content at 30 or 60, a variable-rate phone video or a
-    /// stream with dropped frames made regular) is not a new picture: the next picture is
-    /// compared with the one it repeats, over both intervals, and the repeat shares that
-    /// pair's motion (see [`Extractor::emit`]); its features come out in frame order, with the
-    /// usual latency counted in pictures. Counted as a pair that did not move, every fifth frame of 24 frames/s
-    /// content at 30 read as motion stopping and starting again, and the cut and transition
-    /// detectors, which compare a frame's change with its neighbours', saw the changes of a
-    /// dissolve stand out against those still pairs as cuts.
+    /// Offline ([`analyze_file`]), a frame that repeats the previous picture exactly (the
+    /// duplicates a frame-rate conversion inserts: 24 frames/s content at 30 or 60, a
+    /// variable-rate phone video or a stream with dropped frames made regular) is not a new
+    /// picture: the next picture is compared with the one it repeats, over both intervals,
+    /// and the repeat shares that pair's motion (see [`Extractor::emit`]); its features come
+    /// out in frame order, with the usual latency counted in pictures. Counted as a pair that
+    /// did not move, every fifth frame of 24 frames/s content at 30 read as motion stopping
+    /// and starting again, and the cut and transition detectors, which compare a frame's
+    /// change with its neighbours', saw the changes of a dissolve stand out against those
+    /// still pairs as cuts.
     pub fn push(&mut self, frame: &Frame) -> Result<Option<FeatureFrame>, ExtractError> {
         let (w, h, gray) = Self::prepare(frame)?;
-        let repeat = matches!(self.prev, Some((pw, ph, pt)) if (pw, ph) == (w, h) && frame.pts > pt)
+        let repeat = self.collapse_repeats
+            && matches!(self.prev, Some((pw, ph, pt)) if (pw, ph) == (w, h) && frame.pts > pt)
             && *gray == self.prev_gray[..];
         if let Some(last) = self
             .recs
@@ -347,8 +359,10 @@ impl Extractor {
             },
         };
         self.prev = Some((w, h, frame.pts));
-        self.prev_gray.clear();
-        self.prev_gray.extend_from_slice(&gray);
+        if self.collapse_repeats {
+            self.prev_gray.clear();
+            self.prev_gray.extend_from_slice(&gray);
+        }
         self.recs.push_back(rec);
         self.fill_probabilities(false);
         self.emit(false);
@@ -572,6 +586,7 @@ pub fn analyze_file_with_stats(
     let (fw, fh) = AnalysisSize::default().frame_size(info.width, info.height);
     let mut extractor = Extractor::load_for(model_path, fw, fh)?;
     extractor.keep_history();
+    extractor.collapse_repeats();
     let mut frames = Vec::new();
     while let Some(frame) = source.next_frame()? {
         let t = frame.pts;
