@@ -444,17 +444,18 @@ const WARP_TIME_BASE: &str = "AVTB";
 /// a little more than half a frame, each frame lies inside its span.
 const WARP_LEAD_FRAMES: f64 = 0.6;
 
-/// Retimes each warp's span of the input by its rate, then joins them at `fps`.
+/// Retimes each warp's span of the input by its rate, then joins them at `fps`, cropped to
+/// even sides ([`EVEN_SIZE`]).
 ///
 /// The spans are cut from the frames the analysis saw, made the same way (`fps=R:start_time=0`,
 /// as [`crate::source::FileSource`] decodes: frame k at k / fps from the file's time zero),
 /// so a warp's times name frames exactly, at any input rate (a 60 frames/s input, whose cut
 /// can fall between two analysis frames, came out with its cut two frames early and two
 /// frames short when cut at its own frames' times). Each span keeps its frames' offsets from
-/// its start. Frames are timed in microseconds
-/// ([`WARP_TIME_BASE`]): in the input's own time base, one tick per frame in an AVI, the
-/// divided timestamps rounded back onto the frame grid, frames collided or left gaps, and a
-/// 9 s AVI came out 3 frames short with its cuts off the downbeats.
+/// its start. Frames are timed in microseconds ([`WARP_TIME_BASE`]): in the input's own time
+/// base, one tick per frame in an AVI, the divided timestamps rounded back onto the frame
+/// grid, frames collided or left gaps, and a 9 s AVI came out 3 frames short with its cuts
+/// off the downbeats.
 fn warp_graph(warps: &[Warp], fps: f64) -> String {
     let lead = WARP_LEAD_FRAMES / fps;
     let n = warps.len();
