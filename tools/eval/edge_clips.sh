@@ -54,6 +54,10 @@ ff -ss 5 -t 8 -i "$src" -vf "scale=640:360,fps=15,mpdecimate=hi=64*80:lo=64*40:f
 ff -ss 5 -t 8 -i "$src" -vf scale=320:180 -c:v cinepak -an cinepak.avi
 # MPEG-4 Part 2 with B-frames in an AVI (an Xvid rip; its first picture decodes a frame late)
 ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v mpeg4 -bf 2 -q:v 4 -vtag XVID -an xvid.avi
+# a video that starts after its audio, in codecs mp4 cannot carry (re-encoded): WMV (46 ms
+# in) and FLV (25 ms in), neither storing frame lengths
+ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v wmv2 -q:v 4 -c:a wmav2 wmv.wmv
+ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v flv1 -q:v 4 -c:a mp3 -ar 44100 flv.flv
 cp cover.png picture.png
 
 fail=0

@@ -50,12 +50,25 @@ pub fn mp4_carries(codec: Option<&str>) -> bool {
 /// codec scored.mp4 cannot carry. It starts when the analysis reads its first frame and runs
 /// beside the analysis and the music at a lower priority (an 80 s DivX AVI needs about 4 s
 /// of CPU in x264), instead of after the music, and after a failed attempt to copy.
+///
+/// The video is made regular at its own rate on the file's timeline ([`TRANSCODE_FILTER`]),
+/// as the analysis decodes it: a video that starts after the file (a WMV or FLV whose
+/// audio comes first: 46 ms in) keeps that start, filled with its first picture, instead of
+/// being moved to the start of scored.mp4 a frame ahead of its music (the video-only file
+/// starts with its video, and ffmpeg takes a file's start as zero), and its last frame keeps
+/// its length (ASF and FLV store none: it came out 0.7 ms long, the video 2 frames shorter
+/// than the music).
 pub struct Transcode {
     /// Taken by [`Transcode::wait`]; a transcode dropped unfinished is killed.
     child: Option<Child>,
     video: PathBuf,
     log: PathBuf,
 }
+
+/// A re-encoded video's frames: at the rate ffmpeg takes for the video (its frame rate, or
+/// its average rate where that is far lower, as for a variable-rate phone video stamped in
+/// 1/1000 s), from the file's time zero, a gap filled with the frame before it.
+const TRANSCODE_FILTER: &str = "fps=source_fps:start_time=0";
 
 impl Transcode {
     /// Starts re-encoding `input`'s first video stream into `video` (ffmpeg's messages go to
@@ -68,7 +81,8 @@ impl Transcode {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-v", "error", "-nostdin", "-y", "-i"])
             .arg(input)
-            .args(["-map", "0:v:0", "-an", "-sn", "-dn"]);
+            .args(["-map", "0:v:0", "-an", "-sn", "-dn"])
+            .args(["-vf", TRANSCODE_FILTER]);
         x264(&mut cmd);
         keep_frame_times(&mut cmd);
         cmd.args(["-map_metadata", "-1", "-fflags", "+bitexact"])
@@ -774,7 +788,7 @@ mod tests {
 
     /// A codec mp4 cannot carry (DivX 3 in an AVI that skips repeated frames, as OpenCV's
     /// sample videos do) is re-encoded to H.264 before the music is muxed, with its frames at
-    /// their own times: scored.mp4's video is as long as the input's, not padded with copies.
+    /// their own times: scored.mp4's video is as long as the input's.
     #[test]
     fn a_codec_mp4_cannot_carry_is_re_encoded_with_its_frame_times() {
         let dir = tempfile::tempdir().unwrap();
@@ -825,6 +839,94 @@ mod tests {
         assert!(
             (seconds - input_seconds).abs() <= 0.1 + 1e-6,
             "video {seconds} s, input {input_seconds} s"
+        );
+    }
+
+    /// A WMV whose video starts 46 ms after its audio (as ffmpeg's ASF muxer writes one):
+    /// re-encoded, its video stays on the file's timeline, as the analysis and the music
+    /// have it: scored.mp4's video starts at 0 with the first picture and is as long as the
+    /// music. Before, the video-only file started with the video and was muxed a frame
+    /// early, and its last frame (ASF stores no frame lengths) was 0.7 ms long: the video
+    /// was 2 frames shorter than the music.
+    #[test]
+    fn a_video_that_starts_after_its_audio_keeps_its_place_when_re_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("late.wmv");
+        lavfi_video(
+            &video,
+            "testsrc2=s=160x120:r=24:d=3",
+            &[
+                "-f", "lavfi", "-i", "sine=d=3", "-c:v", "wmv2", "-c:a", "wmav2",
+            ],
+        );
+        let probe = |path: &Path, sel: &str, entries: &str| {
+            let o = Command::new("ffprobe")
+                .args(["-v", "error", "-select_streams", sel])
+                .args(["-show_entries", entries, "-of", "csv=p=0"])
+                .arg(path)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        let start: f64 = probe(&video, "v:0", "stream=start_time").parse().unwrap();
+        assert!(start > 0.02, "the WMV's video starts at {start} s");
+        // the analysis' length: the video's end on the file's timeline
+        let seconds: f64 = probe(&video, "v:0", "stream=duration").parse().unwrap();
+        let transcode =
+            Transcode::start(&video, &dir.path().join("v.mp4"), &dir.path().join("v.log")).unwrap();
+        let out = dir.path().join("scored.mp4");
+        let muxer = Muxer::start_with(
+            &video,
+            &out,
+            None,
+            24.0,
+            seconds,
+            Some("wmv2"),
+            Some(transcode),
+        )
+        .unwrap();
+        muxer.finish(&music(seconds)).unwrap();
+        let v = probe(&out, "v:0", "stream=start_time,duration");
+        let (v_start, v_seconds) = v.split_once(',').unwrap();
+        let (v_start, v_seconds): (f64, f64) =
+            (v_start.parse().unwrap(), v_seconds.parse().unwrap());
+        let a_seconds: f64 = probe(&out, "a:0", "stream=duration").parse().unwrap();
+        let frame = 1.0 / 24.0;
+        assert!(v_start.abs() < 1e-3, "video starts at {v_start} s");
+        assert!(
+            (v_start + v_seconds - a_seconds).abs() <= frame / 2.0,
+            "video ends at {} s, music at {a_seconds} s",
+            v_start + v_seconds
+        );
+        // the first picture is the input's first (testsrc2's frame 0), not a later one
+        let first = |path: &Path, at: &str| {
+            Command::new("ffmpeg")
+                .args(["-v", "error", "-i"])
+                .arg(path)
+                .args([
+                    "-map",
+                    "0:v:0",
+                    "-vf",
+                    &format!("select=eq(n\\,{at}),scale=16:12"),
+                    "-frames:v",
+                    "1",
+                ])
+                .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+                .output()
+                .unwrap()
+                .stdout
+        };
+        let (a, b) = (first(&video, "0"), first(&out, "1"));
+        assert_eq!(a.len(), 192);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| x.abs_diff(*y) as u32)
+            .sum::<u32>()
+            / 192;
+        assert!(
+            diff <= 3,
+            "scored.mp4's second frame is not the input's first ({diff})"
         );
     }
 
