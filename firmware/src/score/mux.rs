@@ -299,8 +299,16 @@ impl Muxer {
             Ok(()) => return Ok(()),
             Err(e) => tracing::info!("{e}; muxing again with the video re-encoded"),
         }
+        // As a Transcode makes it: regular at its own rate on the file's timeline.
         let mut cmd = ffmpeg(&self.video);
-        cmd.args(["-map", "0:v:0", "-map", "1:a:0"]);
+        cmd.args([
+            "-map",
+            "0:v:0",
+            "-map",
+            "1:a:0",
+            "-filter:v",
+            TRANSCODE_FILTER,
+        ]);
         x264(&mut cmd);
         keep_frame_times(&mut cmd);
         common_tail(&mut cmd, &self.out);
