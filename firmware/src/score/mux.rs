@@ -712,6 +712,36 @@ mod tests {
         assert!(made.success(), "ffmpeg could not write {}", path.display());
     }
 
+    /// ffprobe's `entries` of the `sel` streams of `path`, as comma-separated values.
+    fn probe(path: &Path, sel: &str, entries: &str) -> String {
+        let o = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", sel])
+            .args(["-show_entries", entries, "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// `video` (coded with `codec`) re-encoded by a [`Transcode`] and muxed with `seconds`
+    /// of music into `dir`/scored.mp4, as `score` does for a codec mp4 cannot carry.
+    fn re_encoded(dir: &Path, video: &Path, fps: f64, seconds: f64, codec: &str) -> PathBuf {
+        let transcode = Transcode::start(video, &dir.join("v.mp4"), &dir.join("v.log")).unwrap();
+        let out = dir.join("scored.mp4");
+        let muxer = Muxer::start_with(
+            video,
+            &out,
+            None,
+            fps,
+            seconds,
+            Some(codec),
+            Some(transcode),
+        )
+        .unwrap();
+        muxer.finish(&music(seconds)).unwrap();
+        out
+    }
+
     /// A long piece is encoded in two halves spliced on an AAC frame: scored.mp4's audio is
     /// the music, sample-aligned and as long (plus at most the codec's last partial frame),
     /// and no worse at the splice than overall.
@@ -785,13 +815,10 @@ mod tests {
         let out = dir.path().join("scored.mp4");
         let muxer = Muxer::start(&video, &out, None, 25.0, 1.0, Some("hevc")).unwrap();
         muxer.finish(&music(1.0)).unwrap();
-        let probe = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v", "-show_entries"])
-            .args(["stream=codec_name,codec_tag_string", "-of", "csv=p=0"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "hevc,hvc1");
+        assert_eq!(
+            probe(&out, "v", "stream=codec_name,codec_tag_string"),
+            "hevc,hvc1"
+        );
     }
 
     /// A codec mp4 cannot carry (DivX 3 in an AVI that skips repeated frames, as OpenCV's
@@ -809,37 +836,8 @@ mod tests {
         );
         assert!(mp4_carries(Some("h264")) && mp4_carries(None));
         assert!(!mp4_carries(Some("msmpeg4v3")) && !mp4_carries(Some("cinepak")));
-        let probe = |path: &Path, sel: &str, entries: &str| {
-            let o = Command::new("ffprobe")
-                .args([
-                    "-v",
-                    "error",
-                    "-select_streams",
-                    sel,
-                    "-show_entries",
-                    entries,
-                ])
-                .args(["-of", "csv=p=0"])
-                .arg(path)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        };
         let input_seconds: f64 = probe(&video, "v:0", "format=duration").parse().unwrap();
-        let transcode =
-            Transcode::start(&video, &dir.path().join("v.mp4"), &dir.path().join("v.log")).unwrap();
-        let out = dir.path().join("scored.mp4");
-        let muxer = Muxer::start_with(
-            &video,
-            &out,
-            None,
-            10.0,
-            input_seconds,
-            Some("msmpeg4v3"),
-            Some(transcode),
-        )
-        .unwrap();
-        muxer.finish(&music(input_seconds)).unwrap();
+        let out = re_encoded(dir.path(), &video, 10.0, input_seconds, "msmpeg4v3");
         let v = probe(&out, "v:0", "stream=codec_name,duration");
         let (codec, seconds) = v.split_once(',').unwrap();
         assert_eq!(codec, "h264");
@@ -867,33 +865,11 @@ mod tests {
                 "-f", "lavfi", "-i", "sine=d=3", "-c:v", "wmv2", "-c:a", "wmav2",
             ],
         );
-        let probe = |path: &Path, sel: &str, entries: &str| {
-            let o = Command::new("ffprobe")
-                .args(["-v", "error", "-select_streams", sel])
-                .args(["-show_entries", entries, "-of", "csv=p=0"])
-                .arg(path)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        };
         let start: f64 = probe(&video, "v:0", "stream=start_time").parse().unwrap();
         assert!(start > 0.02, "the WMV's video starts at {start} s");
         // the analysis' length: the video's end on the file's timeline
         let seconds: f64 = probe(&video, "v:0", "stream=duration").parse().unwrap();
-        let transcode =
-            Transcode::start(&video, &dir.path().join("v.mp4"), &dir.path().join("v.log")).unwrap();
-        let out = dir.path().join("scored.mp4");
-        let muxer = Muxer::start_with(
-            &video,
-            &out,
-            None,
-            24.0,
-            seconds,
-            Some("wmv2"),
-            Some(transcode),
-        )
-        .unwrap();
-        muxer.finish(&music(seconds)).unwrap();
+        let out = re_encoded(dir.path(), &video, 24.0, seconds, "wmv2");
         let v = probe(&out, "v:0", "stream=start_time,duration");
         let (v_start, v_seconds) = v.split_once(',').unwrap();
         let (v_start, v_seconds): (f64, f64) =
@@ -1047,13 +1023,7 @@ mod tests {
             let out = dir.path().join(format!("s{seconds}.mp4"));
             let muxer = Muxer::start(&video, &out, None, 25.0, seconds, Some("mpeg4")).unwrap();
             muxer.finish(&music(seconds)).unwrap();
-            let o = Command::new("ffprobe")
-                .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-                .args(["frame=pts_time", "-of", "csv=p=0"])
-                .arg(&out)
-                .output()
-                .unwrap();
-            let times: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+            let times: Vec<f64> = probe(&out, "v:0", "frame=pts_time")
                 .lines()
                 .filter_map(|l| l.trim().parse().ok())
                 .collect();
@@ -1112,13 +1082,7 @@ mod tests {
         let out = dir.path().join("scored.mp4");
         let muxer = Muxer::start(&video, &out, Some(&warps), 25.0, seconds, Some("h264")).unwrap();
         muxer.finish(&music(seconds)).unwrap();
-        let o = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-            .args(["stream=width,height", "-of", "csv=p=0"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "64,48");
+        assert_eq!(probe(&out, "v:0", "stream=width,height"), "64,48");
     }
 
     #[test]
