@@ -58,6 +58,11 @@ ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v mpeg4 -bf 2 -q:v 4 -vtag XVID -an
 # in) and FLV (25 ms in), neither storing frame lengths
 ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v wmv2 -q:v 4 -c:a wmav2 wmv.wmv
 ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v flv1 -q:v 4 -c:a mp3 -ar 44100 flv.flv
+# more codecs: AV1 in MP4 (copied); VP8 WebM, Theora Ogg and H.263 3GP (re-encoded)
+ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v libaom-av1 -cpu-used 8 -row-mt 1 -b:v 500k -an av1.mp4
+ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v libvpx -b:v 1M -deadline realtime -cpu-used 8 -c:a libvorbis vp8.webm
+ff -ss 5 -t 8 -i "$src" -vf scale=640:360 -c:v libtheora -q:v 6 -c:a libvorbis theora.ogv
+ff -ss 5 -t 8 -i "$src" -vf scale=352:288 -c:v h263 -q:v 4 -c:a aac -ar 8000 -ac 1 h263.3gp
 cp cover.png picture.png
 
 fail=0
