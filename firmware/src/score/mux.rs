@@ -65,10 +65,19 @@ pub struct Transcode {
     log: PathBuf,
 }
 
+/// ffmpeg's crop to even sides, for [`EVEN_SIZE`] and [`TRANSCODE_FILTER`].
+macro_rules! even_size {
+    () => {
+        "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0"
+    };
+}
+
 /// A re-encoded video's frames: at the rate ffmpeg takes for the video (its frame rate, or
 /// its average rate where that is far lower, as for a variable-rate phone video stamped in
-/// 1/1000 s), from the file's time zero, a gap filled with the frame before it.
-const TRANSCODE_FILTER: &str = "fps=source_fps:start_time=0";
+/// 1/1000 s), from the file's time zero, a gap filled with the frame before it; cropped to
+/// even sides as [`EVEN_SIZE`] (a 274x269 Theora screencast from GNOME's developer docs
+/// failed to score: "Error while opening encoder").
+const TRANSCODE_FILTER: &str = concat!("fps=source_fps:start_time=0,", even_size!());
 
 impl Transcode {
     /// Starts re-encoding `input`'s first video stream into `video` (ffmpeg's messages go to
@@ -451,12 +460,12 @@ fn adts_packets(bytes: &[u8], first: usize, count: usize) -> Vec<u8> {
     out
 }
 
-/// The warped picture cropped to even sides (its last column or row, if odd): x264 codes
-/// 4:2:0 only at even sizes, and a 641x361 video failed to warp ("Error while opening
-/// encoder"). Filtered, the picture reaches x264 with no conversion of ffmpeg's own, which
-/// rounds the size down the same way when it does convert (a re-encoded 161x121 FFV1 came out
-/// 160x120).
-const EVEN_SIZE: &str = "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0";
+/// The picture x264 gets (warped or re-encoded) cropped to even sides (its last column or
+/// row, if odd): x264 codes 4:2:0 only at even sizes, and a 641x361 video failed to warp
+/// ("Error while opening encoder"). Filtered, the picture reaches x264 with no conversion of
+/// ffmpeg's own, which rounds the size down the same way when it does convert (a re-encoded
+/// 161x121 FFV1 came out 160x120), but not when the input is 4:2:0 already.
+const EVEN_SIZE: &str = even_size!();
 
 /// Time base of the retimed spans of a warped video: ffmpeg's microseconds.
 const WARP_TIME_BASE: &str = "AVTB";
@@ -845,6 +854,27 @@ mod tests {
         assert!(
             (seconds - input_seconds).abs() <= 0.1 + 1e-6,
             "video {seconds} s, input {input_seconds} s"
+        );
+    }
+
+    /// A codec mp4 cannot carry at odd sides (a 274x269 Theora screencast, as GNOME's
+    /// developer docs ship one) is re-encoded cropped to even sides, which x264 needs for
+    /// 4:2:0: before, ffmpeg could not open the encoder and `score` failed.
+    #[test]
+    fn an_odd_sized_video_is_re_encoded_at_even_sides() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("odd.ogv");
+        lavfi_video(
+            &video,
+            // 4:4:4, as that screencast is (lavfi's own sources round odd sides down)
+            "testsrc2=s=320x240:r=15:d=2,scale=161:121,format=yuv444p",
+            &["-c:v", "libtheora", "-q:v", "5"],
+        );
+        assert_eq!(probe(&video, "v:0", "stream=width,height"), "161,121");
+        let out = re_encoded(dir.path(), &video, 15.0, 2.0, "theora");
+        assert_eq!(
+            probe(&out, "v:0", "stream=codec_name,width,height"),
+            "h264,160,120"
         );
     }
 
