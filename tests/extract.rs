@@ -501,6 +501,75 @@ fn bad_files_give_one_clear_line() {
     assert!(e.to_string().contains("nomodel.onnx"), "{e}");
 }
 
+/// A file whose audio runs 2 s past its video: the analysis (and so the music) ends with the
+/// video. Matroska states only the longest stream's length unless its statistics tags give
+/// each stream's (ffmpeg's muxer writes them); FLV states only the file's. Before, both
+/// analyses were 8 s long and scored.mp4 had 2 s of music over no picture.
+#[test]
+fn a_longer_audio_track_does_not_lengthen_the_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["long_audio.mkv", "long_audio.flv"] {
+        let f = dir.path().join(name);
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=24:d=6",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=8",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            f.to_str().unwrap(),
+        ]);
+        let a = analyze(&f);
+        println!("{name}: analysis {:.3} s", a.duration);
+        assert!(
+            (a.duration - 6.0).abs() <= 1.0 / 24.0,
+            "{name}: the analysis is {} s long, the video 6 s",
+            a.duration
+        );
+    }
+}
+
+/// A download cut off part-way: an MP4 whose index comes first (`+faststart`, as streamed
+/// files are) states 10 s, but its picture stops where the bytes do. It is refused naming
+/// the file, where it ends and what it states (before, it was scored with 10 s of music over
+/// 4 s of video).
+#[test]
+fn a_cut_off_download_is_refused_with_where_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.mp4");
+    ffmpeg(&[
+        "-i",
+        common::clip("bikes.mp4").to_str().unwrap(),
+        "-c",
+        "copy",
+        "-movflags",
+        "+faststart",
+        whole.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("part.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let e = extract::analyze_file(&cut, &model(), &mut |_| {}).unwrap_err();
+    let msg = e.to_string();
+    println!("{msg}");
+    assert!(
+        matches!(e, ExtractError::Source(SourceError::EndsEarly { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("part.mp4") && msg.contains("cut off") && !msg.contains('\n'),
+        "{msg}"
+    );
+}
+
 #[test]
 fn truncated_and_vanishing_streams_end_cleanly_or_say_so() {
     let dir = tempfile::tempdir().unwrap();

@@ -317,6 +317,27 @@ fn truncated_file_is_rejected() {
     );
 }
 
+/// A download cut off part-way whose index came first (`+faststart`): the picture stops
+/// where the bytes do, long before the length the file states.
+#[test]
+fn a_cut_off_download_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let whole = dir.path().join("whole.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(clip("bikes.mp4"))
+        .args(["-c", "copy", "-movflags", "+faststart"])
+        .arg(&whole)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let f = dir.path().join("part.mp4");
+    let bytes = fs::read(&whole).unwrap();
+    fs::write(&f, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    assert_rejected(&[&"score", &f, &"-o", &out], &out, "part.mp4", &["cut off"]);
+}
+
 #[test]
 fn unwritable_output_folder_is_named() {
     let dir = tempfile::tempdir().unwrap();

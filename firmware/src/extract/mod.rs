@@ -644,7 +644,9 @@ pub fn analyze_file_with_stats(
     let visual_beats = post::visual_beats(&times, &impact);
     let visual_tempo_bpm = post::visual_tempo(&impact, fps, visual_beats.len());
     let last = frames.last().map_or(0.0, |f| f.t);
-    let duration = info.duration.unwrap_or(last + 1.0 / fps).max(last);
+    // Read again at the end: a file source that found its frames ending before the length
+    // the file states (a longer audio track's) ends the analysis with its video.
+    let duration = source.info().duration.unwrap_or(last + 1.0 / fps).max(last);
     debug!(
         frames = frames.len(),
         transitions = transitions.len(),

@@ -5,7 +5,7 @@
 //! process, and a reader thread keeps a queue of decoded frames, so decoding overlaps
 //! extraction.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,13 @@ const FRAME_QUEUE: usize = 32;
 /// at 160x90, three minutes at 25 frames/s): it decodes the last half of the file, or its
 /// last this-many bytes of frames if that is less.
 const AHEAD_MAX_BYTES: usize = 64 << 20;
+/// How far (in frames) the frames may end before the length a file states without that
+/// length being questioned: a stated length rounds the last frame's own, and a variable-rate
+/// file's frames are put on the analysis grid.
+const END_SLACK_FRAMES: f64 = 2.0;
+/// A video that ends this much before its own stated length, after ffmpeg reported damage,
+/// is cut off (a partial download) and refused as the "truncated" bad input.
+const CUT_OFF_MIN_SECONDS: f64 = 1.0;
 /// Files shorter than this are decoded by one process (two would barely start).
 const SPLIT_MIN_SECONDS: f64 = 8.0;
 /// Files with smaller frames (half of 1280x720) are decoded by one process: there one
@@ -79,6 +86,8 @@ const SKIP_DEBLOCK_MIN_SCALE: u32 = 4;
 pub struct FileSource {
     path: PathBuf,
     info: SourceInfo,
+    /// Whose length `info.duration` is, as the file states it.
+    stated_by: StatedBy,
     main: Decoder,
     ahead: Option<Decoder>,
     /// The frame the second decoder starts at, if there is one.
@@ -97,11 +106,15 @@ struct Decoder {
     child: Arc<Mutex<Child>>,
     pid: u32,
     start: u64,
+    /// ffmpeg's last message when it ended after reporting damage.
+    damage: Option<String>,
 }
 
 enum Msg {
     Frame(Frame),
-    End(Result<(), SourceError>),
+    /// The decoder is done: `Ok(None)` a clean end, `Ok(Some(detail))` an end after ffmpeg
+    /// reported damage (its last message), the frames delivered being usable.
+    End(Result<Option<String>, SourceError>),
 }
 
 #[derive(Deserialize)]
@@ -122,6 +135,9 @@ struct ProbeStream {
     duration: Option<String>,
     nb_frames: Option<String>,
     disposition: Option<ProbeDisposition>,
+    /// Matroska's statistics tags (`DURATION`, as ffmpeg, OBS and mkvmerge write them):
+    /// a stream's own length where the container stores none but the whole file's.
+    tags: Option<HashMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +156,8 @@ struct ProbeFormat {
 /// decoders (a constant frame rate, in a container with a seek index).
 struct Probed {
     info: SourceInfo,
+    /// Where `info.duration` comes from.
+    stated_by: StatedBy,
     constant_rate: bool,
     indexed: bool,
     /// The key frames (frame numbers at the file's rate), when the container says where they
@@ -152,6 +170,65 @@ fn rate(s: &Option<String>) -> Option<f64> {
     let (n, d) = s.split_once('/').unwrap_or((s, "1"));
     let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
     (d > 0.0 && n > 0.0).then(|| n / d)
+}
+
+/// Whose length a file's stated duration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatedBy {
+    /// The video stream's own (an MP4 track, an AVI header, a stream duration or tag).
+    Video,
+    /// The whole file's: in Matroska without statistics tags, the longest stream's, which
+    /// may be an audio track running on after the video.
+    Container,
+}
+
+/// The end of the first video stream as its packets time it (the latest presentation time
+/// plus duration), by ffprobe reading the packets without decoding; `None` if it cannot.
+fn packets_end(path: &Path) -> Option<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pts, dur) = l.split_once(',')?;
+            let pts: f64 = pts.trim().parse().ok()?;
+            Some(
+                pts + dur
+                    .trim()
+                    .trim_end_matches(',')
+                    .parse::<f64>()
+                    .unwrap_or(0.0),
+            )
+        })
+        .filter(|e| e.is_finite())
+        .reduce(f64::max)
+}
+
+/// A Matroska `DURATION` tag ("01:02:03.456000000") in seconds.
+fn tag_duration(tags: &Option<HashMap<String, String>>) -> Option<f64> {
+    let v = tags.as_ref()?.iter().find_map(|(k, v)| {
+        let k = k.to_ascii_uppercase();
+        (k == "DURATION" || k.starts_with("DURATION-")).then_some(v)
+    })?;
+    let mut parts = v.trim().split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let (h, m, sec): (f64, f64, f64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
+    Some(h * 3600.0 + m * 60.0 + sec).filter(|d| d.is_finite() && *d >= 0.0)
 }
 
 fn num(s: &Option<String>) -> Option<f64> {
@@ -222,6 +299,7 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
                 duration: Some(v.duration()),
                 codec: v.codec().map(String::from),
             },
+            stated_by: StatedBy::Video,
             constant_rate: v.constant_rate,
             indexed: true,
             keyframes: v.constant_rate.then_some(v.keyframes),
@@ -239,6 +317,7 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
                 duration: Some(v.duration()),
                 codec: Some(v.codec.to_string()),
             },
+            stated_by: StatedBy::Video,
             constant_rate: true,
             indexed: false,
             keyframes: None,
@@ -296,8 +375,13 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
     let fps = rate(&v.avg_frame_rate)
         .or_else(|| rate(&v.r_frame_rate))
         .unwrap_or(0.0);
-    let duration =
-        num(&v.duration).or_else(|| probe.format.as_ref().and_then(|f| num(&f.duration)));
+    let own = num(&v.duration).or_else(|| tag_duration(&v.tags));
+    let stated_by = if own.is_some() {
+        StatedBy::Video
+    } else {
+        StatedBy::Container
+    };
+    let duration = own.or_else(|| probe.format.as_ref().and_then(|f| num(&f.duration)));
     if num(&v.nb_frames) == Some(0.0) || duration == Some(0.0) {
         return Err(SourceError::ZeroLength {
             path: path.to_path_buf(),
@@ -321,6 +405,7 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
             duration,
             codec: v.codec_name.clone(),
         },
+        stated_by,
         constant_rate,
         indexed,
         keyframes: None,
@@ -402,6 +487,7 @@ impl FileSource {
         Ok(FileSource {
             path: p,
             info,
+            stated_by: probed.stated_by,
             main,
             ahead,
             split,
@@ -429,7 +515,7 @@ impl FileSource {
     /// At the second decoder's first frame: checks its frames against the first decoder's
     /// there and keeps whichever decoder goes on (see [`FileSource`]).
     fn hand_over(&mut self) -> Result<(), SourceError> {
-        let Some(ahead) = self.ahead.take() else {
+        let Some(mut ahead) = self.ahead.take() else {
             return Ok(());
         };
         let span = SEEK_SETTLE_FRAMES + VERIFY_FRAMES;
@@ -587,7 +673,12 @@ impl Decoder {
                     let mut buf = vec![0u8; frame_len];
                     match read_full(&mut out, &mut buf) {
                         Ok(len) if len == frame_len => {
-                            let frame = Frame { pts: n as f64 / fps, width: aw, height: ah, gray: buf };
+                            let frame = Frame {
+                                pts: n as f64 / fps,
+                                width: aw,
+                                height: ah,
+                                gray: buf,
+                            };
                             n += 1;
                             if tx.send(Msg::Frame(frame)).is_err() {
                                 return; // consumer dropped the source
@@ -595,48 +686,75 @@ impl Decoder {
                         }
                         Ok(len) => break Some(len),
                         Err(e) => {
-                            let _ = tx.send(Msg::End(Err(SourceError::Io { path: rp.clone(), source: e })));
+                            let _ = tx.send(Msg::End(Err(SourceError::Io {
+                                path: rp.clone(),
+                                source: e,
+                            })));
                             return;
                         }
                     }
                 };
                 let status = reader_child.lock().expect("child lock").wait();
                 let _ = err_thread.join();
-                let detail = tail.lock().expect("stderr tail lock").iter().cloned().collect::<Vec<_>>().join(" | ");
+                let detail = tail
+                    .lock()
+                    .expect("stderr tail lock")
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" | ");
                 let ok = matches!(status, Ok(s) if s.success());
                 let partial = end.unwrap_or(0) > 0;
                 let result = if !ok || partial {
-                    let detail = if detail.is_empty() { "ffmpeg stopped".to_string() } else { last_line(&detail.replace(" | ", "\n")) };
-                    if n == 0 {
-                        Err(SourceError::Corrupt { path: rp.clone(), detail })
+                    let detail = if detail.is_empty() {
+                        "ffmpeg stopped".to_string()
                     } else {
-                        Err(SourceError::Truncated { path: rp.clone(), frames: n, detail })
+                        last_line(&detail.replace(" | ", "\n"))
+                    };
+                    if n == 0 {
+                        Err(SourceError::Corrupt {
+                            path: rp.clone(),
+                            detail,
+                        })
+                    } else {
+                        Err(SourceError::Truncated {
+                            path: rp.clone(),
+                            frames: n,
+                            detail,
+                        })
                     }
                 } else if n == start {
                     Err(SourceError::ZeroLength { path: rp.clone() })
+                } else if detail.is_empty() {
+                    Ok(None)
                 } else {
-                    if !detail.is_empty() {
-                        // Decodable with damage (a few broken packets): the frames are usable.
-                        warn!(path = %rp.display(), frames = n, "ffmpeg reported decode errors: {}", last_line(&detail.replace(" | ", "\n")));
-                    }
-                    Ok(())
+                    // Decodable with damage (a few broken packets, or a file cut off: the
+                    // source tells which by where the frames end).
+                    Ok(Some(last_line(&detail.replace(" | ", "\n"))))
                 };
                 let _ = tx.send(Msg::End(result));
             })
-            .map_err(|source| SourceError::Io { path: p.clone(), source })?;
+            .map_err(|source| SourceError::Io {
+                path: p.clone(),
+                source,
+            })?;
         Ok(Decoder {
             rx,
             child,
             pid,
             start,
+            damage: None,
         })
     }
 
     /// The next frame; `Ok(None)` at the clean end.
-    fn next(&self, path: &Path) -> Result<Option<Frame>, SourceError> {
+    fn next(&mut self, path: &Path) -> Result<Option<Frame>, SourceError> {
         match self.rx.recv() {
             Ok(Msg::Frame(f)) => Ok(Some(f)),
-            Ok(Msg::End(r)) => r.map(|()| None),
+            Ok(Msg::End(r)) => r.map(|damage| {
+                self.damage = damage;
+                None
+            }),
             Err(_) => Err(SourceError::Truncated {
                 path: path.to_path_buf(),
                 frames: self.start,
@@ -719,10 +837,58 @@ impl Source for FileSource {
                 self.delivered += 1;
                 Ok(Some(f))
             }
-            other => {
+            Ok(None) => {
                 self.done = true;
-                other
+                self.check_end().map(|()| None)
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
             }
         }
+    }
+}
+
+impl FileSource {
+    /// At the clean end: holds the frames' end (frame n at n / fps from the file's start)
+    /// against the length the file states. A video that ends more than
+    /// [`END_SLACK_FRAMES`] early either was cut off (ffmpeg reported damage, and the
+    /// video's own stated length runs on [`CUT_OFF_MIN_SECONDS`] or more past the frames:
+    /// a partial download, refused) or the stated length was not the video's (a Matroska
+    /// file's length is its longest stream's: an audio track running on after the video);
+    /// the source's duration becomes the frames' end then, so the music ends with the
+    /// video scored.mp4 carries, not with the audio it replaces.
+    fn check_end(&mut self) -> Result<(), SourceError> {
+        let damage = self.main.damage.take();
+        let fps = self.info.fps;
+        let end = self.delivered as f64 / fps;
+        if let Some(stated) = self
+            .info
+            .duration
+            .filter(|&d| d - end > END_SLACK_FRAMES / fps)
+        {
+            if let Some(detail) = damage.as_ref().filter(|_| {
+                self.stated_by == StatedBy::Video && stated - end >= CUT_OFF_MIN_SECONDS
+            }) {
+                return Err(SourceError::EndsEarly {
+                    path: self.path.clone(),
+                    seconds: end,
+                    stated,
+                    detail: detail.clone(),
+                });
+            }
+            // The frames' end is on the analysis grid, which can hold the last picture a
+            // frame longer than the stream does; the stream's own packets tell its end.
+            let end = packets_end(&self.path)
+                .filter(|e| (e - end).abs() <= END_SLACK_FRAMES / fps)
+                .unwrap_or(end);
+            warn!(path = %self.path.display(), video_ends = end, stated, "the video ends before the length the file states; the music ends with the video");
+            self.info.duration = Some(end);
+        }
+        if let Some(detail) = damage {
+            // Decodable with damage (a few broken packets): the frames are usable.
+            warn!(path = %self.path.display(), frames = self.delivered, "ffmpeg reported decode errors: {detail}");
+        }
+        Ok(())
     }
 }

@@ -143,6 +143,13 @@ pub enum SourceError {
         frames: u64,
         detail: String,
     },
+    #[error("{path}: the video ends at {seconds:.1} s of the {stated:.1} s the file states ({detail}); the file is cut off — re-download it, or re-encode the part that plays")]
+    EndsEarly {
+        path: PathBuf,
+        seconds: f64,
+        stated: f64,
+        detail: String,
+    },
     #[error("cannot run {tool} ({source}); install ffmpeg (it provides ffmpeg and ffprobe)")]
     Tool {
         tool: &'static str,
