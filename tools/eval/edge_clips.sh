@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Scores inputs of every shape a user may bring, built here with ffmpeg from the bundled
 # trailer (containers, codecs, rates, sizes, rotation, edits, cover art, a black clip, codecs
-# mp4 cannot carry), and
+# mp4 cannot carry, an audio track longer than the picture), and
 # checks what a user would: `score` succeeds, scored.mp4's audio is as long as its video
 # (± 1 frame of the input), the analysis is as long as the video ffprobe reports, HEVC is
-# tagged hvc1, a black clip has no transition, and a single picture is refused with a clear
-# message; then scores nine of them with --warp and checks that the warped video is as long
+# tagged hvc1, a black clip has no transition, and a single picture and a download cut off
+# part-way are refused with a clear message; then scores nine of them with --warp and checks that the warped video is as long
 # as the music. Prints one line per input and exits non-zero if any check fails.
 #
 #   tools/eval/edge_clips.sh
@@ -67,6 +67,13 @@ ff -ss 5 -t 8 -i "$src" -vf scale=352:288 -c:v h263 -q:v 4 -c:a aac -ar 8000 -ac
 # 4:4:4 Theora as GNOME's developer docs ship a screencast (274x269), a 4:2:0 VP8
 ff -ss 5 -t 8 -i "$src" -vf scale=275:269,setsar=1 -c:v libtheora -pix_fmt yuv444p -q:v 6 -an theora_odd.ogv
 ff -ss 5 -t 8 -i "$src" -vf scale=641:361,setsar=1 -c:v libvpx -b:v 1M -deadline realtime -cpu-used 8 -an vp8_odd.webm
+# an audio track that runs 2 s past the picture: Matroska (statistics tags) and FLV (the file's
+# length only); the music must end with the video
+ff -ss 5 -t 6 -i "$src" -ss 5 -t 8 -i "$src" -map 0:v -map 1:a -c:v libx264 -preset ultrafast -c:a aac long_audio.mkv
+ff -ss 5 -t 6 -i "$src" -ss 5 -t 8 -i "$src" -map 0:v -map 1:a -c:v libx264 -preset ultrafast -c:a aac long_audio.flv
+# a download cut off part-way (index first, 60 % of the bytes): refused, saying where it ends
+ff -ss 5 -t 8 -i "$src" -c:v libx264 -preset ultrafast -c:a aac -movflags +faststart whole.tmp.mp4
+head -c $(( $(stat -c %s whole.tmp.mp4) * 6 / 10 )) whole.tmp.mp4 > cut_off.mp4 && rm whole.tmp.mp4
 cp cover.png picture.png
 
 fail=0
@@ -75,7 +82,8 @@ for f in *; do
   [ "$f" = cover.png ] && continue
   dir=$out/score/$f
   if ! "$bin" score "$f" -o "$dir" --quiet >"$out/$f.log" 2>&1; then
-    if [ "$f" = picture.png ] && grep -q "picture.png.*frame" "$out/$f.log"; then
+    if { [ "$f" = picture.png ] && grep -q "picture.png.*frame" "$out/$f.log"; } ||
+       { [ "$f" = cut_off.mp4 ] && grep -q "cut_off.mp4: the video ends at .* cut off" "$out/$f.log"; }; then
       printf '%-16s %-6s %-34s %s\n' "$f" ok "-" "refused: $(tail -1 "$out/$f.log" | cut -c1-80)"
     else
       printf '%-16s %-6s %-34s %s\n' "$f" FAIL "-" "$(tail -1 "$out/$f.log" | cut -c1-100)"
@@ -83,8 +91,8 @@ for f in *; do
     fi
     continue
   fi
-  if [ "$f" = picture.png ]; then
-    printf '%-16s %-6s %-34s %s\n' "$f" FAIL "-" "a single picture was scored"
+  if [ "$f" = picture.png ] || [ "$f" = cut_off.mp4 ]; then
+    printf '%-16s %-6s %-34s %s\n' "$f" FAIL "-" "$f was scored"
     fail=1
     continue
   fi
