@@ -461,6 +461,25 @@ fn bad_files_give_one_clear_line() {
     std::fs::write(d("empty.mp4"), b"").unwrap();
     let e = open_err(&d("empty.mp4"));
     assert!(matches!(e, SourceError::Empty { .. }), "{e}");
+    // A named pipe (as `<(curl …)` gives) is refused at once instead of leaving the decoder
+    // waiting for ever (the file is read more than once); a folder is named as one.
+    let fifo = d("stream.mp4");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let e = open_err(&fifo);
+    assert!(
+        matches!(e, SourceError::NotAFile { .. }) && e.to_string().contains("save it to a file"),
+        "{e}"
+    );
+    std::fs::create_dir(d("clips.mp4")).unwrap();
+    let e = open_err(&d("clips.mp4"));
+    assert!(
+        matches!(e, SourceError::NotAFile { .. }) && e.to_string().contains("a folder"),
+        "{e}"
+    );
     std::fs::write(
         d("notes.mp4"),
         b"these are not the frames you are looking for\n".repeat(50),

@@ -338,6 +338,50 @@ fn a_cut_off_download_is_rejected() {
     assert_rejected(&[&"score", &f, &"-o", &out], &out, "part.mp4", &["cut off"]);
 }
 
+/// Interrupted (SIGTERM, as `kill` or a closing terminal sends; Ctrl-C's SIGINT alike) once
+/// the analysis is done and ffmpeg is muxing: the run exits 143 and leaves nothing behind:
+/// no output folder (this run created it), no ffmpeg still writing into it.
+#[test]
+fn an_interrupted_score_leaves_nothing_behind() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_undertone"))
+        .args(["--log", "undertone=info", "score"])
+        .arg(clip("trailer_bbb.mp4"))
+        .arg("-o")
+        .arg(&out)
+        .arg("--quiet")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // the muxer starts right after the plan: wait for the analysis to be done
+    let done = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("analysis done"));
+    assert!(done, "the analysis never finished");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    assert!(!out.exists(), "left behind: {:?}", entries(&out));
+    // no process (an ffmpeg the run started) still names the output folder
+    let needle = out.display().to_string();
+    let alive: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect();
+    assert!(alive.is_empty(), "still running: {alive:?}");
+}
+
 #[test]
 fn unwritable_output_folder_is_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod analyze;
 pub mod compose;
+pub mod interrupt;
 pub mod progress;
 pub mod refine;
 pub mod run;

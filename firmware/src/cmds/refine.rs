@@ -48,6 +48,8 @@ pub fn run(a: Args, data_root: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let opt = a.option.expect("clap requires one action");
+    super::interrupt::clean_up_on_interrupt(crate::score::staging_dir(&a.dir), None)
+        .context("cannot take the interrupt signals")?;
     let mut bar = Bar::new(a.quiet);
     let result = refine::apply(&a.dir, opt, data_root, &mut bar);
     bar.finish();

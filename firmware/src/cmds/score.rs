@@ -87,6 +87,9 @@ fn parse_tempo(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(a: Args, data_root: &Path) -> anyhow::Result<()> {
+    let created = (!a.output.exists()).then(|| a.output.clone());
+    super::interrupt::clean_up_on_interrupt(crate::score::staging_dir(&a.output), created)
+        .context("cannot take the interrupt signals")?;
     let opts = ScoreOptions {
         input: a.video.clone(),
         out_dir: a.output.clone(),

@@ -583,6 +583,12 @@ pub(crate) struct Staging {
     committed: bool,
 }
 
+/// The folder inside `out_dir` where this process writes its outputs before renaming them
+/// into place (hidden, named by the process id).
+pub fn staging_dir(out_dir: &Path) -> PathBuf {
+    out_dir.join(format!(".undertone-staging-{}", std::process::id()))
+}
+
 impl Staging {
     pub(crate) fn create(out_dir: &Path) -> Result<Self, ScoreError> {
         let err = |reason: String| ScoreError::Output {
@@ -597,7 +603,7 @@ impl Staging {
         }
         fs::create_dir_all(out_dir)
             .map_err(|e| err(format!("{e}; choose a folder you can write to")))?;
-        let dir = out_dir.join(format!(".undertone-staging-{}", std::process::id()));
+        let dir = staging_dir(out_dir);
         if let Err(e) = fs::create_dir(&dir) {
             if created_out_dir {
                 let _ = fs::remove_dir(out_dir);

@@ -426,6 +426,31 @@ impl FileSource {
         if meta.is_file() && meta.len() == 0 {
             return Err(SourceError::Empty { path: p });
         }
+        if !meta.is_file() {
+            // A pipe (`<(curl …)`) or a device would be read once by the probe and then leave
+            // the decoder waiting for ever: the file is read several times (probe, index,
+            // decoders, the copy into scored.mp4).
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            let (what, hint) = if t.is_dir() {
+                ("a folder", "give a video file in it")
+            } else if t.is_char_device() || t.is_block_device() {
+                (
+                    "a device",
+                    "for a camera use `undertone run`; give a video file here",
+                )
+            } else {
+                (
+                    "a pipe or socket",
+                    "the video is read more than once: save it to a file first",
+                )
+            };
+            return Err(SourceError::NotAFile {
+                path: p,
+                what,
+                hint,
+            });
+        }
         let probed = probe(path)?;
         let mut info = probed.info;
         let fps = analysis.rate(info.fps);

@@ -129,6 +129,12 @@ pub enum SourceError {
     },
     #[error("{path}: the file is empty (0 bytes); give a video file")]
     Empty { path: PathBuf },
+    #[error("{path}: {what}, not a video file; {hint}")]
+    NotAFile {
+        path: PathBuf,
+        what: &'static str,
+        hint: &'static str,
+    },
     #[error("{path}: not a video file ffmpeg can read ({detail})")]
     NotAVideo { path: PathBuf, detail: String },
     #[error("{path}: the file has no video stream (audio or data only); give a video file")]
