@@ -382,6 +382,26 @@ fn an_interrupted_score_leaves_nothing_behind() {
     assert!(alive.is_empty(), "still running: {alive:?}");
 }
 
+/// Names with a colon, as a take or a GNOME screencast ("Screencast from … 10:11:12.webm")
+/// has them, given relative to the current folder: ffmpeg took `take:2.mp4` for the
+/// protocol `take` (refused as "truncated or corrupt"), and an output folder `out:1` failed
+/// at the mux ("Protocol not found").
+#[test]
+fn names_with_a_colon_are_files() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(clip("bikes.mp4"), dir.path().join("take:2.mp4")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_undertone"))
+        .current_dir(dir.path())
+        .arg("--data")
+        .arg(common::root())
+        .args(["score", "take:2.mp4", "-o", "out:1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("out:1");
+    assert_eq!(entries(&out), OUTPUTS, "{}", stderr(&o));
+}
+
 #[test]
 fn unwritable_output_folder_is_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,7 @@
 //! One-way pipeline (see `docs/design/pipeline.md`):
 //! `source → extract → plan → compose → style → render → sink`.
 
+pub mod children;
 pub mod cmds;
 pub mod compose;
 pub mod extract;

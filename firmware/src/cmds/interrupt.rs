@@ -38,6 +38,8 @@ pub fn clean_up_on_interrupt(
             if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                 return;
             }
+            // Held until the exit: no child starts after the look for them.
+            let _no_more = crate::children::stop_spawning();
             stop_children();
             let _ = std::fs::remove_dir_all(&staging);
             if let Some(dir) = created_out_dir {

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use super::ScoreError;
 use crate::music::{CHANNELS, SAMPLE_RATE};
 use crate::plan::Warp;
-use crate::source::last_line;
+use crate::source::{ff_file, last_line};
 
 /// AAC bit rate of the music in scored.mp4 (transparent for stereo music).
 const AAC_BITRATE: &str = "192k";
@@ -89,14 +89,14 @@ impl Transcode {
         })?;
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-v", "error", "-nostdin", "-y", "-i"])
-            .arg(input)
+            .arg(ff_file(input))
             .args(["-map", "0:v:0", "-an", "-sn", "-dn"])
             .args(["-vf", TRANSCODE_FILTER]);
         x264(&mut cmd);
         keep_frame_times(&mut cmd);
         cmd.args(["-map_metadata", "-1", "-fflags", "+bitexact"])
             .args(["-flags:v", "+bitexact"])
-            .arg(video);
+            .arg(ff_file(video));
         // SAFETY: the closure runs in the forked child before exec and only makes the
         // setpriority syscall, which is async-signal-safe.
         unsafe {
@@ -105,12 +105,9 @@ impl Transcode {
                 Ok(())
             });
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .map_err(ffmpeg_missing)?;
+        let child =
+            crate::children::spawn(cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err))
+                .map_err(ffmpeg_missing)?;
         Ok(Transcode {
             child: Some(child),
             video: video.to_path_buf(),
@@ -532,14 +529,15 @@ fn copied_input(c: &mut Command, video: &Path, codec: Option<&str>) {
     if codec == Some(MPEG4) {
         c.args(["-fflags", "+genpts"]);
     }
-    c.arg("-i").arg(video);
+    c.arg("-i").arg(ff_file(video));
 }
 
 /// ffmpeg with two inputs: the video, and the music as raw 16-bit little-endian stereo on
 /// its stdin.
 fn ffmpeg(video: &Path) -> Command {
     let mut c = Command::new("ffmpeg");
-    c.args(["-v", "error", "-nostdin", "-y", "-i"]).arg(video);
+    c.args(["-v", "error", "-nostdin", "-y", "-i"])
+        .arg(ff_file(video));
     pcm_input(&mut c);
     c
 }
@@ -574,7 +572,7 @@ fn container_tail(cmd: &mut Command, out: &Path) {
         "-flags:a",
         "+bitexact",
     ]);
-    cmd.arg(out);
+    cmd.arg(ff_file(out));
 }
 
 fn common_tail(cmd: &mut Command, out: &Path) {
@@ -610,9 +608,8 @@ fn spawn(mut cmd: Command, piped_out: bool) -> Result<Child, ScoreError> {
         } else {
             Stdio::null()
         })
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(ffmpeg_missing)
+        .stderr(Stdio::piped());
+    crate::children::spawn(&mut cmd).map_err(ffmpeg_missing)
 }
 
 /// The error for an ffmpeg that cannot be started.

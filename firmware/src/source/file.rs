@@ -185,20 +185,19 @@ enum StatedBy {
 /// The end of the first video stream as its packets time it (the latest presentation time
 /// plus duration), by ffprobe reading the packets without decoding; `None` if it cannot.
 fn packets_end(path: &Path) -> Option<f64> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "packet=pts_time,duration_time",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())?;
+    let out = crate::children::output(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "packet=pts_time,duration_time",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(super::ff_file(path)),
+    )
+    .ok()
+    .filter(|o| o.status.success())?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
@@ -239,13 +238,27 @@ fn num(s: &Option<String>) -> Option<f64> {
 }
 
 /// The last meaningful line of ffmpeg's stderr, for one-line error messages.
+/// ffmpeg names a file as it was given, behind the `file:` protocol ([`super::ff_file`]):
+/// the prefix is dropped where a name starts (the line's start, after a space or a quote).
 pub(crate) fn last_line(text: &str) -> String {
-    text.lines()
+    let line = text
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .last()
-        .unwrap_or("no message")
-        .to_string()
+        .unwrap_or("no message");
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("file:") {
+        let starts_name = i == 0 || matches!(rest.as_bytes()[i - 1], b' ' | b'\'' | b'"');
+        out.push_str(&rest[..i]);
+        if !starts_name {
+            out.push_str("file:");
+        }
+        rest = &rest[i + "file:".len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Does the file start with the signature of a common media container?
@@ -323,22 +336,22 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
             keyframes: None,
         });
     }
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| SourceError::Tool {
-            tool: "ffprobe",
-            source,
-        })?;
+    let out = crate::children::output(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-print_format",
+                "json",
+                "-show_format",
+                "-show_streams",
+            ])
+            .arg(super::ff_file(path)),
+    )
+    .map_err(|source| SourceError::Tool {
+        tool: "ffprobe",
+        source,
+    })?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         let detail = last_line(&stderr);
@@ -643,22 +656,22 @@ impl Decoder {
         // the coded frame's (a portrait phone video, coded landscape, was squeezed into it).
         // fps: constant rate (variable-rate files and >30 fps inputs become regular frames);
         // scale with area averaging (see convert::resize_area for why).
-        let mut child = cmd
-            .arg("-noautorotate")
-            .arg("-i")
-            .arg(&p)
-            .args([
-                "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-f", "rawvideo", "-pix_fmt",
-                "gray", "-",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| SourceError::Tool {
-                tool: "ffmpeg",
-                source,
-            })?;
+        let mut child = crate::children::spawn(
+            cmd.arg("-noautorotate")
+                .arg("-i")
+                .arg(super::ff_file(&p))
+                .args([
+                    "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-f", "rawvideo",
+                    "-pix_fmt", "gray", "-",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .map_err(|source| SourceError::Tool {
+            tool: "ffmpeg",
+            source,
+        })?;
         let pid = child.id();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -799,6 +812,24 @@ impl Drop for Decoder {
             }
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+fn ffmpeg_messages_name_files_without_the_protocol() {
+    assert_eq!(
+        last_line("x\nfile:take:2.mp4: Invalid data found when processing input\n"),
+        "take:2.mp4: Invalid data found when processing input"
+    );
+    // inside a word it is not a protocol
+    assert_eq!(
+        last_line("[libx264] profile:high"),
+        "[libx264] profile:high"
+    );
+    assert_eq!(
+        last_line("Error opening output 'file:out:1/a.mp4'"),
+        "Error opening output 'out:1/a.mp4'"
+    );
 }
 
 #[cfg(test)]

@@ -47,6 +47,15 @@ pub struct SourceInfo {
     pub codec: Option<String>,
 }
 
+/// `path` as ffmpeg and ffprobe must be given a file: behind the `file:` protocol, so that a
+/// name with a colon is not taken for a protocol (`take:2.mp4` was refused as "truncated or
+/// corrupt", and an output folder `out:1` failed at the mux: "Protocol not found").
+pub fn ff_file(path: &std::path::Path) -> std::ffi::OsString {
+    let mut s = std::ffi::OsString::from("file:");
+    s.push(path.as_os_str());
+    s
+}
+
 /// A stream of analysis frames.
 pub trait Source {
     /// What is known about the stream.
