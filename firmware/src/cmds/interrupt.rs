@@ -52,23 +52,32 @@ pub fn clean_up_on_interrupt(
 }
 
 /// Kills this process's child processes (the ffmpeg decoders, encoders and muxer), found in
-/// `/proc/self/task/*/children`; where the kernel does not list them they end on their own
-/// (a decoder at its next write to the closed pipe, a muxer at the end of its input).
+/// `/proc/self/task/*/children`, and waits until they are gone (a killed process still runs
+/// until the kernel has torn it down: a muxer was seen alive after the exit); where the
+/// kernel does not list them they end on their own (a decoder at its next write to the
+/// closed pipe, a muxer at the end of its input).
 fn stop_children() {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return;
     };
+    let mut pids = Vec::new();
     for task in tasks.flatten() {
         let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
             continue;
         };
-        for pid in list
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            // SAFETY: signals a process this one started (its pid cannot be reused before
-            // this process reaps it).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        pids.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    for &pid in &pids {
+        // SAFETY: signals a process this one started (its pid cannot be reused before this
+        // process reaps it).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    for &pid in &pids {
+        // SAFETY: reaps a child of this process; another thread waiting on it may reap it
+        // first, and this call then returns at once (ECHILD).
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     }
 }
