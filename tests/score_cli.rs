@@ -382,6 +382,26 @@ fn an_interrupted_score_leaves_nothing_behind() {
     assert!(alive.is_empty(), "still running: {alive:?}");
 }
 
+/// A named pipe (`score <(curl …)`) is refused at once, naming it: the video is read more
+/// than once (before, the decoder waited on the emptied pipe for ever).
+#[test]
+fn a_pipe_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let fifo = dir.path().join("stream.mp4");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    assert_rejected(
+        &[&"score", &fifo, &"-o", &out],
+        &out,
+        "stream.mp4",
+        &["a pipe"],
+    );
+}
+
 /// Names with a colon, as a take or a GNOME screencast ("Screencast from … 10:11:12.webm")
 /// has them, given relative to the current folder: ffmpeg took `take:2.mp4` for the
 /// protocol `take` (refused as "truncated or corrupt"), and an output folder `out:1` failed
