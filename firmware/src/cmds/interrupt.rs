@@ -3,51 +3,82 @@
 //! ffmpeg processes are stopped (a re-encode would otherwise run on for minutes, and a muxer
 //! finish a partial scored.mp4). The outputs of an earlier run in the folder stay as they were.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The signals that end a run: interrupt, terminate, hang-up.
 const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-/// Takes [`SIGNALS`] from now on: they are blocked in the calling thread (and so in every
-/// thread it starts; child processes start with none blocked) and a watcher thread waits
-/// for them, then removes `staging` (and `created_out_dir`, if empty), stops this process's
-/// children and exits with 128 + the signal's number, as a shell reports a killed command.
-/// Call it before any other thread starts.
+/// Write end of the pipe that hands a caught signal to the watcher thread.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Async-signal-safe: an atomic load and one write(2) of one byte.
+    let fd = SIGNAL_PIPE.load(Ordering::SeqCst);
+    let b = sig as u8;
+    // SAFETY: writes one byte from a live local to a pipe this process opened.
+    unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+}
+
+/// Takes [`SIGNALS`] from now on: a handler hands them to a watcher thread (through a pipe;
+/// a handler, unlike a blocked mask, is not inherited by the ffmpeg processes, which stay
+/// stoppable by `kill`), which removes `staging` (and `created_out_dir`, if empty), stops
+/// this process's children and exits with 128 + the signal's number, as a shell reports a
+/// killed command.
 pub fn clean_up_on_interrupt(
     staging: PathBuf,
     created_out_dir: Option<PathBuf>,
 ) -> std::io::Result<()> {
-    // SAFETY: plain sigset manipulation on a local set, and pthread_sigmask on this thread.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in SIGNALS {
-            libc::sigaddset(&mut set, s);
-        }
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        set
-    };
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills the two descriptors of a local array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let [read_fd, write_fd] = fds;
+    SIGNAL_PIPE.store(write_fd, Ordering::SeqCst);
     std::thread::Builder::new()
         .name("interrupt".into())
         .spawn(move || {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: waits on a valid, initialised set that this thread has blocked too.
-            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            let mut b = 0u8;
+            // SAFETY: reads one byte into a live local from the pipe's read end.
+            let n = loop {
+                let n = unsafe { libc::read(read_fd, (&mut b as *mut u8).cast(), 1) };
+                if n >= 0
+                    || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    break n;
+                }
+            };
+            if n != 1 {
                 return;
             }
-            // Held until the exit: no child starts after the look for them.
+            // Held until the exit: nothing else reaches stderr (the work failing as its
+            // children are killed would report that), and no child starts after the look
+            // for them.
+            let mut err = std::io::stderr().lock();
             let _no_more = crate::children::stop_spawning();
             stop_children();
             let _ = std::fs::remove_dir_all(&staging);
             if let Some(dir) = created_out_dir {
                 let _ = std::fs::remove_dir(&dir); // only if nothing else is in it
             }
-            eprintln!("interrupted: nothing was written");
-            std::process::exit(128 + sig);
+            let _ = writeln!(err, "interrupted: nothing was written");
+            std::process::exit(128 + i32::from(b));
         })?;
+    for sig in SIGNALS {
+        // SAFETY: a zeroed sigaction with a handler that only writes to a pipe; SA_RESTART
+        // keeps the other threads' system calls going until the exit.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
     Ok(())
 }
 
