@@ -48,3 +48,22 @@ pub fn entries(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A download cut off part-way, written as `dir/part.mp4`: bikes.mp4 with its index first
+/// (`+faststart`, as streamed files are), cut at 60 % of its bytes. It states 10 s of video;
+/// its picture stops where the bytes do.
+pub fn cut_off_download(dir: &Path) -> PathBuf {
+    let whole = dir.join("whole.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-i"])
+        .arg(clip("bikes.mp4"))
+        .args(["-c", "copy", "-movflags", "+faststart"])
+        .arg(&whole)
+        .status()
+        .expect("run ffmpeg");
+    assert!(made.success(), "ffmpeg could not write {}", whole.display());
+    let bytes = std::fs::read(&whole).unwrap();
+    let part = dir.join("part.mp4");
+    std::fs::write(&part, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    part
+}

@@ -563,19 +563,7 @@ fn a_longer_audio_track_does_not_lengthen_the_analysis() {
 #[test]
 fn a_cut_off_download_is_refused_with_where_it_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let whole = dir.path().join("whole.mp4");
-    ffmpeg(&[
-        "-i",
-        common::clip("bikes.mp4").to_str().unwrap(),
-        "-c",
-        "copy",
-        "-movflags",
-        "+faststart",
-        whole.to_str().unwrap(),
-    ]);
-    let bytes = std::fs::read(&whole).unwrap();
-    let cut = dir.path().join("part.mp4");
-    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let cut = common::cut_off_download(dir.path());
     let e = extract::analyze_file(&cut, &model(), &mut |_| {}).unwrap_err();
     let msg = e.to_string();
     println!("{msg}");

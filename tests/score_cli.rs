@@ -323,18 +323,7 @@ fn truncated_file_is_rejected() {
 fn a_cut_off_download_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let whole = dir.path().join("whole.mp4");
-    let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-i"])
-        .arg(clip("bikes.mp4"))
-        .args(["-c", "copy", "-movflags", "+faststart"])
-        .arg(&whole)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let f = dir.path().join("part.mp4");
-    let bytes = fs::read(&whole).unwrap();
-    fs::write(&f, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let f = common::cut_off_download(dir.path());
     assert_rejected(&[&"score", &f, &"-o", &out], &out, "part.mp4", &["cut off"]);
 }
 
