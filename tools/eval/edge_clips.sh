@@ -2,7 +2,7 @@
 # Scores inputs of every shape a user may bring, built here with ffmpeg from the bundled
 # trailer (containers, codecs, rates, sizes, rotation, edits, cover art, a black clip, codecs
 # mp4 cannot carry, an audio track longer than the picture), and
-# checks what a user would: `score` succeeds, scored.mp4's audio is as long as its video
+# checks what a user would: `score` succeeds, scored.mp4's audio ends with its video
 # (± 1 frame of the input), the analysis is as long as the video ffprobe reports, HEVC is
 # tagged hvc1, a black clip has no transition, and a single picture and a download cut off
 # part-way are refused with a clear message; then scores nine of them with --warp and checks that the warped video is as long
@@ -71,6 +71,17 @@ ff -ss 5 -t 8 -i "$src" -vf scale=641:361,setsar=1 -c:v libvpx -b:v 1M -deadline
 # length only); the music must end with the video
 ff -ss 5 -t 6 -i "$src" -ss 5 -t 8 -i "$src" -map 0:v -map 1:a -c:v libx264 -preset ultrafast -c:a aac long_audio.mkv
 ff -ss 5 -t 6 -i "$src" -ss 5 -t 8 -i "$src" -map 0:v -map 1:a -c:v libx264 -preset ultrafast -c:a aac long_audio.flv
+# codecs phones and browsers do not play from an MP4 (re-encoded, though ffmpeg's mp4 muxer
+# takes them): MJPEG in a MOV (a camera's `jpeg` entry), MPEG-1 in a program stream, PAL DV
+ff -ss 5 -t 6 -i "$src" -vf scale=640:360 -c:v mjpeg -q:v 5 -an mjpeg.mov
+ff -ss 5 -t 6 -i "$src" -vf scale=640:360 -c:v mpeg1video -q:v 4 -c:a mp2 mpeg1.mpg
+ff -ss 5 -t 6 -i "$src" -vf scale=720:576 -r 25 -target pal-dv dv.dv
+# an animated GIF; raw YUV4MPEG, as video research tools write it
+ff -ss 5 -t 6 -i "$src" -vf fps=10,scale=320:-1 anim.gif
+ff -ss 5 -t 3 -i "$src" -vf scale=320:180 -pix_fmt yuv420p raw.y4m
+# a video that starts 2 s after its audio, copied (an empty edit first): the music covers the
+# gap, which players fill with the first picture, and ends with the video
+ff -t 8 -i "$src" -itsoffset 2 -t 6 -i "$src" -map 1:v -map 0:a -c copy video_late.mp4
 # a download cut off part-way (index first, 60 % of the bytes): refused, saying where it ends
 ff -ss 5 -t 8 -i "$src" -c:v libx264 -preset ultrafast -c:a aac -movflags +faststart whole.tmp.mp4
 head -c $(( $(stat -c %s whole.tmp.mp4) * 6 / 10 )) whole.tmp.mp4 > cut_off.mp4 && rm whole.tmp.mp4
@@ -106,16 +117,24 @@ def probe(path, sel, entries):
     return s[0] if s else {}
 a = json.load(open(f"{d}/analysis.json"))
 frame = 1.0 / a["fps"]
-v = probe(f"{d}/scored.mp4", "v:0", "stream=duration,codec_name,codec_tag_string")
-au = probe(f"{d}/scored.mp4", "a:0", "stream=duration")
-vd, ad = float(v.get("duration", "nan")), float(au.get("duration", "nan"))
+v = probe(f"{d}/scored.mp4", "v:0", "stream=start_time,duration,codec_name,codec_tag_string")
+au = probe(f"{d}/scored.mp4", "a:0", "stream=start_time,duration")
+# where each ends (a video copied with a late start keeps its empty edit: the music covers it)
+vd = float(v.get("start_time", 0)) + float(v.get("duration", "nan"))
+ad = float(au.get("start_time", 0)) + float(au.get("duration", "nan"))
 problems = []
 # AAC ends on a 1024-sample frame: allow that on top of one video frame.
 if not abs(vd - ad) <= frame + 1024 / 48000 + 1e-3:
     problems.append(f"audio {ad:.3f} s vs video {vd:.3f} s")
-src = probe(name, "v:0", "stream=duration")
-if "duration" in src and abs(float(src["duration"]) - a["duration"]) > frame + 1e-3:
-    problems.append(f"analysis {a['duration']:.3f} s vs ffprobe {float(src['duration']):.3f} s")
+src = probe(name, "v:0", "stream=start_time,duration")
+fmt = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=start_time",
+                                 "-of", "json", name], capture_output=True, text=True).stdout)
+# A video that starts after its audio ends its start plus its duration into the file, where
+# the analysis ends; ffprobe counts that start in some containers' durations (ASF) and not in
+# others' (an MP4's empty edit): either reading matches.
+lead = float(src.get("start_time", 0)) - float(fmt.get("format", {}).get("start_time", 0))
+if "duration" in src and min(abs(x + float(src["duration"]) - a["duration"]) for x in (0, lead)) > frame + 1e-3:
+    problems.append(f"analysis {a['duration']:.3f} s vs ffprobe {float(src['duration']):.3f} s from {lead:.3f} s")
 if v.get("codec_name") == "hevc" and v.get("codec_tag_string") != "hvc1":
     problems.append(f"HEVC tagged {v.get('codec_tag_string')}")
 if name == "black.mp4" and a["transitions"]:

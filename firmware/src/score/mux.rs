@@ -23,19 +23,14 @@ const HEVC_TAG: &str = "hvc1";
 /// x264 settings when the video must be re-encoded (warping, or a codec mp4 cannot carry).
 const X264_PRESET: &str = "veryfast";
 const X264_CRF: &str = "20";
-/// Video codecs (as ffmpeg names them) that ffmpeg's mp4 muxer takes as they are. Anything
-/// else (an AVI's DivX 3 or Cinepak, a MOV's ProRes, WMV, Theora, VP8, …) is re-encoded
-/// with x264 by a [`Transcode`] that starts as soon as the codec is known.
-const MP4_VIDEO_CODECS: [&str; 8] = [
-    "h264",
-    "hevc",
-    "av1",
-    "vp9",
-    "mpeg4",
-    "mpeg2video",
-    "mpeg1video",
-    "mjpeg",
-];
+/// Video codecs (as ffmpeg names them) that scored.mp4 carries as they are: ffmpeg's mp4
+/// muxer takes them, and phones or browsers play them from an MP4. Anything else (an AVI's
+/// DivX 3 or Cinepak, a MOV's ProRes, WMV, Theora, VP8, …) is re-encoded with x264 by a
+/// [`Transcode`] that starts as soon as the codec is known. So are MPEG-1, MPEG-2 and MJPEG
+/// (a DVD's or an HDV camcorder's MPEG-2, an old camera's or a webcam's MJPEG AVI): the muxer
+/// takes them, but no browser, iPhone or Android player plays them from an MP4, and
+/// scored.mp4 is a file to share.
+const MP4_VIDEO_CODECS: [&str; 5] = ["h264", "hevc", "av1", "vp9", "mpeg4"];
 /// Nice value of a [`Transcode`]'s process: the analysis and the music are on the critical
 /// path and keep their cores; x264 takes what they leave.
 const TRANSCODE_NICE: libc::c_int = 10;
@@ -842,6 +837,10 @@ mod tests {
         );
         assert!(mp4_carries(Some("h264")) && mp4_carries(None));
         assert!(!mp4_carries(Some("msmpeg4v3")) && !mp4_carries(Some("cinepak")));
+        // the muxer takes these, but phones and browsers do not play them from an MP4
+        for codec in ["mpeg2video", "mpeg1video", "mjpeg"] {
+            assert!(!mp4_carries(Some(codec)), "{codec}");
+        }
         let input_seconds: f64 = probe(&video, "v:0", "format=duration").parse().unwrap();
         let out = re_encoded(dir.path(), &video, 10.0, input_seconds, "msmpeg4v3");
         let v = probe(&out, "v:0", "stream=codec_name,duration");

@@ -35,6 +35,20 @@ const MAX_MOOV_BYTES: u64 = 64 << 20;
 /// and reserved fields).
 const VISUAL_WIDTH_AT: usize = 32;
 const VISUAL_HEIGHT_AT: usize = 34;
+/// Offset in a VisualSampleEntry of its child boxes (`esds`, `avcC`, …): the width and
+/// height, then resolutions, frame count, compressor name, depth and a pre_defined field.
+const VISUAL_CHILDREN_AT: usize = 86;
+
+/// MPEG-4 Systems descriptor tags (ISO/IEC 14496-1) read from an `esds` box.
+const ES_DESCRIPTOR_TAG: u8 = 0x03;
+const DECODER_CONFIG_TAG: u8 = 0x04;
+/// `objectTypeIndication` values of an `mp4v` entry's decoder config: MPEG-4 Part 2, the
+/// MPEG-2 video profiles, MPEG-1 video and JPEG. ffmpeg's mp4 muxer writes an MPEG-2,
+/// MPEG-1 or MJPEG stream it copies into an `mp4v` entry with one of the latter.
+const OTI_MPEG4_VISUAL: u8 = 0x20;
+const OTI_MPEG2_VISUAL: std::ops::RangeInclusive<u8> = 0x60..=0x65;
+const OTI_MPEG1_VISUAL: u8 = 0x6A;
+const OTI_JPEG: u8 = 0x6C;
 
 /// An edit at normal speed in `elst` (16.16 fixed point).
 const ELST_RATE_ONE: u32 = 0x0001_0000;
@@ -54,6 +68,8 @@ pub(crate) struct Mp4Video {
     pub height: u32,
     /// The type of the first sample entry (`avc1`, `hvc1`, …: the codec and how it is stored).
     pub entry: [u8; 4],
+    /// The `objectTypeIndication` of an `mp4v` entry's `esds` (which codec `mp4v` holds).
+    pub object_type: Option<u8>,
     /// Ticks per second of the track's media clock.
     pub timescale: u32,
     /// Ticks all the samples last together (`stts`).
@@ -77,14 +93,31 @@ impl Mp4Video {
         (u64::from(self.samples) * u64::from(self.timescale)) as f64 / self.total_ticks as f64
     }
 
-    /// The codec as ffmpeg names it, for the sample entries of the common codecs.
+    /// The codec as ffmpeg names it, for the sample entries of the common codecs: MP4's, and
+    /// a camera's or an editor's MOV entries for MJPEG, MPEG-2 (HDV, XDCAM, IMX), DV and
+    /// ProRes (scored.mp4 re-encodes those, so they must not pass as unknown).
     pub fn codec(&self) -> Option<&'static str> {
-        Some(match &self.entry {
+        let e = &self.entry;
+        Some(match e {
             b"avc1" | b"avc3" => "h264",
             b"hvc1" | b"hev1" => "hevc",
             b"av01" => "av1",
             b"vp09" => "vp9",
-            b"mp4v" => "mpeg4",
+            b"mp4v" => match self.object_type {
+                Some(OTI_MPEG1_VISUAL) => "mpeg1video",
+                Some(t) if OTI_MPEG2_VISUAL.contains(&t) => "mpeg2video",
+                Some(OTI_JPEG) => "mjpeg",
+                Some(OTI_MPEG4_VISUAL) | None => "mpeg4",
+                Some(_) => return None,
+            },
+            b"jpeg" | b"mjpa" | b"mjpb" | b"AVDJ" | b"dmb1" => "mjpeg",
+            b"m1v " | b"mp1v" => "mpeg1video",
+            b"m2v1" | b"mp2v" => "mpeg2video",
+            [b'h', b'd', b'v', _] | [b'x', b'd', b'v' | b'5', _] => "mpeg2video",
+            [b'm', b'x', b'3' | b'4' | b'5', b'p' | b'n'] => "mpeg2video",
+            b"dvc " | b"dvcp" | b"dvpp" | b"dv5n" | b"dv5p" => "dvvideo",
+            [b'd', b'v', b'h', _] => "dvvideo",
+            b"apch" | b"apcn" | b"apcs" | b"apco" | b"ap4h" | b"ap4x" => "prores",
             _ => return None,
         })
     }
@@ -245,6 +278,15 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
     }
     let entry = stsd.get(8..)?;
     let entry_type: [u8; 4] = entry.get(4..8)?.try_into().ok()?;
+    let object_type = if &entry_type == b"mp4v" {
+        entry
+            .get(VISUAL_CHILDREN_AT..be32(entry, 0)? as usize)
+            .and_then(children)
+            .and_then(|c| c.iter().find(|(k, _)| k == b"esds").map(|e| e.1))
+            .and_then(esds_object_type)
+    } else {
+        None
+    };
     let (width, height) = (
         be16(entry, VISUAL_WIDTH_AT)?,
         be16(entry, VISUAL_HEIGHT_AT)?,
@@ -304,6 +346,7 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         width: u32::from(width),
         height: u32::from(height),
         entry: entry_type,
+        object_type,
         timescale,
         total_ticks: total,
         duration_ticks: duration.min(total),
@@ -311,6 +354,43 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
         constant_rate,
         keyframes,
     })
+}
+
+/// The `objectTypeIndication` in an `esds` box's body (version and flags first): the
+/// ES_Descriptor's DecoderConfigDescriptor's first byte.
+fn esds_object_type(esds: &[u8]) -> Option<u8> {
+    /// A descriptor's tag and the offset of its body (its size takes 1 to 4 bytes, 7 bits
+    /// each, the top bit set on all but the last).
+    fn descriptor(d: &[u8], at: usize) -> Option<(u8, usize)> {
+        let tag = *d.get(at)?;
+        let mut i = at + 1;
+        for _ in 0..4 {
+            let b = *d.get(i)?;
+            i += 1;
+            if b & 0x80 == 0 {
+                return Some((tag, i));
+            }
+        }
+        None
+    }
+    let (tag, body) = descriptor(esds, 4)?;
+    if tag != ES_DESCRIPTOR_TAG {
+        return None;
+    }
+    // ES_ID, then flags naming the optional fields that follow
+    let flags = *esds.get(body + 2)?;
+    let mut at = body + 3;
+    if flags & 0x80 != 0 {
+        at += 2; // dependsOn_ES_ID
+    }
+    if flags & 0x40 != 0 {
+        at += 1 + usize::from(*esds.get(at)?); // URL
+    }
+    if flags & 0x20 != 0 {
+        at += 2; // OCR_ES_Id
+    }
+    let (tag, config) = descriptor(esds, at)?;
+    (tag == DECODER_CONFIG_TAG).then(|| esds.get(config).copied())?
 }
 
 /// The sample durations of `stts` as runs of (samples, ticks each).
@@ -713,5 +793,45 @@ mod tests {
             .unwrap();
         assert!(made.success());
         assert_eq!(probe(&late), None);
+    }
+
+    /// The codec is named from the sample entry and, for `mp4v`, from its `esds`: ffmpeg
+    /// copies MPEG-2, MPEG-1 and MJPEG into `mp4v` entries, and a MOV names MJPEG `jpeg`.
+    /// scored.mp4 re-encodes those, so they must not read as MPEG-4 Part 2 or unknown.
+    #[test]
+    fn codecs_are_named_from_the_sample_entry_and_its_decoder_config() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, codec, extra) in [
+            ("mpeg4.mp4", "mpeg4", &["-c:v", "mpeg4"][..]),
+            ("mpeg2.mp4", "mpeg2video", &["-c:v", "mpeg2video"][..]),
+            ("mpeg1.mp4", "mpeg1video", &["-c:v", "mpeg1video"][..]),
+            ("mjpeg.mp4", "mjpeg", &["-c:v", "mjpeg"][..]),
+            ("mjpeg.mov", "mjpeg", &["-c:v", "mjpeg"][..]),
+            ("prores.mov", "prores", &["-c:v", "prores_ks"][..]),
+            (
+                "h264.mov",
+                "h264",
+                &["-c:v", "libx264", "-preset", "ultrafast"][..],
+            ),
+        ] {
+            let path = dir.path().join(name);
+            let made = Command::new("ffmpeg")
+                .args([
+                    "-v",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=s=160x120:r=25:d=0.4",
+                ])
+                .args(extra)
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(made.success(), "{name}");
+            let v = probe(&path).unwrap_or_else(|| panic!("{name}: not read"));
+            assert_eq!(v.codec(), Some(codec), "{name}: {:?}", v.entry);
+            assert_eq!((v.width, v.height, v.samples), (160, 120, 10), "{name}");
+        }
     }
 }
