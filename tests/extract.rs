@@ -815,6 +815,58 @@ fn a_video_that_starts_late_is_still_decoded_in_two_halves() {
 }
 
 #[test]
+fn a_webm_stamped_in_whole_milliseconds_is_still_decoded_in_two_halves() {
+    // A 15 frames/s WebM whose frames are stamped in whole milliseconds, rounded down (as a
+    // GNOME screencast in Debian's gnome-user-docs is: frame 334 at 22.266 s): frame n sits
+    // up to 0.67 ms before its slot n/15. 12.45 s of the trailer so split, at frame 112 (at
+    // 7.4667 s, stamped 7.466): the seek drops that frame, and the second decoder's grid
+    // must still start at the seek, not one slot later (before, every one of its frames was
+    // one early, the check refused it, and one decoder went on from the start).
+    let dir = tempfile::tempdir().unwrap();
+    let vp8 = dir.path().join("vp8.mkv");
+    let clip = dir.path().join("screencast.webm");
+    let trailer = common::clip("trailer_bbb.mp4");
+    ffmpeg(&[
+        "-ss",
+        "20",
+        "-t",
+        "12.45",
+        "-i",
+        trailer.to_str().unwrap(),
+        "-vf",
+        "fps=15",
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "1M",
+        "-an",
+        vp8.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-i",
+        vp8.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-bsf:v",
+        "setts=ts=floor(N*1000/15)",
+        clip.to_str().unwrap(),
+    ]);
+    let mut s = FileSource::open(&clip, AnalysisSize::default()).unwrap();
+    assert_eq!(s.info().fps, 15.0);
+    assert_eq!(s.split_at(), Some(112), "split 60 % in, off the stamps");
+    assert_split_gives_one_decoders_frames(
+        &mut s,
+        &clip,
+        15.0,
+        "the second decoder took over after its seek",
+    );
+}
+
+#[test]
 fn odd_frame_sizes() {
     let mut x = Extractor::load(&model()).unwrap();
     let frame = |w: u32, h: u32, pts: f64, seed: u32| Frame {

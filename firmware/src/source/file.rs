@@ -57,7 +57,8 @@ const VERIFY_FRAMES: usize = 3;
 /// joined with ffmpeg's concat demuxer: frames at 0.025 s + n/24) has its frames past the
 /// middle of the rate's grid: after the seek to frame k, the one the first decoder gives as
 /// k is dropped as earlier than the seek, and the fps filter fills its slot with a copy of
-/// frame k + 1; from k + 1 on the two decoders agree.
+/// frame k + 1; from k + 1 on the two decoders agree. So with frames stamped a little
+/// before their slots (whole milliseconds at 15 frames/s).
 const SEEK_SETTLE_FRAMES: usize = 2;
 /// Threads of each decoder's filter graph (fps, scale, format).
 const FILTER_THREADS: &str = "1";
@@ -645,12 +646,13 @@ impl Decoder {
         // own constant-rate output did only for some such files (one with an audio stream,
         // not one without); a warp cuts the video at these times (score::mux::warp_graph),
         // and a copied video keeps its own. The second decoder's timestamps start at its
-        // seek, where no padding belongs.
-        let filter = if start == 0 {
-            format!("{}:start_time=0,{}", spec.fps_filter, spec.filter)
-        } else {
-            format!("{},{}", spec.fps_filter, spec.filter)
-        };
+        // seek (ffmpeg puts the seek point at 0), and its grid starts there too: a frame
+        // stamped a little before its slot (a 15 frames/s WebM screencast stamped in whole
+        // milliseconds, frame 334 at 22.266 s for 22.2667) is dropped by the seek, and the
+        // first slot is filled with the next frame, which the hand-over allows; from the
+        // first frame on, the grid began one slot late and every frame was one early, and the
+        // split was given up.
+        let filter = format!("{}:start_time=0,{}", spec.fps_filter, spec.filter);
         // Frames as coded, not turned upright by a rotation the container asks for: motion
         // and change do not depend on the picture's orientation, and the analysis size is
         // the coded frame's (a portrait phone video, coded landscape, was squeezed into it).
