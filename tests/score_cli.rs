@@ -429,6 +429,52 @@ fn unwritable_output_folder_is_named() {
     assert_eq!(fs::read(&blocker).unwrap(), b"x");
 }
 
+/// An output folder on a full disk: a 1.5 MB tmpfs, mounted in a mount namespace of the
+/// test's own (`unshare`; as root, or as a user where the kernel allows user namespaces).
+/// `score` says the disk is full and what to do, and leaves nothing there (ffmpeg alone said
+/// "Error initializing output stream 0:1 --"). Where no namespace can be made, the test says
+/// so and checks nothing (the message itself is checked in score::tests).
+#[test]
+fn a_full_disk_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let script = r#"mount -t tmpfs -o size=1500k tmpfs "$1" 2>/dev/null || exit 77
+"$2" --data "$3" score "$4" -o "$1/out" --quiet
+echo "rc=$?"
+ls -A "$1""#;
+    let o = Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c", script, "sh"])
+        .arg(&small)
+        .arg(env!("CARGO_BIN_EXE_undertone"))
+        .arg(common::root())
+        .arg(clip("bikes.mp4"))
+        .output()
+        .expect("run unshare");
+    if o.status.code() != Some(0) {
+        eprintln!(
+            "a_full_disk_is_named: no mount namespace here (unshare: {}); not checked",
+            stderr(&o).trim()
+        );
+        return;
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = stderr(&o);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("rc=1"), "{out}{err}");
+    assert_eq!(
+        lines.next(),
+        None,
+        "nothing may be left on the full disk: {out}"
+    );
+    assert!(
+        err.contains("small/out: its disk is full")
+            && err.contains("free some space there or choose another folder with -o"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
 #[test]
 fn unknown_option_values_list_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();

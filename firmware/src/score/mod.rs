@@ -66,6 +66,12 @@ pub enum ScoreError {
     Mux(String),
     #[error("{path}: {reason}")]
     Previous { path: String, reason: String },
+    #[error("cannot write output folder {path}: its disk is full ({free_kib} KiB free); {remedy}")]
+    DiskFull {
+        path: String,
+        free_kib: u64,
+        remedy: &'static str,
+    },
 }
 
 /// What to score and how.
@@ -117,6 +123,19 @@ pub struct Scored {
 pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report, ScoreError> {
     let t0 = Instant::now();
     let staging = Staging::create(&opts.out_dir)?;
+    let report = score_staged(opts, progress, &staging, t0)
+        .map_err(|e| staging.explain(e, SCORE_DISK_FULL_REMEDY))?;
+    staging.commit(&OUTPUT_FILES)?;
+    Ok(report)
+}
+
+/// [`score`]'s work, writing every output into `staging`.
+fn score_staged(
+    opts: &ScoreOptions,
+    progress: &mut dyn Progress,
+    staging: &Staging,
+    t0: Instant,
+) -> Result<Report, ScoreError> {
     let mut timings = Timings::default();
 
     let model = extract::default_model_path(&opts.data_root);
@@ -193,7 +212,7 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     let analysis_json = serde_json::to_vec(&analysis).expect("analysis serialises");
     fs_write(&staging.path(ANALYSIS_FILE), &analysis_json)?;
     let report = write_outputs(
-        &staging,
+        staging,
         &opts.input,
         &analysis,
         &scored,
@@ -205,7 +224,6 @@ pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report,
     timings.total = t0.elapsed().as_secs_f64();
     let report = report.with_timings(timings);
     fs_write(&staging.path("report.json"), &report.to_json())?;
-    staging.commit(&OUTPUT_FILES)?;
     Ok(report)
 }
 
@@ -574,6 +592,51 @@ fn fs_write(path: &Path, bytes: &[u8]) -> Result<(), ScoreError> {
     })
 }
 
+/// Free space, in bytes, below which a failed write into the output folder is put down to a
+/// full disk: a write fails there when the space left is smaller than what it writes (a few
+/// KiB; ffmpeg said only "Error initializing output stream 0:1" when scored.mp4 hit a full
+/// disk).
+const DISK_FULL_BYTES: u64 = 1 << 20;
+
+/// What to do when `score`'s output folder is on a full disk.
+const SCORE_DISK_FULL_REMEDY: &str = "free some space there or choose another folder with -o";
+
+/// Bytes an unprivileged process may still write on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` a statvfs buffer that statvfs fills on
+    // success; it is read only then.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it wrote the whole struct.
+    let st = unsafe { st.assume_init() };
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
+
+/// `e`, or [`ScoreError::DiskFull`] when `e` is a failed write (ours or ffmpeg's) and the
+/// disk holding the output folder has less than [`DISK_FULL_BYTES`] free.
+fn explain_write_error(
+    out_dir: &Path,
+    free: Option<u64>,
+    remedy: &'static str,
+    e: ScoreError,
+) -> ScoreError {
+    match (&e, free) {
+        (ScoreError::Output { .. } | ScoreError::Mux(_), Some(free)) if free < DISK_FULL_BYTES => {
+            ScoreError::DiskFull {
+                path: out_dir.display().to_string(),
+                free_kib: free / 1024,
+                remedy,
+            }
+        }
+        _ => e,
+    }
+}
+
 /// A hidden folder inside the output folder where outputs are written before they are
 /// renamed into place; removed (with the output folder, if this run created it) on failure.
 pub(crate) struct Staging {
@@ -622,6 +685,12 @@ impl Staging {
         self.dir.join(name)
     }
 
+    /// `e` as the user should read it: a write that failed on a full disk says so, and
+    /// `remedy` (measured while the staged files still take their space).
+    pub(crate) fn explain(&self, e: ScoreError, remedy: &'static str) -> ScoreError {
+        explain_write_error(&self.final_dir, free_bytes(&self.dir), remedy, e)
+    }
+
     /// Fsyncs and renames every file into the output folder.
     pub(crate) fn commit(mut self, names: &[&str]) -> Result<(), ScoreError> {
         for name in names {
@@ -653,6 +722,55 @@ impl Drop for Staging {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed write on a disk with less than a MiB free is reported as a full disk, with
+    /// what to do; other failures, or any failure with room left, keep their own message.
+    #[test]
+    fn a_write_that_fails_on_a_full_disk_says_so() {
+        let dir = Path::new("/media/card/out");
+        let mux = || {
+            ScoreError::Mux(
+                "ffmpeg could not write scored.mp4: Error initializing output stream 0:1 --".into(),
+            )
+        };
+        let e = explain_write_error(dir, Some(12 * 1024), SCORE_DISK_FULL_REMEDY, mux());
+        assert_eq!(
+            e.to_string(),
+            "cannot write output folder /media/card/out: its disk is full (12 KiB free); \
+             free some space there or choose another folder with -o"
+        );
+        let output = ScoreError::Output {
+            path: "/media/card/out".into(),
+            reason: "No space left on device (os error 28)".into(),
+        };
+        assert!(matches!(
+            explain_write_error(dir, Some(0), SCORE_DISK_FULL_REMEDY, output),
+            ScoreError::DiskFull { free_kib: 0, .. }
+        ));
+        assert!(matches!(
+            explain_write_error(
+                dir,
+                Some(DISK_FULL_BYTES * 100),
+                SCORE_DISK_FULL_REMEDY,
+                mux()
+            ),
+            ScoreError::Mux(_)
+        ));
+        assert!(matches!(
+            explain_write_error(dir, None, SCORE_DISK_FULL_REMEDY, mux()),
+            ScoreError::Mux(_)
+        ));
+        let previous = ScoreError::Previous {
+            path: "x".into(),
+            reason: "y".into(),
+        };
+        assert!(matches!(
+            explain_write_error(dir, Some(0), SCORE_DISK_FULL_REMEDY, previous),
+            ScoreError::Previous { .. }
+        ));
+        // the real call on a folder with room
+        assert!(free_bytes(Path::new("/tmp")).is_some_and(|b| b > 0));
+    }
 
     fn bars(n: usize, starts: &[usize]) -> Vec<bool> {
         (0..n).map(|i| i == 0 || starts.contains(&i)).collect()

@@ -239,46 +239,54 @@ pub fn apply(
     let mut engines = Engines::load(data_root)?;
     let plan = plan_music(&analysis, &prefs, report.output.warped, &mut timings)?;
     let staging = Staging::create(dir)?;
-    // The video stream of the previous scored.mp4 (any warps already applied) is reused.
-    let muxer = Muxer::start(
-        &dir.join("scored.mp4"),
-        &staging.path("scored.mp4"),
-        None,
-        analysis.fps,
-        plan.duration,
-        // a warped video was re-encoded with x264; otherwise it is the input's stream
-        if report.output.warped {
-            Some("h264")
-        } else {
-            analysis.video_codec.as_deref()
-        },
-    )?;
-    let scored = make_music(plan, &prefs, &mut engines, &mut timings, progress)?;
-    let t = Instant::now();
-    fs::write(staging.path(ANALYSIS_FILE), &abytes).map_err(|e| ScoreError::Output {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let input = Path::new(&report.input.path);
-    let new = write_outputs(
-        &staging,
-        input,
-        &analysis,
-        &scored,
-        &prefs,
-        report.output.warped,
-        muxer,
-    )?;
-    timings.write = t.elapsed().as_secs_f64();
-    timings.total = t0.elapsed().as_secs_f64();
-    let new = new.with_timings(timings);
-    fs::write(staging.path("report.json"), new.to_json()).map_err(|e| ScoreError::Output {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    // Everything is written into the staging folder; a failed write on a full disk says so.
+    let new = (|| -> Result<Report, ScoreError> {
+        // The video stream of the previous scored.mp4 (any warps already applied) is reused.
+        let muxer = Muxer::start(
+            &dir.join("scored.mp4"),
+            &staging.path("scored.mp4"),
+            None,
+            analysis.fps,
+            plan.duration,
+            // a warped video was re-encoded with x264; otherwise it is the input's stream
+            if report.output.warped {
+                Some("h264")
+            } else {
+                analysis.video_codec.as_deref()
+            },
+        )?;
+        let scored = make_music(plan, &prefs, &mut engines, &mut timings, progress)?;
+        let t = Instant::now();
+        fs::write(staging.path(ANALYSIS_FILE), &abytes).map_err(|e| ScoreError::Output {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let input = Path::new(&report.input.path);
+        let new = write_outputs(
+            &staging,
+            input,
+            &analysis,
+            &scored,
+            &prefs,
+            report.output.warped,
+            muxer,
+        )?;
+        timings.write = t.elapsed().as_secs_f64();
+        timings.total = t0.elapsed().as_secs_f64();
+        let new = new.with_timings(timings);
+        fs::write(staging.path("report.json"), new.to_json()).map_err(|e| ScoreError::Output {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(new)
+    })()
+    .map_err(|e| staging.explain(e, REFINE_DISK_FULL_REMEDY))?;
     staging.commit(&OUTPUT_FILES)?;
     Ok(new)
 }
+
+/// What to do when the folder being refined is on a full disk (its outputs are as they were).
+const REFINE_DISK_FULL_REMEDY: &str = "free some space there and refine again";
 
 #[cfg(test)]
 mod tests {
