@@ -614,6 +614,8 @@ fn free_bytes(path: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it wrote the whole struct.
     let st = unsafe { st.assume_init() };
+    // the fields are narrower on some 32-bit targets
+    #[allow(clippy::useless_conversion)]
     Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
