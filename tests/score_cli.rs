@@ -475,6 +475,46 @@ ls -A "$1""#;
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
 
+/// A folder another `score` or `refine` is writing into (its lock held, here by the test) is
+/// refused at once: the two runs' outputs would be renamed into it in turn, a mix of both.
+/// Nothing is written and the folder's outputs stay as they were; once the lock is given
+/// back, the folder is refined as usual.
+#[test]
+fn a_folder_being_written_is_refused() {
+    use std::os::unix::io::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("busy");
+    let o = undertone(&[&"score", &clip("bikes.mp4"), &"-o", &out, &"--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before: Vec<Vec<u8>> = OUTPUTS
+        .iter()
+        .map(|f| fs::read(out.join(f)).unwrap())
+        .collect();
+    let held = fs::File::open(&out).unwrap();
+    // SAFETY: flock on a descriptor the test owns.
+    let rc = unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0);
+    let score: [&dyn AsRef<std::ffi::OsStr>; 4] = [&"score", &clip("bikes.mp4"), &"-o", &out];
+    let refine: [&dyn AsRef<std::ffi::OsStr>; 4] = [&"refine", &out, &"--option", &"calmer"];
+    for args in [&score[..], &refine[..]] {
+        let o = undertone(args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{err}");
+        assert!(
+            err.contains("busy") && err.contains("another undertone is writing there"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert_eq!(entries(&out), OUTPUTS, "nothing else is written");
+        for (f, b) in OUTPUTS.iter().zip(&before) {
+            assert!(fs::read(out.join(f)).unwrap() == *b, "{f} changed");
+        }
+    }
+    drop(held);
+    let o = undertone(&refine);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn unknown_option_values_list_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();

@@ -646,6 +646,30 @@ pub(crate) struct Staging {
     final_dir: PathBuf,
     created_out_dir: bool,
     committed: bool,
+    /// The output folder, open and locked (`flock`, exclusive) while this run writes into
+    /// it: a second `score` or `refine` on the same folder is refused instead of mixing its
+    /// outputs with this run's. Released when the run ends, however it ends.
+    _lock: fs::File,
+}
+
+/// Opens `dir` and takes an exclusive `flock` on it without waiting; the reason, as the
+/// user should read it, when another process holds it.
+fn lock_folder(dir: &Path) -> Result<fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let f = fs::File::open(dir).map_err(|e| format!("{e}; choose a folder you can read"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(f);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Err("another undertone is writing there; wait for it to finish (or score into another folder with -o)".into())
+    } else {
+        // a filesystem without locks (some network mounts): write without one
+        tracing::debug!(folder = %dir.display(), "no lock on the output folder: {e}");
+        Ok(f)
+    }
 }
 
 /// The folder inside `out_dir` where this process writes its outputs before renaming them
@@ -668,6 +692,15 @@ impl Staging {
         }
         fs::create_dir_all(out_dir)
             .map_err(|e| err(format!("{e}; choose a folder you can write to")))?;
+        let lock = match lock_folder(out_dir) {
+            Ok(lock) => lock,
+            Err(reason) => {
+                if created_out_dir {
+                    let _ = fs::remove_dir(out_dir);
+                }
+                return Err(err(reason));
+            }
+        };
         let dir = staging_dir(out_dir);
         if let Err(e) = fs::create_dir(&dir) {
             if created_out_dir {
@@ -680,6 +713,7 @@ impl Staging {
             final_dir: out_dir.to_path_buf(),
             created_out_dir,
             committed: false,
+            _lock: lock,
         })
     }
 
