@@ -224,6 +224,13 @@ pub fn apply(
     progress: &mut dyn Progress,
 ) -> Result<Report, ScoreError> {
     let t0 = Instant::now();
+    if !dir.is_dir() {
+        // not a scored folder: say what is missing, without creating anything
+        load_report(dir)?;
+    }
+    // The folder is locked before its outputs are read: a `score` still renaming its outputs
+    // into it is refused here, not read half-renamed.
+    let staging = Staging::create(dir)?;
     let report = load_report(dir)?;
     let apath = dir.join(ANALYSIS_FILE);
     let abytes = fs::read(&apath).map_err(|e| ScoreError::Previous {
@@ -238,7 +245,6 @@ pub fn apply(
     let mut timings = Timings::default();
     let mut engines = Engines::load(data_root)?;
     let plan = plan_music(&analysis, &prefs, report.output.warped, &mut timings)?;
-    let staging = Staging::create(dir)?;
     // Everything is written into the staging folder; a failed write on a full disk says so.
     let new = (|| -> Result<Report, ScoreError> {
         // The video stream of the previous scored.mp4 (any warps already applied) is reused.
