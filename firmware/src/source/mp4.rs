@@ -95,7 +95,8 @@ impl Mp4Video {
 
     /// The codec as ffmpeg names it, for the sample entries of the common codecs: MP4's, and
     /// a camera's or an editor's MOV entries for MJPEG, MPEG-2 (HDV, XDCAM, IMX), DV and
-    /// ProRes (scored.mp4 re-encodes those, so they must not pass as unknown).
+    /// ProRes, and a 3GP's H.263 (scored.mp4 re-encodes those, so they must not pass as
+    /// unknown).
     pub fn codec(&self) -> Option<&'static str> {
         let e = &self.entry;
         Some(match e {
@@ -110,6 +111,7 @@ impl Mp4Video {
                 Some(OTI_MPEG4_VISUAL) | None => "mpeg4",
                 Some(_) => return None,
             },
+            b"s263" | b"h263" => "h263",
             b"jpeg" | b"mjpa" | b"mjpb" | b"AVDJ" | b"dmb1" => "mjpeg",
             b"m1v " | b"mp1v" => "mpeg1video",
             b"m2v1" | b"mp2v" => "mpeg2video",
@@ -833,5 +835,48 @@ mod tests {
             assert_eq!(v.codec(), Some(codec), "{name}: {:?}", v.entry);
             assert_eq!((v.width, v.height, v.samples), (160, 120, 10), "{name}");
         }
+    }
+
+    /// Sample entries of cameras and editors ffmpeg does not write (HDV, XDCAM, IMX, DVCPRO
+    /// HD, ProRes 4444 XQ): named so that scored.mp4 re-encodes them at once; an `mp4v` with
+    /// an object type of another codec is left unnamed (copied if the muxer takes it).
+    #[test]
+    fn camera_sample_entries_are_named() {
+        let video = |entry: &[u8; 4], object_type: Option<u8>| Mp4Video {
+            width: 1920,
+            height: 1080,
+            entry: *entry,
+            object_type,
+            timescale: 25,
+            total_ticks: 25,
+            duration_ticks: 25,
+            samples: 25,
+            constant_rate: true,
+            keyframes: vec![0],
+        };
+        for (entry, codec) in [
+            (b"hdv3", "mpeg2video"),
+            (b"xdv7", "mpeg2video"),
+            (b"xd5c", "mpeg2video"),
+            (b"mx5p", "mpeg2video"),
+            (b"m2v1", "mpeg2video"),
+            (b"mjpa", "mjpeg"),
+            (b"dvh5", "dvvideo"),
+            (b"dvcp", "dvvideo"),
+            (b"ap4x", "prores"),
+            (b"apcn", "prores"),
+            (b"avc3", "h264"),
+        ] {
+            assert_eq!(video(entry, None).codec(), Some(codec), "{entry:?}");
+        }
+        assert_eq!(video(b"mp4v", Some(0x61)).codec(), Some("mpeg2video"));
+        assert_eq!(video(b"mp4v", None).codec(), Some("mpeg4"));
+        assert_eq!(video(b"mp4v", Some(0x6D)).codec(), None, "PNG in mp4v");
+        assert_eq!(
+            video(b"s263", None).codec(),
+            Some("h263"),
+            "a 3GP phone video"
+        );
+        assert_eq!(video(b"xyz1", None).codec(), None);
     }
 }
