@@ -19,4 +19,6 @@ pub mod score;
 pub mod sink;
 pub mod source;
 pub mod style;
+#[cfg(test)]
+mod testutil;
 pub mod web;

@@ -681,6 +681,7 @@ fn x264(c: &mut Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::lavfi_video;
 
     /// Half a minute of a melody over a soft noise bed, interleaved stereo.
     fn music(seconds: f64) -> Vec<f32> {
@@ -700,17 +701,6 @@ mod tests {
             out.push((0.8 * tone - noise) as f32);
         }
         out
-    }
-
-    /// Writes `path` from ffmpeg's lavfi `source`, encoded with `codec` (ffmpeg arguments).
-    fn lavfi_video(path: &Path, source: &str, codec: &[&str]) {
-        let made = Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i", source])
-            .args(codec)
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(made.success(), "ffmpeg could not write {}", path.display());
     }
 
     /// ffprobe's `entries` of the `sel` streams of `path`, as comma-separated values.

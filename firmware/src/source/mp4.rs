@@ -817,20 +817,7 @@ mod tests {
             ),
         ] {
             let path = dir.path().join(name);
-            let made = Command::new("ffmpeg")
-                .args([
-                    "-v",
-                    "error",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc2=s=160x120:r=25:d=0.4",
-                ])
-                .args(extra)
-                .arg(&path)
-                .status()
-                .unwrap();
-            assert!(made.success(), "{name}");
+            crate::testutil::lavfi_video(&path, "testsrc2=s=160x120:r=25:d=0.4", extra);
             let v = probe(&path).unwrap_or_else(|| panic!("{name}: not read"));
             assert_eq!(v.codec(), Some(codec), "{name}: {:?}", v.entry);
             assert_eq!((v.width, v.height, v.samples), (160, 120, 10), "{name}");
