@@ -1,4 +1,6 @@
-//! `scored.mp4`: the video (warped or not) with the music as its audio, by ffmpeg.
+//! `scored.mp4`: the video (warped or not) with the music as its audio. ffmpeg encodes the
+//! AAC (and, when needed, the video); a plain MP4/MOV's video is muxed with it here
+//! ([`mp4out`]), any other input by ffmpeg.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -6,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use super::mp4out::{self, AacTrack, CopiedVideo};
 use super::ScoreError;
 use crate::music::{CHANNELS, SAMPLE_RATE};
 use crate::plan::Warp;
@@ -144,9 +147,11 @@ impl Drop for Transcode {
 ///
 /// ffmpeg's AAC encoder is single-threaded and the longest step after rendering, so when the
 /// video is copied the music of a long piece is encoded in two halves at once (see
-/// [`split_encode`]) and a third process muxes the spliced stream with the video. A short
-/// piece is encoded and muxed by one process: its encode is over before two more ffmpeg
-/// processes would have loaded (each costs about 60 ms of CPU just to start).
+/// [`encode`]). The video of a plain MP4/MOV is then muxed with the AAC packets in process
+/// ([`mp4out`], `Job::Own`); any other input's by a third ffmpeg (`Job::Copy`), or, for a
+/// short piece, by the one ffmpeg that encodes it (`Job::Direct`): its encode is over before
+/// two more ffmpeg processes would have loaded (each costs about 45–60 ms of CPU just to
+/// start).
 pub struct Muxer {
     /// Taken by [`Muxer::finish`]; a muxer dropped unfinished (the music failed) kills it.
     job: Option<Job>,
@@ -171,6 +176,12 @@ enum Job {
     Direct(Child),
     /// Two AAC encoders and the muxer copying the video stream.
     Copy { encoders: [Child; 2], mux: Child },
+    /// One AAC encoder, or two for a long piece, whose packets are muxed here with the
+    /// video samples copied from a plain MP4/MOV ([`mp4out`]).
+    Own {
+        encoders: Vec<Child>,
+        video: CopiedVideo,
+    },
 }
 
 impl Muxer {
@@ -214,8 +225,29 @@ impl Muxer {
             Some(MPEG4) => &["-c:v", "copy", "-bsf:v", MPEG4_UNPACK],
             _ => &["-c:v", "copy"],
         };
-        let job = match warps {
-            None if seconds < SPLIT_ENCODE_MIN_SECONDS => {
+        let encoder = || {
+            let mut c = Command::new("ffmpeg");
+            c.args(["-v", "error", "-nostdin"]);
+            pcm_input(&mut c);
+            aac_args(&mut c);
+            c.args(["-f", "adts", "pipe:1"]);
+            spawn(c, true)
+        };
+        let split = seconds >= SPLIT_ENCODE_MIN_SECONDS;
+        let own = match warps {
+            None => CopiedVideo::read(video),
+            Some(_) => None,
+        };
+        let job = match (warps, own) {
+            (None, Some(video)) => Job::Own {
+                encoders: if split {
+                    vec![encoder()?, encoder()?]
+                } else {
+                    vec![encoder()?]
+                },
+                video,
+            },
+            (None, None) if !split => {
                 let mut cmd = Command::new("ffmpeg");
                 cmd.args(["-v", "error", "-nostdin", "-y"]);
                 copied_input(&mut cmd, video, codec);
@@ -225,7 +257,7 @@ impl Muxer {
                 common_tail(&mut cmd, out);
                 Job::Direct(spawn(cmd, false)?)
             }
-            None => {
+            (None, None) => {
                 let mut mux = Command::new("ffmpeg");
                 mux.args(["-v", "error", "-nostdin", "-y"]);
                 copied_input(&mut mux, video, codec);
@@ -247,20 +279,12 @@ impl Muxer {
                     .args(["-map", "0:v:0", "-map", "1:a:0", "-c:a", "copy"])
                     .args(copy_video);
                 container_tail(&mut mux, out);
-                let encoder = || {
-                    let mut c = Command::new("ffmpeg");
-                    c.args(["-v", "error", "-nostdin"]);
-                    pcm_input(&mut c);
-                    aac_args(&mut c);
-                    c.args(["-f", "adts", "pipe:1"]);
-                    spawn(c, true)
-                };
                 Job::Copy {
                     encoders: [encoder()?, encoder()?],
                     mux: spawn(mux, false)?,
                 }
             }
-            Some(warps) => {
+            (Some(warps), _) => {
                 let mut cmd = ffmpeg(video);
                 cmd.args([
                     "-filter_complex",
@@ -294,7 +318,20 @@ impl Muxer {
             }
             Job::Warped(child) => return feed(child, pcm),
             Job::Direct(child) => feed(child, pcm),
-            Job::Copy { encoders, mux } => split_encode(encoders, mux, pcm),
+            Job::Copy { encoders, mux } => mux_encoded(encoders, mux, pcm),
+            Job::Own { encoders, video } => {
+                let adts = encode(encoders, pcm)?;
+                let frames = (pcm.len() / CHANNELS as usize) as u64;
+                let audio = AacTrack::from_adts(&adts, frames).map_err(|e| {
+                    ScoreError::Mux(format!(
+                        "ffmpeg's AAC encoder wrote a stream scored.mp4 cannot take: {e}"
+                    ))
+                })?;
+                return mp4out::write(&self.out, &video, &audio).map_err(|e| ScoreError::Output {
+                    path: self.out.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
         };
         match copied {
             Ok(()) => return Ok(()),
@@ -323,6 +360,7 @@ impl Drop for Muxer {
             None | Some(Job::AfterTranscode { .. }) => return, // a Transcode kills itself
             Some(Job::Warped(c) | Job::Direct(c)) => vec![c],
             Some(Job::Copy { encoders, mux }) => encoders.into_iter().chain([mux]).collect(),
+            Some(Job::Own { encoders, .. }) => encoders,
         };
         for mut c in children {
             let _ = c.kill();
@@ -336,10 +374,9 @@ impl Drop for Muxer {
 /// spliced AAC stream: 2.7 s against 0.1 s from a file).
 const PIPE_QUEUE: &str = "4096";
 
-/// Samples per AAC frame.
-const AAC_FRAME: usize = 1024;
-/// Samples of silence ffmpeg's AAC encoder puts before the music (its first frame).
-const AAC_PRIMING: usize = 1024;
+/// Samples per AAC frame, and the encoder's priming ([`mp4out::AAC_PRIMING`]).
+const AAC_FRAME: usize = mp4out::AAC_FRAME as usize;
+const AAC_PRIMING: usize = mp4out::AAC_PRIMING as usize;
 /// The second half's encoder starts this many frames before the splice, so its
 /// psychoacoustic state and window choice have settled on the music by then.
 const SPLIT_LEAD_IN: usize = 8 * AAC_FRAME;
@@ -348,17 +385,42 @@ const SPLIT_LEAD_IN: usize = 8 * AAC_FRAME;
 const SPLIT_TAIL: usize = 4 * AAC_FRAME;
 
 /// Encodes `pcm` to AAC with two encoders at once and has `mux` write their packets as one
-/// stream: the first half's packets up to a frame boundary `s`, then the second half's from
-/// `s` on. The second encoder starts [`SPLIT_LEAD_IN`] early, so at the splice both have
-/// coded the same music with the same window shape and the decoder's overlap-add joins them
-/// like neighbouring frames of one encode: on the trailer, the SNR of the blocks at the
-/// splice (33–37 dB) is that of any block of a single encode (median 37 dB), and the
+/// stream (see [`encode`]).
+fn mux_encoded(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(), ScoreError> {
+    let mut mux_in = mux.stdin.take().expect("piped stdin");
+    let (encoded, muxed) = std::thread::scope(|scope| {
+        let muxed = scope.spawn(move || mux.wait_with_output());
+        let encoded = encode(encoders.into(), pcm).and_then(|adts| {
+            mux_in
+                .write_all(&adts)
+                .map_err(|_| ScoreError::Mux("ffmpeg stopped reading the music".into()))
+        });
+        drop(mux_in);
+        (encoded, muxed.join().expect("mux waiter panicked"))
+    });
+    match (encoded, muxed) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(ScoreError::Mux(format!("ffmpeg did not finish: {e}"))),
+        (Ok(()), Ok(o)) if !o.status.success() => Err(ScoreError::Mux(format!(
+            "ffmpeg could not write scored.mp4: {}",
+            last_line(&String::from_utf8_lossy(&o.stderr))
+        ))),
+        (Ok(()), Ok(_)) => Ok(()),
+    }
+}
+
+/// Encodes `pcm` to AAC with one encoder, or with two at once, and returns their packets
+/// as one ADTS stream: the first half's packets up to a frame boundary `s`, then the second
+/// half's from `s` on. The second encoder starts [`SPLIT_LEAD_IN`] early, so at the splice
+/// both have coded the same music with the same window shape and the decoder's overlap-add
+/// joins them like neighbouring frames of one encode: on the trailer, the SNR of the blocks
+/// at the splice (33–37 dB) is that of any block of a single encode (median 37 dB), and the
 /// decoded track is sample-aligned with music.wav and as long as a single encode's.
-fn split_encode(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(), ScoreError> {
+fn encode(encoders: Vec<Child>, pcm: &[f32]) -> Result<Vec<u8>, ScoreError> {
     const CH: usize = CHANNELS as usize;
     let frames = pcm.len() / CH;
     let s = frames / 2 / AAC_FRAME * AAC_FRAME;
-    let split = s >= SPLIT_LEAD_IN;
+    let split = encoders.len() == 2 && s >= SPLIT_LEAD_IN;
     // (music each encoder gets, packets kept: first packet, how many)
     let (a_end, b_start) = if split {
         ((s + SPLIT_TAIL).min(frames), s - SPLIT_LEAD_IN)
@@ -370,8 +432,7 @@ fn split_encode(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(),
         (SPLIT_LEAD_IN / AAC_FRAME + 1, usize::MAX),
     ];
     let ranges = [&pcm[..a_end * CH], &pcm[b_start * CH..]];
-    let mut mux_in = mux.stdin.take().expect("piped stdin");
-    let results = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let mut outputs = Vec::new();
         for ((mut enc, range), (first, count)) in encoders.into_iter().zip(ranges).zip(keep) {
             let used = split || first == 0;
@@ -389,7 +450,7 @@ fn split_encode(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(),
             });
             outputs.push((used, enc, packets));
         }
-        let muxed = scope.spawn(move || mux.wait_with_output());
+        let mut adts = Vec::new();
         let mut failure = None;
         for (used, enc, packets) in outputs {
             let out = enc.wait_with_output();
@@ -398,10 +459,10 @@ fn split_encode(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(),
                 continue;
             }
             let why = match (out, packets) {
-                (Ok(o), Ok(p)) if o.status.success() => mux_in
-                    .write_all(&p)
-                    .err()
-                    .map(|_| "the muxer stopped reading".to_string()),
+                (Ok(o), Ok(p)) if o.status.success() => {
+                    adts.extend_from_slice(&p);
+                    None
+                }
                 (Ok(o), _) if !o.status.success() => {
                     Some(last_line(&String::from_utf8_lossy(&o.stderr)))
                 }
@@ -412,21 +473,13 @@ fn split_encode(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(),
                 failure.get_or_insert(why);
             }
         }
-        drop(mux_in);
-        let muxed = muxed.join().expect("mux waiter panicked");
-        (failure, muxed)
-    });
-    match results {
-        (Some(why), _) => Err(ScoreError::Mux(format!(
-            "ffmpeg could not encode the music for scored.mp4: {why}"
-        ))),
-        (None, Err(e)) => Err(ScoreError::Mux(format!("ffmpeg did not finish: {e}"))),
-        (None, Ok(o)) if !o.status.success() => Err(ScoreError::Mux(format!(
-            "ffmpeg could not write scored.mp4: {}",
-            last_line(&String::from_utf8_lossy(&o.stderr))
-        ))),
-        (None, Ok(_)) => Ok(()),
-    }
+        match failure {
+            Some(why) => Err(ScoreError::Mux(format!(
+                "ffmpeg could not encode the music for scored.mp4: {why}"
+            ))),
+            None => Ok(adts),
+        }
+    })
 }
 
 /// The `count` ADTS packets of `bytes` from packet `first` on (all that are there if fewer),
@@ -740,11 +793,25 @@ mod tests {
     fn a_long_piece_is_encoded_in_two_halves_without_a_seam() {
         let dir = tempfile::tempdir().unwrap();
         let video = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4");
-        let out = dir.path().join("scored.mp4");
+        let mkv = dir.path().join("bikes.mkv");
+        remux(&video, &mkv);
+        // muxed in process, and by ffmpeg
+        for video in [video, mkv] {
+            split_without_a_seam(dir.path(), &video);
+        }
+    }
+
+    fn split_without_a_seam(dir: &Path, video: &Path) {
+        let out = dir.join("scored.mp4");
         let seconds = SPLIT_ENCODE_MIN_SECONDS + 5.0;
         let pcm = music(seconds);
-        let muxer = Muxer::start(&video, &out, None, 25.0, seconds, Some("h264")).unwrap();
-        assert!(matches!(muxer.job, Some(Job::Copy { .. })));
+        let muxer = Muxer::start(video, &out, None, 25.0, seconds, Some("h264")).unwrap();
+        assert!(
+            matches!(
+                &muxer.job,
+                Some(Job::Own { encoders, .. }) if encoders.len() == 2
+            ) || matches!(muxer.job, Some(Job::Copy { .. }))
+        );
         muxer.finish(&pcm).unwrap();
         let dec = Command::new("ffmpeg")
             .args(["-v", "error", "-i"])
@@ -774,7 +841,7 @@ mod tests {
             10.0 * (sig / err.max(1.0)).log10()
         };
         let whole = snr(0..want.len());
-        // the splice, in interleaved samples (split_encode's frame boundary s)
+        // the splice, in interleaved samples (encode's frame boundary s)
         let mid = want.len() / 2 / 2 / AAC_FRAME * AAC_FRAME * 2;
         let splice = snr(mid - 8 * AAC_FRAME..mid + 8 * AAC_FRAME);
         println!("split encode vs the music: SNR {whole:.1} dB, at the splice {splice:.1} dB");
@@ -1101,20 +1168,239 @@ mod tests {
         assert_eq!(probe(&out, "v:0", "stream=width,height"), "64,48");
     }
 
+    /// The video packets of `path` as ffprobe reads them: times, sizes, flags and an MD5 of
+    /// each packet's data.
+    fn video_packets(path: &Path) -> String {
+        let o = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_data_hash",
+                "md5",
+            ])
+            .args([
+                "-show_entries",
+                "packet=pts_time,dts_time,duration_time,size,flags,data_hash",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A plain MP4/MOV whose codec mp4 carries is muxed in process ([`mp4out`]): scored.mp4
+    /// holds the input's video packets as they were (times, sizes, flags, bytes), its
+    /// rotation and its start, and the music exactly as a direct encode gives it, from the
+    /// file's time zero; ffmpeg reads and decodes it without a complaint.
+    #[test]
+    fn a_plain_mp4_is_muxed_in_process_with_its_video_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = "testsrc2=s=320x180:r=25:d=3";
+        // B-frames (an edit list and composition offsets), and an audio track of its own
+        let bframes = d.join("bframes.mp4");
+        lavfi_video(
+            &bframes,
+            src,
+            &[
+                "-f", "lavfi", "-i", "sine=d=3", "-c:v", "libx264", "-bf", "3", "-c:a", "aac",
+            ],
+        );
+        // a phone's portrait MOV: rotated by its matrix, at 30000/1001 frames/s
+        let rotated = d.join("rotated.mov");
+        lavfi_video(
+            &rotated,
+            "testsrc2=s=320x180:r=30000/1001:d=2",
+            &["-c:v", "libx264", "-metadata:s:v", "rotate=90"],
+        );
+        // the video starts 1 s after the file (its audio) does
+        let late = d.join("late.mp4");
+        let made = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=d=3",
+                "-itsoffset",
+                "1",
+            ])
+            .args(["-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=2"])
+            .args([
+                "-map", "0:a", "-map", "1:v", "-c:v", "libx264", "-c:a", "aac",
+            ])
+            .arg(&late)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // VP9 in MP4
+        let vp9 = d.join("vp9.mp4");
+        lavfi_video(
+            &vp9,
+            src,
+            &[
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-b:v",
+                "300k",
+            ],
+        );
+        let seconds = 3.0;
+        for video in [&bframes, &rotated, &late, &vp9] {
+            let out = d.join("scored.mp4");
+            let muxer = Muxer::start(video, &out, None, 25.0, seconds, None).unwrap();
+            assert!(
+                matches!(muxer.job, Some(Job::Own { .. })),
+                "{}",
+                video.display()
+            );
+            let pcm = music(seconds);
+            muxer.finish(&pcm).unwrap();
+            let name = video.display();
+            assert_eq!(video_packets(&out), video_packets(video), "{name}");
+            for entries in [
+                "stream=codec_name,codec_tag_string,width,height,start_time",
+                "stream_side_data=rotation",
+            ] {
+                assert_eq!(
+                    probe(&out, "v", entries),
+                    probe(video, "v", entries),
+                    "{name}: {entries}"
+                );
+            }
+            assert_eq!(
+                probe(
+                    &out,
+                    "a",
+                    "stream=codec_name,sample_rate,channels,start_time,duration"
+                ),
+                "aac,48000,2,0.000000,3.000000",
+                "{name}"
+            );
+            let check = Command::new("ffmpeg")
+                .args(["-v", "error", "-i"])
+                .arg(&out)
+                .args(["-f", "null", "-"])
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success() && check.stderr.is_empty(),
+                "{name}: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+            // the music's packets are those of one direct encode of it
+            let wav = d.join("music.wav");
+            crate::score::write_wav(&wav, &pcm).unwrap();
+            let adts = |args: &[&str], input: &Path| {
+                let o = Command::new("ffmpeg")
+                    .args(["-v", "error", "-i"])
+                    .arg(input)
+                    .args(args)
+                    .args(["-f", "adts", "-"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success());
+                o.stdout
+            };
+            let direct = adts(
+                &[
+                    "-c:a",
+                    "aac",
+                    "-aac_coder",
+                    AAC_CODER,
+                    "-b:a",
+                    AAC_BITRATE,
+                    "-flags:a",
+                    "+bitexact",
+                ],
+                &wav,
+            );
+            assert!(
+                adts(&["-map", "0:a", "-c:a", "copy"], &out) == direct,
+                "{name}: the music is not one encode's"
+            );
+            std::fs::remove_file(&out).unwrap();
+        }
+    }
+
+    /// What the in-process muxer does not copy exactly goes to ffmpeg: another container,
+    /// an MP4 in fragments, HEVC in an `hev1` entry (ffmpeg relabels it), MPEG-4 Part 2.
+    #[test]
+    fn other_inputs_are_muxed_by_ffmpeg() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = "testsrc2=s=160x120:r=25:d=1";
+        let cases: [(&str, &[&str]); 4] = [
+            ("mkv.mkv", &["-c:v", "libx264"]),
+            (
+                "frag.mp4",
+                &["-c:v", "libx264", "-movflags", "frag_keyframe+empty_moov"],
+            ),
+            (
+                "hev1.mp4",
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-x265-params",
+                    "log-level=none",
+                    "-tag:v",
+                    "hev1",
+                ],
+            ),
+            ("mpeg4.mp4", &["-c:v", "mpeg4"]),
+        ];
+        for (name, codec) in cases {
+            let video = d.join(name);
+            lavfi_video(&video, src, codec);
+            assert!(CopiedVideo::read(&video).is_none(), "{name}");
+            let out = d.join("scored.mp4");
+            let muxer = Muxer::start(&video, &out, None, 25.0, 1.0, None).unwrap();
+            assert!(matches!(muxer.job, Some(Job::Direct(_))), "{name}");
+            muxer.finish(&music(1.0)).unwrap();
+            assert_eq!(probe(&out, "a", "stream=codec_name"), "aac", "{name}");
+        }
+    }
+
     #[test]
     fn a_short_piece_is_muxed_by_one_process() {
         let dir = tempfile::tempdir().unwrap();
         let video = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4");
-        let muxer = Muxer::start(
-            &video,
-            &dir.path().join("s.mp4"),
-            None,
-            25.0,
-            10.0,
-            Some("h264"),
-        )
-        .unwrap();
-        assert!(matches!(muxer.job, Some(Job::Direct(_))));
+        let start = |video: &Path| {
+            Muxer::start(
+                video,
+                &dir.path().join("s.mp4"),
+                None,
+                25.0,
+                10.0,
+                Some("h264"),
+            )
+            .unwrap()
+        };
+        assert!(
+            matches!(&start(&video).job, Some(Job::Own { encoders, .. }) if encoders.len() == 1)
+        );
+        let mkv = dir.path().join("bikes.mkv");
+        remux(&video, &mkv);
+        assert!(matches!(start(&mkv).job, Some(Job::Direct(_))));
+    }
+
+    /// `video`'s streams copied into `out` (another container).
+    fn remux(video: &Path, out: &Path) {
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(video)
+            .args(["-c", "copy"])
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(made.success());
     }
 
     #[test]
@@ -1148,7 +1434,7 @@ mod tests {
             )
             .unwrap()
         };
-        assert!(matches!(start(&identity).job, Some(Job::Direct(_))));
+        assert!(matches!(start(&identity).job, Some(Job::Own { .. })));
         let mut retimed = identity;
         retimed[0].rate = 0.95;
         retimed[0].output_end = 4.0 / 0.95;

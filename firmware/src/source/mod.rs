@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 mod avi;
 pub mod convert;
 mod file;
-mod mp4;
+pub(crate) mod mp4;
 mod v4l2;
 
 pub(crate) use file::last_line;

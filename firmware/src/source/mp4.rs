@@ -134,6 +134,12 @@ impl Mp4Video {
 
 /// The video facts of `path` if it is a plain MP4/MOV (see the module doc), else `None`.
 pub(crate) fn probe(path: &Path) -> Option<Mp4Video> {
+    video_of_moov(&read_moov(path)?.0)
+}
+
+/// The payload of the `moov` box of `path`, an ISO media file (MP4, MOV, 3GP), and the
+/// file's length; `None` for any other file, or a `moov` over [`MAX_MOOV_BYTES`].
+pub(crate) fn read_moov(path: &Path) -> Option<(Vec<u8>, u64)> {
     let mut f = File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
     let mut at = 0u64;
@@ -164,7 +170,7 @@ pub(crate) fn probe(path: &Path) -> Option<Mp4Video> {
             }
             let mut moov = vec![0u8; (size - header) as usize];
             f.read_exact(&mut moov).ok()?;
-            return video_of_moov(&moov);
+            return Some((moov, len));
         }
         at += size;
     }
@@ -172,7 +178,7 @@ pub(crate) fn probe(path: &Path) -> Option<Mp4Video> {
 }
 
 /// The child boxes of `data`: (type, payload). `None` if a size runs past the data.
-fn children(data: &[u8]) -> Option<Vec<([u8; 4], &[u8])>> {
+pub(crate) fn children(data: &[u8]) -> Option<Vec<([u8; 4], &[u8])>> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < data.len() {
@@ -200,21 +206,21 @@ fn children(data: &[u8]) -> Option<Vec<([u8; 4], &[u8])>> {
 }
 
 /// The payload of the only child of type `kind`; `None` if it is missing or repeated.
-fn only<'a>(boxes: &[([u8; 4], &'a [u8])], kind: &[u8; 4]) -> Option<&'a [u8]> {
+pub(crate) fn only<'a>(boxes: &[([u8; 4], &'a [u8])], kind: &[u8; 4]) -> Option<&'a [u8]> {
     let mut found = boxes.iter().filter(|(k, _)| k == kind);
     let first = found.next()?.1;
     found.next().is_none().then_some(first)
 }
 
-fn be32(d: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn be32(d: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(d.get(at..at + 4)?.try_into().ok()?))
 }
 
-fn be64(d: &[u8], at: usize) -> Option<u64> {
+pub(crate) fn be64(d: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(d.get(at..at + 8)?.try_into().ok()?))
 }
 
-fn be16(d: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn be16(d: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(d.get(at..at + 2)?.try_into().ok()?))
 }
 
@@ -396,7 +402,7 @@ fn esds_object_type(esds: &[u8]) -> Option<u8> {
 }
 
 /// The sample durations of `stts` as runs of (samples, ticks each).
-fn stts_runs(stts: &[u8]) -> Option<Vec<(u32, u32)>> {
+pub(crate) fn stts_runs(stts: &[u8]) -> Option<Vec<(u32, u32)>> {
     let n = be32(stts, 4)? as usize;
     (0..n)
         .map(|i| Some((be32(stts, 8 + 8 * i)?, be32(stts, 12 + 8 * i)?)))
