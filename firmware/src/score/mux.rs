@@ -160,12 +160,19 @@ pub struct Muxer {
 }
 
 /// Music at least this long is encoded in two halves at once (about 0.4 s of one core's
-/// AAC encoding a minute here, against ~0.1 s of CPU to start the two extra processes,
-/// at [`MUX_NICE`] while the music is made). Since those run at nice 10 (session 12), a
-/// split pays from about 13 s (`tools/bench/ab.sh`, the split forced on, medians of 5–9):
-/// `box.mp4` (15.2 s) 0.792 → 0.759 s; the trailer's first 12 s 0.785 s either way; bikes
-/// (10 s) 0.477 → 0.482 s; Big Buck Bunny (5 s) 0.413 → 0.457 s. Was 20 s.
-pub const SPLIT_ENCODE_MIN_SECONDS: f64 = 14.0;
+/// AAC encoding a minute here, against ~45 ms of CPU to start the extra encoder, at
+/// [`MUX_NICE`] while the music is made). Since scored.mp4 is muxed in process (session
+/// 17: one encoder more, not two encoders and a muxer), a split pays from about 8 s
+/// (`tools/bench/ab.sh`, 6 s against 14 s, medians of 9–11): bikes (10 s) 0.433 → 0.404 s,
+/// its write stage 0.093 → 0.059 s; the trailer's first 7 s at 640x360 0.346 → 0.345 s (its
+/// write 0.072 → 0.054 s, its compose and render slower by as much). It was 14 s with
+/// ffmpeg muxing (from session 12), 20 s before the muxers ran at nice 10.
+pub const SPLIT_ENCODE_MIN_SECONDS: f64 = 8.0;
+/// The same when ffmpeg muxes (an input [`mp4out`] does not copy): two processes more,
+/// a split pays from about 13 s (session 12, `tools/bench/ab.sh`, medians of 5–9: `box.mp4`
+/// (15.2 s) 0.792 → 0.759 s; the trailer's first 12 s 0.785 s either way; bikes (10 s)
+/// 0.477 → 0.482 s).
+const SPLIT_MUXED_ENCODE_MIN_SECONDS: f64 = 14.0;
 
 enum Job {
     /// The video is being re-encoded; the music is muxed with it once it is done.
@@ -233,11 +240,16 @@ impl Muxer {
             c.args(["-f", "adts", "pipe:1"]);
             spawn(c, true)
         };
-        let split = seconds >= SPLIT_ENCODE_MIN_SECONDS;
         let own = match warps {
             None => CopiedVideo::read(video),
             Some(_) => None,
         };
+        let split = seconds
+            >= if own.is_some() {
+                SPLIT_ENCODE_MIN_SECONDS
+            } else {
+                SPLIT_MUXED_ENCODE_MIN_SECONDS
+            };
         let job = match (warps, own) {
             (None, Some(video)) => Job::Own {
                 encoders: if split {
@@ -803,7 +815,7 @@ mod tests {
 
     fn split_without_a_seam(dir: &Path, video: &Path) {
         let out = dir.join("scored.mp4");
-        let seconds = SPLIT_ENCODE_MIN_SECONDS + 5.0;
+        let seconds = SPLIT_MUXED_ENCODE_MIN_SECONDS + 5.0;
         let pcm = music(seconds);
         let muxer = Muxer::start(video, &out, None, 25.0, seconds, Some("h264")).unwrap();
         assert!(
@@ -1369,26 +1381,31 @@ mod tests {
     }
 
     #[test]
-    fn a_short_piece_is_muxed_by_one_process() {
+    fn a_short_piece_is_encoded_by_one_process() {
         let dir = tempfile::tempdir().unwrap();
         let video = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4");
-        let start = |video: &Path| {
+        let start = |video: &Path, seconds: f64| {
             Muxer::start(
                 video,
                 &dir.path().join("s.mp4"),
                 None,
                 25.0,
-                10.0,
+                seconds,
                 Some("h264"),
             )
             .unwrap()
         };
-        assert!(
-            matches!(&start(&video).job, Some(Job::Own { encoders, .. }) if encoders.len() == 1)
-        );
+        let encoders = |m: &Muxer| match &m.job {
+            Some(Job::Own { encoders, .. }) => encoders.len(),
+            _ => 0,
+        };
+        assert_eq!(encoders(&start(&video, 6.0)), 1);
+        assert_eq!(encoders(&start(&video, 10.0)), 2);
+        // ffmpeg muxing: one process encodes and muxes a short piece
         let mkv = dir.path().join("bikes.mkv");
         remux(&video, &mkv);
-        assert!(matches!(start(&mkv).job, Some(Job::Direct(_))));
+        assert!(matches!(start(&mkv, 10.0).job, Some(Job::Direct(_))));
+        assert!(matches!(start(&mkv, 16.0).job, Some(Job::Copy { .. })));
     }
 
     /// `video`'s streams copied into `out` (another container).
