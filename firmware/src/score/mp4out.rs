@@ -350,36 +350,38 @@ struct Chunk {
     count: usize,
 }
 
+/// Why scored.mp4 could not be written: the input could not be read (it changed or went
+/// away since it was analysed), or the output could not be written.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
 /// Writes scored.mp4 at `out`: `video` copied from its file and `audio` after it, the
 /// `moov` in front. Deterministic: the same inputs give the same bytes.
-pub(crate) fn write(out: &Path, video: &CopiedVideo, audio: &AacTrack) -> io::Result<()> {
-    let chunks = interleave(video, audio);
-    let payload: u64 =
-        video.samples.iter().map(|s| u64::from(s.1)).sum::<u64>() + audio.data.len() as u64;
-    let mdat_header: u64 = if payload + 8 > u64::from(u32::MAX) {
-        16
-    } else {
-        8
-    };
-    let ftyp = ftyp(video);
-    // The moov's size does not depend on the offsets it holds, only on their width.
-    let sized = moov(video, audio, &chunks, 0, false);
-    let wide = ftyp.len() as u64 + sized.len() as u64 + mdat_header + payload > u64::from(u32::MAX);
-    let start = ftyp.len() as u64 + moov(video, audio, &chunks, 0, wide).len() as u64 + mdat_header;
-    let moov = moov(video, audio, &chunks, start, wide);
-
-    let src = File::open(&video.path)?;
-    let mut w = BufWriter::with_capacity(1 << 20, File::create(out)?);
-    w.write_all(&ftyp)?;
-    w.write_all(&moov)?;
+pub(crate) fn write(out: &Path, video: &CopiedVideo, audio: &AacTrack) -> Result<(), WriteError> {
+    use WriteError::{Read, Write as Put};
+    let Layout {
+        chunks,
+        ftyp,
+        moov,
+        payload,
+        mdat_header,
+    } = layout(video, audio);
+    let src = File::open(&video.path).map_err(Read)?;
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(out).map_err(Put)?);
+    let mut head = ftyp;
+    head.extend_from_slice(&moov);
     if mdat_header == 16 {
-        w.write_all(&1u32.to_be_bytes())?;
-        w.write_all(b"mdat")?;
-        w.write_all(&(payload + 16).to_be_bytes())?;
+        head.extend_from_slice(&1u32.to_be_bytes());
+        head.extend_from_slice(b"mdat");
+        head.extend_from_slice(&(payload + 16).to_be_bytes());
     } else {
-        w.write_all(&((payload + 8) as u32).to_be_bytes())?;
-        w.write_all(b"mdat")?;
+        head.extend_from_slice(&((payload + 8) as u32).to_be_bytes());
+        head.extend_from_slice(b"mdat");
     }
+    w.write_all(&head).map_err(Put)?;
     let mut buf = Vec::new();
     let mut audio_at = 0usize;
     for c in &chunks {
@@ -395,20 +397,55 @@ pub(crate) fn write(out: &Path, video: &CopiedVideo, audio: &AacTrack) -> io::Re
                     i += 1;
                 }
                 buf.resize(len as usize, 0);
-                src.read_exact_at(&mut buf, start)?;
-                w.write_all(&buf)?;
+                src.read_exact_at(&mut buf, start).map_err(Read)?;
+                w.write_all(&buf).map_err(Put)?;
             }
         } else {
             let bytes: usize = audio.sizes[c.first..c.first + c.count]
                 .iter()
                 .map(|&s| s as usize)
                 .sum();
-            w.write_all(&audio.data[audio_at..audio_at + bytes])?;
+            w.write_all(&audio.data[audio_at..audio_at + bytes])
+                .map_err(Put)?;
             audio_at += bytes;
         }
     }
-    w.into_inner().map_err(|e| e.into_error())?;
+    w.into_inner().map_err(|e| Put(e.into_error()))?;
     Ok(())
+}
+
+/// What goes before the samples, and their order.
+struct Layout {
+    chunks: Vec<Chunk>,
+    ftyp: Vec<u8>,
+    moov: Vec<u8>,
+    /// Bytes of the samples, and of the `mdat` header before them (16 past 4 GB).
+    payload: u64,
+    mdat_header: u64,
+}
+
+fn layout(video: &CopiedVideo, audio: &AacTrack) -> Layout {
+    let chunks = interleave(video, audio);
+    let payload: u64 =
+        video.samples.iter().map(|s| u64::from(s.1)).sum::<u64>() + audio.data.len() as u64;
+    let mdat_header: u64 = if payload + 8 > u64::from(u32::MAX) {
+        16
+    } else {
+        8
+    };
+    let ftyp = ftyp(video);
+    // The moov's size does not depend on the offsets it holds, only on their width.
+    let narrow = moov(video, audio, &chunks, 0, false).len() as u64;
+    let wide = ftyp.len() as u64 + narrow + mdat_header + payload > u64::from(u32::MAX);
+    let start = ftyp.len() as u64 + moov(video, audio, &chunks, 0, wide).len() as u64 + mdat_header;
+    let moov = moov(video, audio, &chunks, start, wide);
+    Layout {
+        chunks,
+        ftyp,
+        moov,
+        payload,
+        mdat_header,
+    }
 }
 
 /// The chunks in file order: for each slice of [`CHUNKS_PER_SECOND`], the video samples
@@ -813,6 +850,66 @@ fn esds(o: &mut Vec<u8>, audio: &AacTrack) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A video of more than 4 GB gets 64-bit chunk offsets (`co64`) and a 64-bit `mdat`
+    /// size, and its audio chunks lie after the video chunks of the same half second.
+    #[test]
+    fn past_4_gb_the_offsets_are_64_bit() {
+        // 2 s at 25 frames/s of 200 MB frames (never read: only the layout is built)
+        let frames = 50u64;
+        let stsd = {
+            let mut o = Vec::new();
+            u32s(&mut o, 0);
+            u32s(&mut o, 1);
+            put_box(&mut o, b"avc1", |o| o.extend_from_slice(&[0; 78]));
+            o
+        };
+        let video = CopiedVideo {
+            path: PathBuf::from("/nonexistent"),
+            movie_timescale: 1000,
+            media_timescale: 12800,
+            tkhd: vec![0; 84],
+            duration: 2000,
+            edts: None,
+            mdhd: vec![0; 24],
+            tables: vec![(*b"stsd", stsd)],
+            samples: (0..frames)
+                .map(|i| (i * 200_000_000, 200_000_000))
+                .collect(),
+            decode_times: (0..frames).map(|i| i * 512).collect(),
+        };
+        let packets = 2 * SAMPLE_RATE as usize / AAC_FRAME as usize + 2;
+        let audio = AacTrack {
+            data: vec![0; packets * 500],
+            sizes: vec![500; packets],
+            config: [0x11, 0x90],
+            frames: 2 * u64::from(SAMPLE_RATE),
+        };
+        let l = layout(&video, &audio);
+        assert_eq!(l.mdat_header, 16);
+        assert_eq!(l.payload, frames * 200_000_000 + packets as u64 * 500);
+        let moov = children(&l.moov[8..]).unwrap();
+        let traks: Vec<_> = moov.iter().filter(|(k, _)| k == b"trak").collect();
+        let offsets = |trak: &[u8]| {
+            let trak = children(trak).unwrap();
+            let mdia = children(only(&trak, b"mdia").unwrap()).unwrap();
+            let minf = children(only(&mdia, b"minf").unwrap()).unwrap();
+            let stbl = children(only(&minf, b"stbl").unwrap()).unwrap();
+            assert!(only(&stbl, b"stco").is_none());
+            let co64 = only(&stbl, b"co64").unwrap();
+            let n = be32(co64, 4).unwrap() as usize;
+            (0..n)
+                .map(|i| be64(co64, 8 + 8 * i).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let (v, a) = (offsets(traks[0].1), offsets(traks[1].1));
+        assert_eq!(v.len(), 4, "a video chunk per half second");
+        let first = (l.ftyp.len() + l.moov.len()) as u64 + 16;
+        assert_eq!(v[0], first);
+        // half a second of video (13 frames: times 0 to 6144 of 12800 ticks), then its audio
+        assert_eq!(a[0], first + 13 * 200_000_000);
+        assert!(v[2] > u64::from(u32::MAX) && a[3] > v[3]);
+    }
 
     #[test]
     fn adts_headers_give_the_decoder_config() {

@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::mp4out::{self, AacTrack, CopiedVideo};
+use super::mp4out::{self, AacTrack, CopiedVideo, WriteError};
 use super::ScoreError;
 use crate::music::{CHANNELS, SAMPLE_RATE};
 use crate::plan::Warp;
@@ -339,9 +339,15 @@ impl Muxer {
                         "ffmpeg's AAC encoder wrote a stream scored.mp4 cannot take: {e}"
                     ))
                 })?;
-                return mp4out::write(&self.out, &video, &audio).map_err(|e| ScoreError::Output {
-                    path: self.out.display().to_string(),
-                    reason: e.to_string(),
+                return mp4out::write(&self.out, &video, &audio).map_err(|e| match e {
+                    WriteError::Read(e) => ScoreError::Mux(format!(
+                        "cannot read the video {} again to copy it into scored.mp4 ({e}): \
+                         was it changed or moved while it was scored? Score it again",
+                        self.video.display()
+                    )),
+                    WriteError::Write(e) => {
+                        ScoreError::Mux(format!("cannot write scored.mp4: {e}"))
+                    }
                 });
             }
         };
@@ -1340,6 +1346,34 @@ mod tests {
             );
             std::fs::remove_file(&out).unwrap();
         }
+    }
+
+    /// A video cut short after it was analysed (an upload overwritten, a disk unplugged) is
+    /// named: its samples can no longer be copied.
+    #[test]
+    fn a_video_cut_short_before_the_mux_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("bikes.mp4");
+        std::fs::copy(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4"),
+            &video,
+        )
+        .unwrap();
+        let out = dir.path().join("scored.mp4");
+        let muxer = Muxer::start(&video, &out, None, 25.0, 3.0, Some("h264")).unwrap();
+        assert!(matches!(muxer.job, Some(Job::Own { .. })));
+        File::options()
+            .write(true)
+            .open(&video)
+            .unwrap()
+            .set_len(100_000)
+            .unwrap();
+        let e = muxer.finish(&music(3.0)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("cannot read the video {} again", video.display()))
+                && e.contains("Score it again"),
+            "{e}"
+        );
     }
 
     /// What the in-process muxer does not copy exactly goes to ffmpeg: another container,
