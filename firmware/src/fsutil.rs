@@ -32,8 +32,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Fsyncs `tmp`, renames it to `path` and fsyncs the containing folder.
 pub fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
+    persist(tmp, path)?;
+    sync_parent(path);
+    Ok(())
+}
+
+/// Fsyncs `tmp` (quick when it was fsynced already, nothing being dirty) and renames it to
+/// `path`; the rename lasts through a crash once the folder is fsynced ([`sync_parent`]).
+pub fn persist(tmp: &Path, path: &Path) -> io::Result<()> {
     File::open(tmp)?.sync_all()?;
-    fs::rename(tmp, path)?;
+    fs::rename(tmp, path)
+}
+
+/// Fsyncs the folder holding `path` (best effort: some filesystems refuse it).
+pub fn sync_parent(path: &Path) {
     if let Some(dir) = path.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -44,7 +56,6 @@ pub fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
             let _ = d.sync_all();
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -479,6 +479,15 @@ fn write_outputs(
                 path: staging.final_dir.display().to_string(),
                 reason: format!("report.png: {e}"),
             })?;
+            // fsynced now, while the music is still being encoded, not at the commit
+            for name in ["music.wav", "notes.mid", "report.png"] {
+                fs::File::open(staging.path(name))
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| ScoreError::Output {
+                        path: staging.final_dir.display().to_string(),
+                        reason: format!("{name}: {e}"),
+                    })?;
+            }
             Ok::<_, ScoreError>(report)
         })();
         (muxer.join().expect("mux thread panicked"), written)
@@ -730,14 +739,19 @@ impl Staging {
 
     /// Fsyncs and renames every file into the output folder.
     pub(crate) fn commit(mut self, names: &[&str]) -> Result<(), ScoreError> {
+        // Each file is fsynced (most were, as soon as they were written, beside the rest of
+        // the work) and renamed into place; the folder is fsynced once, after the last.
         for name in names {
             let from = self.dir.join(name);
-            crate::fsutil::commit(&from, &self.final_dir.join(name)).map_err(|e| {
+            crate::fsutil::persist(&from, &self.final_dir.join(name)).map_err(|e| {
                 ScoreError::Output {
                     path: self.final_dir.join(name).display().to_string(),
                     reason: e.to_string(),
                 }
             })?;
+        }
+        if let Some(last) = names.last() {
+            crate::fsutil::sync_parent(&self.final_dir.join(last));
         }
         self.committed = true;
         let _ = fs::remove_dir_all(&self.dir);

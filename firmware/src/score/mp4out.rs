@@ -410,8 +410,9 @@ pub(crate) fn write(out: &Path, video: &CopiedVideo, audio: &AacTrack) -> Result
             audio_at += bytes;
         }
     }
-    w.into_inner().map_err(|e| Put(e.into_error()))?;
-    Ok(())
+    // fsynced here, beside the rest of the work, not at the commit
+    let file = w.into_inner().map_err(|e| Put(e.into_error()))?;
+    file.sync_all().map_err(Put)
 }
 
 /// What goes before the samples, and their order.
