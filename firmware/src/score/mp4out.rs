@@ -165,7 +165,7 @@ impl CopiedVideo {
                 tables.push((*kind, body.to_vec()));
             }
         }
-        let sizes = sample_sizes(only(&stbl, b"stsz")?)?;
+        let sizes = sample_sizes(only(&stbl, b"stsz")?, file_len)?;
         let samples = sample_places(&stbl, &sizes, file_len)?;
         let mut decode_times = Vec::with_capacity(samples.len());
         let mut t = 0u64;
@@ -214,11 +214,13 @@ fn self_contained(dinf: &[u8]) -> Option<bool> {
     )
 }
 
-/// The sample sizes of `stsz` (one size for all, or a table).
-fn sample_sizes(stsz: &[u8]) -> Option<Vec<u32>> {
+/// The sample sizes of `stsz` (one size for all, or a table), which must fit in a file of
+/// `file_len` bytes.
+fn sample_sizes(stsz: &[u8], file_len: u64) -> Option<Vec<u32>> {
     let (fixed, count) = (be32(stsz, 4)?, be32(stsz, 8)? as usize);
     if fixed != 0 {
-        return Some(vec![fixed; count]);
+        // a damaged count is not allocated for
+        return (u64::from(fixed) * count as u64 <= file_len).then(|| vec![fixed; count]);
     }
     if stsz.len() < 12 + 4 * count {
         return None;
@@ -910,6 +912,44 @@ mod tests {
         // half a second of video (13 frames: times 0 to 6144 of 12800 ticks), then its audio
         assert_eq!(a[0], first + 13 * 200_000_000);
         assert!(v[2] > u64::from(u32::MAX) && a[3] > v[3]);
+    }
+
+    /// A damaged `moov` is read without a panic: as a video to copy, or as none (ffmpeg
+    /// then muxes it, or says what is wrong).
+    #[test]
+    fn a_damaged_moov_never_panics() {
+        let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4");
+        let bytes = std::fs::read(&clip).unwrap();
+        let (moov, _) = read_moov(&clip).unwrap();
+        let at = bytes
+            .windows(moov.len())
+            .position(|w| w == &moov[..])
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.mp4");
+        assert!(CopiedVideo::read(&clip).is_some());
+        // a fixed-seed walk over the moov's bytes: one to three set to 0x00, 0xFF or 0x7F
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let mut damaged = bytes.clone();
+            for _ in 0..=next() % 3 {
+                let i = at + (next() % moov.len() as u64) as usize;
+                damaged[i] = [0x00, 0xFF, 0x7F][(next() % 3) as usize];
+            }
+            std::fs::write(&path, &damaged).unwrap();
+            let _ = CopiedVideo::read(&path);
+        }
+        // and cut short anywhere in it
+        for cut in (at..at + moov.len()).step_by(97) {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(CopiedVideo::read(&path).is_none());
+        }
     }
 
     #[test]

@@ -408,22 +408,22 @@ fn mux_encoded(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(), 
     let mut mux_in = mux.stdin.take().expect("piped stdin");
     let (encoded, muxed) = std::thread::scope(|scope| {
         let muxed = scope.spawn(move || mux.wait_with_output());
-        let encoded = encode(encoders.into(), pcm).and_then(|adts| {
-            mux_in
-                .write_all(&adts)
-                .map_err(|_| ScoreError::Mux("ffmpeg stopped reading the music".into()))
-        });
+        // whether the muxer took the music (if not, its exit says why)
+        let encoded = encode(encoders.into(), pcm).map(|adts| mux_in.write_all(&adts).is_ok());
         drop(mux_in);
         (encoded, muxed.join().expect("mux waiter panicked"))
     });
     match (encoded, muxed) {
         (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(ScoreError::Mux(format!("ffmpeg did not finish: {e}"))),
-        (Ok(()), Ok(o)) if !o.status.success() => Err(ScoreError::Mux(format!(
+        (Ok(_), Err(e)) => Err(ScoreError::Mux(format!("ffmpeg did not finish: {e}"))),
+        (Ok(_), Ok(o)) if !o.status.success() => Err(ScoreError::Mux(format!(
             "ffmpeg could not write scored.mp4: {}",
             last_line(&String::from_utf8_lossy(&o.stderr))
         ))),
-        (Ok(()), Ok(_)) => Ok(()),
+        (Ok(false), Ok(_)) => Err(ScoreError::Mux(
+            "ffmpeg stopped reading the music for scored.mp4".into(),
+        )),
+        (Ok(true), Ok(_)) => Ok(()),
     }
 }
 
