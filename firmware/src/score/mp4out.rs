@@ -3,11 +3,11 @@
 //! ffmpeg's encoder wrote, with the `moov` in front (what `-movflags +faststart` gives).
 //!
 //! ffmpeg muxing the same thing costs a process (about 45 ms of CPU to load its 215
-//! libraries, while the music is composed) and, once the music is encoded, a demux and mux
-//! of the whole video and a second pass over the file to move its `moov` to the front,
-//! all on the critical path of `score` (30 s of 960x540: about 55 ms between the encoders'
-//! exit and the muxer's). Here the `moov` is built from the tables first, and the samples
-//! are copied after it in one pass.
+//! libraries, taken from the note model while the music is composed) and, once the music
+//! is encoded, a demux and mux of the whole video and a second pass over the file to move
+//! its `moov` to the front, on the critical path of `score` (30 s of 960x540: about 55 ms
+//! between the encoders' exit and the muxer's, `strace -f -tt`). Here the `moov` is built
+//! from the tables first, and the samples are copied after it in one pass.
 //!
 //! Only what can be copied exactly takes this path ([`CopiedVideo::read`]); anything else
 //! (another container, fragments, several video tracks or sample entries, samples in
