@@ -26,7 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::music::{CHANNELS, SAMPLE_RATE};
-use crate::source::mp4::{be32, be64, children, only, read_moov, stts_runs};
+use crate::source::mp4::{be32, be64, children, only, read_moov, stts_runs, video_trak, VideoTrak};
 
 /// Sample entries whose streams are copied here (H.264, HEVC with its parameter sets in
 /// the entry, AV1, VP9).
@@ -94,27 +94,12 @@ impl CopiedVideo {
     /// `None` (ffmpeg muxes it).
     pub(crate) fn read(path: &Path) -> Option<Self> {
         let (moov, file_len) = read_moov(path)?;
-        let boxes = children(&moov)?;
-        if boxes.iter().any(|(k, _)| k == b"mvex") {
-            return None;
-        }
-        let mvhd = only(&boxes, b"mvhd")?;
-        let movie_timescale = if *mvhd.first()? == 1 {
-            be32(mvhd, 20)?
-        } else {
-            be32(mvhd, 12)?
-        };
-        let mut videos = Vec::new();
-        for (_, trak) in boxes.iter().filter(|(k, _)| k == b"trak") {
-            let trak = children(trak)?;
-            let mdia = children(only(&trak, b"mdia")?)?;
-            if only(&mdia, b"hdlr")?.get(8..12)? == b"vide" {
-                videos.push((trak, mdia));
-            }
-        }
-        let [(trak, mdia)] = &videos[..] else {
-            return None;
-        };
+        let VideoTrak {
+            trak,
+            mdia,
+            movie_timescale,
+        } = video_trak(&moov)?;
+        let (trak, mdia) = (&trak, &mdia);
         let mut tkhd = only(trak, b"tkhd")?.to_vec();
         let duration = if *tkhd.first()? == 1 {
             tkhd.get_mut(4..20)?.fill(0);
@@ -466,28 +451,22 @@ fn interleave(video: &CopiedVideo, audio: &AacTrack) -> Vec<Chunk> {
             (true, false) => video_slot(i),
             _ => audio_slot(j),
         };
-        let first = i;
-        while i < nv && video_slot(i) <= slot {
-            i += 1;
-        }
-        if i > first {
-            chunks.push(Chunk {
-                video: true,
-                first,
-                count: i - first,
-            });
-        }
-        let first = j;
-        while j < na && audio_slot(j) <= slot {
-            j += 1;
-        }
-        if j > first {
-            chunks.push(Chunk {
-                video: false,
-                first,
-                count: j - first,
-            });
-        }
+        // the samples of each track up to this slot, as one chunk
+        let mut take = |video: bool, at: &mut usize, n: usize, slot_of: &dyn Fn(usize) -> u64| {
+            let first = *at;
+            while *at < n && slot_of(*at) <= slot {
+                *at += 1;
+            }
+            if *at > first {
+                chunks.push(Chunk {
+                    video,
+                    first,
+                    count: *at - first,
+                });
+            }
+        };
+        take(true, &mut i, nv, &video_slot);
+        take(false, &mut j, na, &audio_slot);
     }
     chunks
 }
@@ -778,7 +757,12 @@ fn audio_trak(
                     u32s(o, packets as u32);
                     u32s(o, AAC_FRAME as u32);
                 });
-                chunk_tables_sized(o, audio, counts, offsets, wide);
+                put_full(o, b"stsz", 0, 0, |o| {
+                    u32s(o, 0);
+                    u32s(o, audio.sizes.len() as u32);
+                    audio.sizes.iter().for_each(|&s| u32s(o, s));
+                });
+                chunk_tables(o, counts, offsets, wide);
                 // Each packet needs the one before it decoded (a pre-roll of one packet),
                 // as ffmpeg's muxer states for AAC.
                 put_full(o, b"sgpd", 1, 0, |o| {
@@ -796,22 +780,6 @@ fn audio_trak(
             });
         });
     });
-}
-
-/// The audio's `stsz`, then its `stsc` and `stco`/`co64`.
-fn chunk_tables_sized(
-    o: &mut Vec<u8>,
-    audio: &AacTrack,
-    counts: &[usize],
-    offsets: &[u64],
-    wide: bool,
-) {
-    put_full(o, b"stsz", 0, 0, |o| {
-        u32s(o, 0);
-        u32s(o, audio.sizes.len() as u32);
-        audio.sizes.iter().for_each(|&s| u32s(o, s));
-    });
-    chunk_tables(o, counts, offsets, wide);
 }
 
 /// The `esds` of the AAC track: its decoder config and bit rates.

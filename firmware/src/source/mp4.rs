@@ -224,10 +224,21 @@ pub(crate) fn be16(d: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(d.get(at..at + 2)?.try_into().ok()?))
 }
 
-fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
+/// The boxes of a `moov` that describe its video: the only video track's children and its
+/// `mdia`'s children, and the movie's time scale (`mvhd`).
+pub(crate) struct VideoTrak<'a> {
+    pub trak: Vec<([u8; 4], &'a [u8])>,
+    pub mdia: Vec<([u8; 4], &'a [u8])>,
+    pub movie_timescale: u32,
+}
+
+/// The video track of `moov`'s payload; `None` for a fragmented file (the samples are in
+/// the fragments, not these tables), no video track or several (ffprobe decides which is
+/// first), or a box that does not parse.
+pub(crate) fn video_trak(moov: &[u8]) -> Option<VideoTrak<'_>> {
     let boxes = children(moov)?;
     if boxes.iter().any(|(k, _)| k == b"mvex") {
-        return None; // fragmented: the samples are in the fragments, not these tables
+        return None;
     }
     let mut videos = Vec::new();
     for (_, trak) in boxes.iter().filter(|(k, _)| k == b"trak") {
@@ -238,9 +249,27 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
             videos.push((trak, mdia));
         }
     }
-    let [(trak, mdia)] = &videos[..] else {
-        return None; // no video track, or several (ffprobe decides which is first)
+    let mvhd = only(&boxes, b"mvhd")?;
+    let movie_timescale = if *mvhd.first()? == 1 {
+        be32(mvhd, 20)?
+    } else {
+        be32(mvhd, 12)?
     };
+    let (trak, mdia) = videos.pop().filter(|_| videos.is_empty())?;
+    Some(VideoTrak {
+        trak,
+        mdia,
+        movie_timescale,
+    })
+}
+
+fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
+    let VideoTrak {
+        trak,
+        mdia,
+        movie_timescale,
+    } = video_trak(moov)?;
+    let (trak, mdia) = (&trak, &mdia);
     // The edit: where it starts in the media, and how long it lasts (movie ticks).
     let mut edit: Option<(i64, u64)> = None;
     if let Some(edts) = trak.iter().find(|(k, _)| k == b"edts") {
@@ -265,12 +294,6 @@ fn video_of_moov(moov: &[u8]) -> Option<Mp4Video> {
             edit = Some((start, length));
         }
     }
-    let mvhd = only(&boxes, b"mvhd")?;
-    let movie_timescale = if *mvhd.first()? == 1 {
-        be32(mvhd, 20)?
-    } else {
-        be32(mvhd, 12)?
-    };
     let media_time = edit.map_or(0, |(start, _)| start);
     let mdhd = only(mdia, b"mdhd")?;
     let (timescale, duration) = if *mdhd.first()? == 1 {
