@@ -4,6 +4,7 @@
 //! all written into a staging folder inside the output folder and renamed into place only
 //! when every one of them is complete, so a failure leaves nothing behind.
 
+mod aac;
 mod mp4out;
 mod mux;
 mod plot;

@@ -25,6 +25,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::aac::Packets;
 use crate::music::{CHANNELS, SAMPLE_RATE};
 use crate::source::mp4::{be32, be64, children, only, read_moov, stts_runs, video_trak, VideoTrak};
 
@@ -314,6 +315,17 @@ impl AacTrack {
             at += len;
         }
         let config = config.ok_or("the AAC encoder wrote no packets")?;
+        Self::from_packets(Packets { data, sizes }, config, frames)
+    }
+
+    /// The packets of an encoder (its priming first) holding `frames` samples of music,
+    /// with their AudioSpecificConfig.
+    pub(crate) fn from_packets(
+        packets: Packets,
+        config: [u8; 2],
+        frames: u64,
+    ) -> Result<Self, String> {
+        let Packets { data, sizes } = packets;
         if (sizes.len() as u64) * AAC_FRAME < frames + AAC_PRIMING {
             return Err(format!(
                 "the AAC stream holds {} packets, too few for {frames} samples",

@@ -1,6 +1,7 @@
-//! `scored.mp4`: the video (warped or not) with the music as its audio. ffmpeg encodes the
-//! AAC (and, when needed, the video); a plain MP4/MOV's video is muxed with it here
-//! ([`mp4out`]), any other input by ffmpeg.
+//! `scored.mp4`: the video (warped or not) with the music as its audio. libavcodec's AAC
+//! encoder encodes the music in this process ([`aac`]; ffmpeg processes where it cannot be
+//! loaded); a plain MP4/MOV's video is muxed with it here ([`mp4out`]), any other input by
+//! ffmpeg, which also re-encodes a video when needed.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -8,17 +9,13 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use super::aac::{self, Packets};
 use super::mp4out::{self, AacTrack, CopiedVideo, WriteError};
 use super::ScoreError;
 use crate::music::{CHANNELS, SAMPLE_RATE};
 use crate::plan::Warp;
 use crate::source::{ff_file, last_line};
 
-/// AAC bit rate of the music in scored.mp4 (transparent for stereo music).
-const AAC_BITRATE: &str = "192k";
-/// ffmpeg's "fast" AAC coder: about 2.5× quicker than the default two-loop search here and
-/// inaudibly different at 192 kb/s; the mux is on the critical path of `score`.
-const AAC_CODER: &str = "fast";
 /// The sample entry HEVC gets in scored.mp4: `hvc1` (parameter sets in the entry) plays on
 /// Apple's players, which refuse ffmpeg's default `hev1` (an HEVC recording from OBS in MKV,
 /// copied as it is, would not play on an iPhone).
@@ -173,6 +170,78 @@ pub const SPLIT_ENCODE_MIN_SECONDS: f64 = 8.0;
 /// (15.2 s) 0.792 → 0.759 s; the trailer's first 12 s 0.785 s either way; bikes (10 s)
 /// 0.477 → 0.482 s).
 const SPLIT_MUXED_ENCODE_MIN_SECONDS: f64 = 14.0;
+/// The same for the encoder in this process ([`aac`]): a second encoder costs no process,
+/// only its lead-in ([`SPLIT_LEAD_IN`]) and a thread.
+pub const SPLIT_IN_PROCESS_MIN_SECONDS: f64 = 4.0;
+
+/// Who encodes the music.
+enum Encoding {
+    /// libavcodec in this process ([`aac`]), in two halves at once when `split`; `muxed`
+    /// when ffmpeg muxes scored.mp4 (for the thresholds of ffmpeg processes, should the
+    /// library not load).
+    InProcess { split: bool, muxed: bool },
+    /// ffmpeg processes writing ADTS: one, or two for a long piece (see [`encode`]).
+    Processes(Vec<Child>),
+}
+
+/// The music encoded, as [`Encoding`] gives it.
+enum Encoded {
+    /// The packets and their AudioSpecificConfig.
+    Packets(Packets, [u8; 2]),
+    /// An ADTS stream.
+    Adts(Vec<u8>),
+}
+
+impl Encoding {
+    /// ffmpeg processes for a piece to be encoded in two halves when `split` (the second is
+    /// not started otherwise).
+    fn processes(split: bool) -> Result<Self, ScoreError> {
+        let encoder = || {
+            let mut c = Command::new("ffmpeg");
+            c.args(["-v", "error", "-nostdin"]);
+            pcm_input(&mut c);
+            aac_args(&mut c);
+            c.args(["-f", "adts", "pipe:1"]);
+            spawn(c, true)
+        };
+        Ok(Encoding::Processes(if split {
+            vec![encoder()?, encoder()?]
+        } else {
+            vec![encoder()?]
+        }))
+    }
+
+    fn run(self, pcm: &[f32]) -> Result<Encoded, ScoreError> {
+        match self {
+            Encoding::InProcess { split, muxed } => {
+                if let Err(why) = aac::available() {
+                    tracing::info!("encoding the music with ffmpeg: {why}");
+                    let seconds = (pcm.len() / CHANNELS as usize) as f64 / SAMPLE_RATE as f64;
+                    let min = match muxed {
+                        true => SPLIT_MUXED_ENCODE_MIN_SECONDS,
+                        false => SPLIT_ENCODE_MIN_SECONDS,
+                    };
+                    return Encoding::processes(seconds >= min)?.run(pcm);
+                }
+                aac::encode_split(pcm, split, SPLIT_LEAD_IN, SPLIT_TAIL)
+                    .map(|(packets, config)| Encoded::Packets(packets, config))
+                    .map_err(|e| {
+                        ScoreError::Mux(format!("cannot encode the music for scored.mp4: {e}"))
+                    })
+            }
+            Encoding::Processes(children) => encode(children, pcm).map(Encoded::Adts),
+        }
+    }
+
+    fn kill(self) {
+        if let Encoding::Processes(children) = self {
+            for mut c in children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
 
 enum Job {
     /// The video is being re-encoded; the music is muxed with it once it is done.
@@ -181,12 +250,12 @@ enum Job {
     Warped(Child),
     /// One ffmpeg encoding the music and copying the video stream.
     Direct(Child),
-    /// Two AAC encoders and the muxer copying the video stream.
-    Copy { encoders: [Child; 2], mux: Child },
-    /// One AAC encoder, or two for a long piece, whose packets are muxed here with the
-    /// video samples copied from a plain MP4/MOV ([`mp4out`]).
+    /// The music's encoding, and the muxer copying the video stream.
+    Copy { encoding: Encoding, mux: Child },
+    /// The music's encoding, muxed here with the video samples copied from a plain MP4/MOV
+    /// ([`mp4out`]).
     Own {
-        encoders: Vec<Child>,
+        encoding: Encoding,
         video: CopiedVideo,
     },
 }
@@ -217,6 +286,31 @@ impl Muxer {
         codec: Option<&str>,
         transcode: Option<Transcode>,
     ) -> Result<Self, ScoreError> {
+        Self::start_encoding(
+            video,
+            out,
+            warps,
+            fps,
+            seconds,
+            codec,
+            transcode,
+            aac::COMPILED,
+        )
+    }
+
+    /// [`Muxer::start_with`], with the music encoded in this process (libavcodec starts
+    /// loading now; if it cannot be, ffmpeg processes encode it after all) or not.
+    #[allow(clippy::too_many_arguments)]
+    fn start_encoding(
+        video: &Path,
+        out: &Path,
+        warps: Option<&[Warp]>,
+        fps: f64,
+        seconds: f64,
+        codec: Option<&str>,
+        transcode: Option<Transcode>,
+        in_process: bool,
+    ) -> Result<Self, ScoreError> {
         // A warp that retimes nothing (no cut could be moved, or none was found) leaves the
         // video as it is: copied, not re-encoded.
         let warps = warps.filter(|w| w.iter().any(|s| s.rate != 1.0));
@@ -232,34 +326,32 @@ impl Muxer {
             Some(MPEG4) => &["-c:v", "copy", "-bsf:v", MPEG4_UNPACK],
             _ => &["-c:v", "copy"],
         };
-        let encoder = || {
-            let mut c = Command::new("ffmpeg");
-            c.args(["-v", "error", "-nostdin"]);
-            pcm_input(&mut c);
-            aac_args(&mut c);
-            c.args(["-f", "adts", "pipe:1"]);
-            spawn(c, true)
-        };
         let own = match warps {
             None => CopiedVideo::read(video),
             Some(_) => None,
         };
         let split = seconds
-            >= if own.is_some() {
+            >= if in_process {
+                SPLIT_IN_PROCESS_MIN_SECONDS
+            } else if own.is_some() {
                 SPLIT_ENCODE_MIN_SECONDS
             } else {
                 SPLIT_MUXED_ENCODE_MIN_SECONDS
             };
+        if in_process && warps.is_none() {
+            aac::load_in_background(MUX_NICE);
+        }
+        let muxed = own.is_none();
+        let encoding = || match in_process {
+            true => Ok(Encoding::InProcess { split, muxed }),
+            false => Encoding::processes(split),
+        };
         let job = match (warps, own) {
             (None, Some(video)) => Job::Own {
-                encoders: if split {
-                    vec![encoder()?, encoder()?]
-                } else {
-                    vec![encoder()?]
-                },
+                encoding: encoding()?,
                 video,
             },
-            (None, None) if !split => {
+            (None, None) if !split && !in_process => {
                 let mut cmd = Command::new("ffmpeg");
                 cmd.args(["-v", "error", "-nostdin", "-y"]);
                 copied_input(&mut cmd, video, codec);
@@ -292,7 +384,7 @@ impl Muxer {
                     .args(copy_video);
                 container_tail(&mut mux, out);
                 Job::Copy {
-                    encoders: [encoder()?, encoder()?],
+                    encoding: encoding()?,
                     mux: spawn(mux, false)?,
                 }
             }
@@ -330,11 +422,16 @@ impl Muxer {
             }
             Job::Warped(child) => return feed(child, pcm),
             Job::Direct(child) => feed(child, pcm),
-            Job::Copy { encoders, mux } => mux_encoded(encoders, mux, pcm),
-            Job::Own { encoders, video } => {
-                let adts = encode(encoders, pcm)?;
+            Job::Copy { encoding, mux } => mux_encoded(encoding, mux, pcm),
+            Job::Own { encoding, video } => {
                 let frames = (pcm.len() / CHANNELS as usize) as u64;
-                let audio = AacTrack::from_adts(&adts, frames).map_err(|e| {
+                let audio = match encoding.run(pcm)? {
+                    Encoded::Packets(packets, config) => {
+                        AacTrack::from_packets(packets, config, frames)
+                    }
+                    Encoded::Adts(adts) => AacTrack::from_adts(&adts, frames),
+                };
+                let audio = audio.map_err(|e| {
                     ScoreError::Mux(format!(
                         "ffmpeg's AAC encoder wrote a stream scored.mp4 cannot take: {e}"
                     ))
@@ -377,8 +474,14 @@ impl Drop for Muxer {
         let children = match self.job.take() {
             None | Some(Job::AfterTranscode { .. }) => return, // a Transcode kills itself
             Some(Job::Warped(c) | Job::Direct(c)) => vec![c],
-            Some(Job::Copy { encoders, mux }) => encoders.into_iter().chain([mux]).collect(),
-            Some(Job::Own { encoders, .. }) => encoders,
+            Some(Job::Copy { encoding, mux }) => {
+                encoding.kill();
+                vec![mux]
+            }
+            Some(Job::Own { encoding, .. }) => {
+                encoding.kill();
+                return;
+            }
         };
         for mut c in children {
             let _ = c.kill();
@@ -402,14 +505,19 @@ const SPLIT_LEAD_IN: usize = 8 * AAC_FRAME;
 /// transform overlaps the next frame, and the encoder looks ahead).
 const SPLIT_TAIL: usize = 4 * AAC_FRAME;
 
-/// Encodes `pcm` to AAC with two encoders at once and has `mux` write their packets as one
-/// stream (see [`encode`]).
-fn mux_encoded(encoders: [Child; 2], mut mux: Child, pcm: &[f32]) -> Result<(), ScoreError> {
+/// Encodes `pcm` to AAC and has `mux` write the packets as one stream.
+fn mux_encoded(encoding: Encoding, mut mux: Child, pcm: &[f32]) -> Result<(), ScoreError> {
     let mut mux_in = mux.stdin.take().expect("piped stdin");
     let (encoded, muxed) = std::thread::scope(|scope| {
         let muxed = scope.spawn(move || mux.wait_with_output());
         // whether the muxer took the music (if not, its exit says why)
-        let encoded = encode(encoders.into(), pcm).map(|adts| mux_in.write_all(&adts).is_ok());
+        let encoded = encoding.run(pcm).map(|e| {
+            let adts = match e {
+                Encoded::Packets(packets, config) => packets.adts(config),
+                Encoded::Adts(adts) => adts,
+            };
+            mux_in.write_all(&adts).is_ok()
+        });
         drop(mux_in);
         (encoded, muxed.join().expect("mux waiter panicked"))
     });
@@ -623,7 +731,8 @@ fn pcm_input(c: &mut Command) {
 }
 
 fn aac_args(cmd: &mut Command) {
-    cmd.args(["-c:a", "aac", "-aac_coder", AAC_CODER, "-b:a", AAC_BITRATE]);
+    cmd.args(["-c:a", "aac", "-aac_coder", aac::AAC_CODER, "-b:a"])
+        .arg(aac::AAC_BITRATE.to_string());
     cmd.args(["-flags:a", "+bitexact"]);
 }
 
@@ -813,23 +922,20 @@ mod tests {
         let video = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4");
         let mkv = dir.path().join("bikes.mkv");
         remux(&video, &mkv);
-        // muxed in process, and by ffmpeg
+        // muxed in process, and by ffmpeg; encoded in process, and by ffmpeg processes
         for video in [video, mkv] {
-            split_without_a_seam(dir.path(), &video);
+            for in_process in [aac::COMPILED, false] {
+                split_without_a_seam(dir.path(), &video, in_process);
+            }
         }
     }
 
-    fn split_without_a_seam(dir: &Path, video: &Path) {
+    fn split_without_a_seam(dir: &Path, video: &Path, in_process: bool) {
         let out = dir.join("scored.mp4");
         let seconds = SPLIT_MUXED_ENCODE_MIN_SECONDS + 5.0;
         let pcm = music(seconds);
-        let muxer = Muxer::start(video, &out, None, 25.0, seconds, Some("h264")).unwrap();
-        assert!(
-            matches!(
-                &muxer.job,
-                Some(Job::Own { encoders, .. }) if encoders.len() == 2
-            ) || matches!(muxer.job, Some(Job::Copy { .. }))
-        );
+        let muxer = start(video, &out, seconds, Some("h264"), in_process);
+        assert_eq!(encoders(&muxer), 2);
         muxer.finish(&pcm).unwrap();
         let dec = Command::new("ffmpeg")
             .args(["-v", "error", "-i"])
@@ -1271,9 +1377,11 @@ mod tests {
             ],
         );
         let seconds = 3.0;
-        for video in [&bframes, &rotated, &late, &vp9] {
+        let cases = [&bframes, &rotated, &late, &vp9].map(|v| (v, aac::COMPILED));
+        // and the ffmpeg processes that encode the music where libavcodec cannot be opened
+        for (video, in_process) in cases.into_iter().chain([(&bframes, false)]) {
             let out = d.join("scored.mp4");
-            let muxer = Muxer::start(video, &out, None, 25.0, seconds, None).unwrap();
+            let muxer = start(video, &out, seconds, None, in_process);
             assert!(
                 matches!(muxer.job, Some(Job::Own { .. })),
                 "{}",
@@ -1332,9 +1440,9 @@ mod tests {
                     "-c:a",
                     "aac",
                     "-aac_coder",
-                    AAC_CODER,
+                    aac::AAC_CODER,
                     "-b:a",
-                    AAC_BITRATE,
+                    &aac::AAC_BITRATE.to_string(),
                     "-flags:a",
                     "+bitexact",
                 ],
@@ -1407,39 +1515,70 @@ mod tests {
             lavfi_video(&video, src, codec);
             assert!(CopiedVideo::read(&video).is_none(), "{name}");
             let out = d.join("scored.mp4");
-            let muxer = Muxer::start(&video, &out, None, 25.0, 1.0, None).unwrap();
-            assert!(matches!(muxer.job, Some(Job::Direct(_))), "{name}");
-            muxer.finish(&music(1.0)).unwrap();
-            assert_eq!(probe(&out, "a", "stream=codec_name"), "aac", "{name}");
+            for in_process in [aac::COMPILED, false] {
+                let muxer = start(&video, &out, 1.0, None, in_process);
+                match in_process {
+                    true => assert!(matches!(muxer.job, Some(Job::Copy { .. })), "{name}"),
+                    false => assert!(matches!(muxer.job, Some(Job::Direct(_))), "{name}"),
+                }
+                muxer.finish(&music(1.0)).unwrap();
+                assert_eq!(probe(&out, "a", "stream=codec_name"), "aac", "{name}");
+                std::fs::remove_file(&out).unwrap();
+            }
+        }
+    }
+
+    /// A [`Muxer`] for `seconds` of music, encoded in this process or by ffmpeg processes.
+    fn start(
+        video: &Path,
+        out: &Path,
+        seconds: f64,
+        codec: Option<&str>,
+        in_process: bool,
+    ) -> Muxer {
+        Muxer::start_encoding(video, out, None, 25.0, seconds, codec, None, in_process).unwrap()
+    }
+
+    /// How many encoders a muxer's music gets (a `Direct` ffmpeg: one; none for a warp).
+    fn encoders(m: &Muxer) -> usize {
+        let count = |e: &Encoding| match e {
+            Encoding::InProcess { split, .. } => 1 + *split as usize,
+            Encoding::Processes(children) => children.len(),
+        };
+        match &m.job {
+            Some(Job::Own { encoding, .. } | Job::Copy { encoding, .. }) => count(encoding),
+            Some(Job::Direct(_)) => 1,
+            _ => 0,
         }
     }
 
     #[test]
-    fn a_short_piece_is_encoded_by_one_process() {
+    fn a_short_piece_is_encoded_by_one_encoder() {
         let dir = tempfile::tempdir().unwrap();
         let video = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clips/bikes.mp4");
-        let start = |video: &Path, seconds: f64| {
-            Muxer::start(
-                video,
-                &dir.path().join("s.mp4"),
-                None,
-                25.0,
-                seconds,
-                Some("h264"),
-            )
-            .unwrap()
-        };
-        let encoders = |m: &Muxer| match &m.job {
-            Some(Job::Own { encoders, .. }) => encoders.len(),
-            _ => 0,
-        };
-        assert_eq!(encoders(&start(&video, 6.0)), 1);
-        assert_eq!(encoders(&start(&video, 10.0)), 2);
-        // ffmpeg muxing: one process encodes and muxes a short piece
+        let out = dir.path().join("s.mp4");
         let mkv = dir.path().join("bikes.mkv");
         remux(&video, &mkv);
-        assert!(matches!(start(&mkv, 10.0).job, Some(Job::Direct(_))));
-        assert!(matches!(start(&mkv, 16.0).job, Some(Job::Copy { .. })));
+        // in process: a second encoder costs a thread
+        if aac::COMPILED {
+            let s = SPLIT_IN_PROCESS_MIN_SECONDS;
+            for v in [&video, &mkv] {
+                assert_eq!(encoders(&start(v, &out, s - 0.5, None, true)), 1);
+                assert_eq!(encoders(&start(v, &out, s, None, true)), 2);
+            }
+            assert!(matches!(
+                start(&mkv, &out, 1.0, None, true).job,
+                Some(Job::Copy { .. })
+            ));
+        }
+        // ffmpeg processes: a second costs a process; where ffmpeg muxes, one process
+        // encodes and muxes a short piece
+        let own = |s: f64| encoders(&start(&video, &out, s, None, false));
+        assert_eq!(own(SPLIT_ENCODE_MIN_SECONDS - 0.5), 1);
+        assert_eq!(own(SPLIT_ENCODE_MIN_SECONDS), 2);
+        let muxed = |s: f64| start(&mkv, &out, s, None, false);
+        assert!(matches!(muxed(10.0).job, Some(Job::Direct(_))));
+        assert!(matches!(muxed(16.0).job, Some(Job::Copy { .. })));
     }
 
     /// `video`'s streams copied into `out` (another container).

@@ -1,0 +1,474 @@
+//! The music of scored.mp4 as AAC, encoded in this process by ffmpeg's own encoder
+//! (libavcodec's `aac`, set up as `-c:a aac -aac_coder fast -b:a 192k -flags:a +bitexact`:
+//! the packets are the bytes an ffmpeg process writes for the same 16-bit PCM).
+//!
+//! libavcodec is opened with `dlopen` when [`super::mux::Muxer`] starts, on a thread of its
+//! own while the note model writes the piece ([`load_in_background`]), not linked: linked,
+//! its 96 libraries would be bound at the start of every undertone process. One load
+//! (~15 ms of CPU here) replaces the two ffmpeg processes that encoded the music before
+//! (each ~50 ms of CPU to start, most of it the dynamic linker: 9.5 % of a short clip's
+//! `score`), and the packets need no pipe and no ADTS parsing. The C side is
+//! `csrc/aacenc.c`, compiled against the libavcodec headers found at build time
+//! (`build.rs`); built without them, or where the library of that version cannot be opened,
+//! [`available`] says why and scored.mp4's music is encoded by ffmpeg processes as before
+//! ([`super::mux`]).
+
+use std::sync::OnceLock;
+
+use crate::music::CHANNELS;
+
+use super::mp4out::AAC_FRAME;
+use super::mux::pcm_i16;
+
+/// AAC bit rate of the music in scored.mp4 (transparent for stereo music).
+pub(crate) const AAC_BITRATE: u32 = 192_000;
+/// ffmpeg's "fast" AAC coder: about 2.5× quicker than the default two-loop search here and
+/// inaudibly different at 192 kb/s; the encode is on the critical path of `score`.
+pub(crate) const AAC_CODER: &str = "fast";
+
+/// Encoded music: the packets one after another, and each one's size.
+#[derive(Debug, Default)]
+pub(crate) struct Packets {
+    pub data: Vec<u8>,
+    pub sizes: Vec<u32>,
+}
+
+impl Packets {
+    /// The packets as an ADTS stream, each behind the 7-byte header ffmpeg's `adts` muxer
+    /// writes for it (what an ffmpeg muxer reads from a pipe), for the AudioSpecificConfig
+    /// `config` (AAC-LC's two bytes).
+    pub(crate) fn adts(&self, config: [u8; 2]) -> Vec<u8> {
+        let object = config[0] >> 3; // 2: AAC-LC
+        let rate_index = ((config[0] & 0x07) << 1) | (config[1] >> 7);
+        let channels = (config[1] >> 3) & 0x0F;
+        let mut out = Vec::with_capacity(self.data.len() + 7 * self.sizes.len());
+        let mut at = 0;
+        for &size in &self.sizes {
+            let len = size as usize + 7;
+            out.extend_from_slice(&[
+                0xFF,
+                0xF1, // MPEG-4, layer 0, no CRC
+                ((object - 1) << 6) | (rate_index << 2) | (channels >> 2),
+                ((channels & 3) << 6) | ((len >> 11) as u8 & 0x03),
+                (len >> 3) as u8,
+                ((len as u8 & 0x07) << 5) | 0x1F, // buffer fullness 0x7FF: variable rate
+                0xFC,                             // one raw data block
+            ]);
+            out.extend_from_slice(&self.data[at..at + size as usize]);
+            at += size as usize;
+        }
+        out
+    }
+
+    fn push(&mut self, packet: &[u8]) {
+        self.data.extend_from_slice(packet);
+        self.sizes.push(packet.len() as u32);
+    }
+
+    fn append(&mut self, other: Packets) {
+        self.data.extend_from_slice(&other.data);
+        self.sizes.extend_from_slice(&other.sizes);
+    }
+}
+
+/// Whether libavcodec's AAC encoder can be used in this process, loading it the first time
+/// (the reason it cannot, otherwise). Safe to call from any thread, any number of times.
+pub(crate) fn available() -> Result<(), &'static str> {
+    static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let r = ffi::load();
+            if let Err(why) = &r {
+                tracing::info!("AAC encoding falls back to ffmpeg processes: {why}");
+            }
+            r
+        })
+        .as_ref()
+        .map(|_| ())
+        .map_err(String::as_str)
+}
+
+/// Whether this build has the in-process encoder at all (`build.rs` found the headers);
+/// [`available`] says whether its library can be opened here.
+pub(crate) const COMPILED: bool = cfg!(undertone_lavc);
+
+/// Starts loading libavcodec on a thread of its own at `nice`, so that the first encoder
+/// need not wait for it (an encoder made while it loads waits for the load to end).
+pub(crate) fn load_in_background(nice: libc::c_int) {
+    let spawned = std::thread::Builder::new()
+        .name("load-aac".into())
+        .spawn(move || {
+            // SAFETY: gettid and setpriority take no pointers; on our own thread id,
+            // setpriority changes only this thread's nice value.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+            }
+            let _ = available();
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("cannot start a thread to load libavcodec ({e}); it loads when needed");
+    }
+}
+
+/// Encodes `pcm` (interleaved stereo at [`crate::music::SAMPLE_RATE`], as 16-bit samples: exactly those of
+/// music.wav) and returns the packets from number `first` on, `count` of them at most
+/// (all that are there if fewer); the first packet is the encoder's priming
+/// ([`super::mp4out::AAC_PRIMING`] samples) and the last ones its flush. The AudioSpecificConfig comes
+/// with them.
+pub(crate) fn encode(
+    pcm: &[f32],
+    first: usize,
+    count: usize,
+) -> Result<(Packets, [u8; 2]), String> {
+    let mut enc = ffi::Encoder::new()?;
+    let config = enc.config()?;
+    let mut keep = Keep {
+        first,
+        end: first.saturating_add(count),
+        next: 0,
+        packets: Packets::default(),
+    };
+    const CH: usize = CHANNELS as usize;
+    let mut block = [0i16; AAC_FRAME as usize * CH];
+    for chunk in pcm.chunks(AAC_FRAME as usize * CH) {
+        if keep.next >= keep.end {
+            break; // the packets asked for are all out
+        }
+        for (d, &s) in block.iter_mut().zip(chunk) {
+            *d = pcm_i16(s);
+        }
+        enc.send(&block[..chunk.len() / CH * CH], &mut |p| keep.take(p))?;
+    }
+    if keep.next < keep.end {
+        enc.flush(&mut |p| keep.take(p))?;
+    }
+    Ok((keep.packets, config))
+}
+
+/// The packets numbered `first..end` of an encoder's output, as they come.
+struct Keep {
+    first: usize,
+    end: usize,
+    next: usize,
+    packets: Packets,
+}
+
+impl Keep {
+    fn take(&mut self, packet: &[u8]) {
+        if (self.first..self.end).contains(&self.next) {
+            self.packets.push(packet);
+        }
+        self.next += 1;
+    }
+}
+
+/// [`encode`] in two halves at once, joined at a frame boundary as [`super::mux`]'s
+/// `encode` joins two ffmpeg processes' streams (`lead_in` frames of music before the
+/// splice for the second encoder, `tail` after it for the first), when `split`.
+pub(crate) fn encode_split(
+    pcm: &[f32],
+    split: bool,
+    lead_in: usize,
+    tail: usize,
+) -> Result<(Packets, [u8; 2]), String> {
+    const CH: usize = CHANNELS as usize;
+    let frame = AAC_FRAME as usize;
+    let frames = pcm.len() / CH;
+    let s = frames / 2 / frame * frame;
+    if !split || s < lead_in {
+        return encode(pcm, 0, usize::MAX);
+    }
+    let a_end = (s + tail).min(frames);
+    let b_start = s - lead_in;
+    let (a, b) = std::thread::scope(|scope| {
+        let b = std::thread::Builder::new()
+            .name("aac-2".into())
+            .spawn_scoped(scope, || {
+                encode(&pcm[b_start * CH..], lead_in / frame + 1, usize::MAX)
+            });
+        let a = encode(&pcm[..a_end * CH], 0, s / frame + 1);
+        let b = match b {
+            Ok(h) => h.join().expect("AAC encoder thread panicked"),
+            Err(e) => Err(format!("cannot start a thread: {e}")),
+        };
+        (a, b)
+    });
+    let ((mut a, config), (b, config_b)) = (a?, b?);
+    if config != config_b {
+        return Err("the two halves' encoders disagree on the format".into());
+    }
+    a.append(b);
+    Ok((a, config))
+}
+
+#[cfg(undertone_lavc)]
+mod ffi {
+    use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+    use super::{AAC_BITRATE, AAC_CODER};
+    use crate::music::{CHANNELS, SAMPLE_RATE};
+    use crate::score::mp4out::{AAC_FRAME, AAC_PRIMING};
+
+    /// The AudioSpecificConfig's object type of AAC-LC.
+    const AAC_LC: u8 = 2;
+
+    #[repr(C)]
+    struct UtAac {
+        _private: [u8; 0],
+    }
+    type PacketCb = extern "C" fn(user: *mut c_void, data: *const u8, size: c_int);
+
+    extern "C" {
+        fn ut_aac_load(err: *mut c_char, len: usize) -> c_int;
+        fn ut_aac_libraries() -> *const c_char;
+        fn ut_aac_strerror(code: c_int, buf: *mut c_char, len: usize);
+        fn ut_aac_open(
+            out: *mut *mut UtAac,
+            sample_rate: c_int,
+            channels: c_int,
+            bit_rate: i64,
+            coder: *const c_char,
+            frame_len: c_int,
+            initial_padding: *mut c_int,
+        ) -> c_int;
+        fn ut_aac_config(e: *const UtAac, buf: *mut u8, len: c_int) -> c_int;
+        fn ut_aac_encode(
+            e: *mut UtAac,
+            pcm: *const i16,
+            frames: c_int,
+            cb: PacketCb,
+            user: *mut c_void,
+        ) -> c_int;
+        fn ut_aac_close(e: *mut UtAac);
+    }
+
+    pub(super) fn load() -> Result<(), String> {
+        let mut err = [0 as c_char; 256];
+        // SAFETY: err is writable for its length; the C side NUL-terminates what it writes.
+        let r = unsafe { ut_aac_load(err.as_mut_ptr(), err.len()) };
+        if r == 0 {
+            return Ok(());
+        }
+        // SAFETY: both are NUL-terminated C strings (a static one, and err).
+        let (libs, why) = unsafe {
+            (
+                CStr::from_ptr(ut_aac_libraries()).to_string_lossy(),
+                CStr::from_ptr(err.as_ptr()).to_string_lossy(),
+            )
+        };
+        Err(format!("cannot open {libs} ({why})"))
+    }
+
+    fn av_error(what: &str, code: c_int) -> String {
+        let mut buf = [0 as c_char; 128];
+        // SAFETY: buf is writable for its length; av_strerror NUL-terminates it.
+        unsafe { ut_aac_strerror(code, buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: NUL-terminated above.
+        let text = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+        format!("libavcodec's AAC encoder {what}: {text}")
+    }
+
+    /// One libavcodec AAC encoder (after a successful [`load`]).
+    pub(super) struct Encoder(*mut UtAac);
+
+    // SAFETY: an encoder is used by one thread at a time (&mut self); libavcodec's contexts
+    // may move between threads.
+    unsafe impl Send for Encoder {}
+
+    impl Encoder {
+        pub(super) fn new() -> Result<Self, String> {
+            super::available().map_err(str::to_owned)?;
+            let coder = CString::new(AAC_CODER).expect("no NUL");
+            let (mut raw, mut padding) = (std::ptr::null_mut(), 0);
+            // SAFETY: the out-pointers are valid; coder outlives the call.
+            let r = unsafe {
+                ut_aac_open(
+                    &mut raw,
+                    SAMPLE_RATE as c_int,
+                    CHANNELS as c_int,
+                    i64::from(AAC_BITRATE),
+                    coder.as_ptr(),
+                    AAC_FRAME as c_int,
+                    &mut padding,
+                )
+            };
+            if r < 0 {
+                return Err(av_error("cannot be opened", r));
+            }
+            let enc = Encoder(raw);
+            if padding as u64 != AAC_PRIMING {
+                return Err(format!(
+                    "libavcodec's AAC encoder primes {padding} samples, not {AAC_PRIMING}"
+                ));
+            }
+            Ok(enc)
+        }
+
+        /// The AudioSpecificConfig's first two bytes (object type, sampling frequency index,
+        /// channels), as an ADTS header gives them. The encoder's own adds three bytes that
+        /// only say "no SBR" (its `0x2B7` sync extension); scored.mp4's `esds` carries the
+        /// two, as it did when the packets came from ADTS.
+        pub(super) fn config(&self) -> Result<[u8; 2], String> {
+            let mut asc = [0u8; 2];
+            // SAFETY: self.0 is an open encoder; asc is writable for 2 bytes.
+            let n = unsafe { ut_aac_config(self.0, asc.as_mut_ptr(), 2) };
+            if n < 2 || asc[0] >> 3 != AAC_LC {
+                return Err(format!(
+                    "libavcodec's AAC encoder gave an unexpected decoder config \
+                     ({n} bytes, object type {})",
+                    asc[0] >> 3
+                ));
+            }
+            Ok(asc)
+        }
+
+        /// Encodes one frame (at most [`AAC_FRAME`] samples per channel, interleaved).
+        pub(super) fn send(
+            &mut self,
+            pcm: &[i16],
+            out: &mut dyn FnMut(&[u8]),
+        ) -> Result<(), String> {
+            let frames = pcm.len() / CHANNELS as usize;
+            debug_assert!(frames > 0 && frames as u64 <= AAC_FRAME);
+            self.call(pcm.as_ptr(), frames as c_int, out)
+        }
+
+        /// Ends the music: the encoder's last packets.
+        pub(super) fn flush(&mut self, out: &mut dyn FnMut(&[u8])) -> Result<(), String> {
+            self.call(std::ptr::null(), 0, out)
+        }
+
+        fn call(
+            &mut self,
+            pcm: *const i16,
+            frames: c_int,
+            out: &mut dyn FnMut(&[u8]),
+        ) -> Result<(), String> {
+            extern "C" fn trampoline(user: *mut c_void, data: *const u8, size: c_int) {
+                // SAFETY: user is the &mut &mut dyn FnMut passed below, alive for the call;
+                // data holds size bytes while the callback runs.
+                unsafe {
+                    let out = &mut *(user as *mut &mut dyn FnMut(&[u8]));
+                    out(std::slice::from_raw_parts(data, size.max(0) as usize));
+                }
+            }
+            let mut out = out;
+            // SAFETY: self.0 is open; pcm holds frames × CHANNELS samples (or is unused
+            // when frames is 0); the callback's user pointer lives across the call.
+            let r = unsafe {
+                ut_aac_encode(
+                    self.0,
+                    pcm,
+                    frames,
+                    trampoline,
+                    &mut out as *mut &mut dyn FnMut(&[u8]) as *mut c_void,
+                )
+            };
+            if r < 0 {
+                return Err(av_error("failed", r));
+            }
+            Ok(())
+        }
+    }
+
+    impl Drop for Encoder {
+        fn drop(&mut self) {
+            // SAFETY: self.0 came from ut_aac_open and is closed once.
+            unsafe { ut_aac_close(self.0) }
+        }
+    }
+}
+
+#[cfg(not(undertone_lavc))]
+mod ffi {
+    pub(super) fn load() -> Result<(), String> {
+        Err("this build has no in-process AAC encoder (built without libavcodec-dev)".into())
+    }
+
+    pub(super) enum Encoder {}
+
+    impl Encoder {
+        pub(super) fn new() -> Result<Self, String> {
+            Err(load().unwrap_err())
+        }
+        pub(super) fn config(&self) -> Result<[u8; 2], String> {
+            match *self {}
+        }
+        pub(super) fn send(&mut self, _: &[i16], _: &mut dyn FnMut(&[u8])) -> Result<(), String> {
+            match *self {}
+        }
+        pub(super) fn flush(&mut self, _: &mut dyn FnMut(&[u8])) -> Result<(), String> {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// A chord with a slow swell and a little noise, interleaved stereo.
+    fn music(seconds: f64) -> Vec<f32> {
+        let n = (seconds * crate::music::SAMPLE_RATE as f64) as usize;
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        (0..n)
+            .flat_map(|i| {
+                let t = i as f64 / crate::music::SAMPLE_RATE as f64;
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let noise = (seed >> 40) as f64 / (1u64 << 24) as f64 - 0.5;
+                let swell = 0.5 - 0.4 * (t * 1.3).cos();
+                let l = swell
+                    * ((t * 220.0 * std::f64::consts::TAU).sin() * 0.4
+                        + (t * 277.2 * std::f64::consts::TAU).sin() * 0.2)
+                    + 0.02 * noise;
+                let r = swell * (t * 329.6 * std::f64::consts::TAU).sin() * 0.4 - 0.02 * noise;
+                [l as f32, r as f32]
+            })
+            .collect()
+    }
+
+    /// The packets, and their ADTS framing, are the bytes an ffmpeg process writes for the
+    /// same music (`-c:a aac -aac_coder fast -b:a 192k -flags:a +bitexact -f adts`), and the
+    /// last packet ends the music (priming + music rounded up to frames, + the flush).
+    #[test]
+    fn packets_are_those_of_an_ffmpeg_process() {
+        if !COMPILED {
+            eprintln!("skipped: built without libavcodec-dev (build.rs warned)");
+            return;
+        }
+        available().expect("libavcodec opens where it was built");
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("music.wav");
+        let pcm = music(2.5);
+        crate::score::write_wav(&wav, &pcm).unwrap();
+        let o = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&wav)
+            .args(["-c:a", "aac", "-aac_coder", AAC_CODER, "-b:a"])
+            .arg(AAC_BITRATE.to_string())
+            .args(["-flags:a", "+bitexact", "-f", "adts", "-"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (packets, config) = encode(&pcm, 0, usize::MAX).unwrap();
+        assert_eq!(config, [0x11, 0x90], "AAC-LC, 48 kHz, stereo");
+        let frames = pcm.len() / 2;
+        let expected = (frames as u64).div_ceil(AAC_FRAME) as usize + 1;
+        assert!(
+            packets.sizes.len() >= expected,
+            "{} packets for {frames} samples",
+            packets.sizes.len()
+        );
+        assert!(
+            packets.adts(config) == o.stdout,
+            "not the bytes ffmpeg writes"
+        );
+        // a range of them: packets 3..7
+        let (some, _) = encode(&pcm, 3, 4).unwrap();
+        assert_eq!(some.sizes, packets.sizes[3..7]);
+    }
+}
