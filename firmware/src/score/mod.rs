@@ -46,9 +46,11 @@ const TRANSCODE_LOG: &str = "transcode.log";
 /// Golden-ratio increment that turns a "new melody" request into an unrelated seed.
 const MELODY_SEED_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Pieces of at least this many bars are composed in two parts at once ([`second_part_start`]):
-/// the note model writes about a bar per 20 ms on one core, and the other core is mostly idle
-/// while it does.
-const SPLIT_COMPOSE_MIN_BARS: usize = 8;
+/// the note model writes about a bar per 15–20 ms on one core, and the other core is mostly
+/// idle while it does. It was 8 bars until the music's AAC encoders stopped being processes
+/// that started during the compose (session 18): bikes (7 bars) then went from 0.492 to
+/// 0.434 s, its compose stage 0.113 → 0.072 s (`tools/bench/ab.sh`, medians of 7).
+const SPLIT_COMPOSE_MIN_BARS: usize = 4;
 /// Odd increment that gives a piece's second part a seed of its own.
 const SECOND_PART_SEED_STEP: u64 = 0xD1B5_4A32_D192_ED03;
 
