@@ -231,6 +231,8 @@ int ut_aac_encode(struct ut_aac *e, const int16_t *pcm, int frames, ut_packet_cb
     AVFrame *f = e->frame;
     if (frames > e->ctx->frame_size)
         return AVERROR(EINVAL);
+    /* A buffer the encoder still holds is replaced by one of this size. */
+    f->nb_samples = e->ctx->frame_size;
     if ((r = api.frame_make_writable(f)) < 0)
         return r;
     const float scale = 1.0f / 32768.0f;
