@@ -54,6 +54,8 @@ static struct {
     int (*opt_set)(void *, const char *, const char *, int);
     int (*strerror)(int, char *, size_t);
     void (*log_set_level)(int);
+    unsigned (*avcodec_version)(void);
+    unsigned (*avutil_version)(void);
 #if UT_CH_LAYOUT
     void (*channel_layout_default)(AVChannelLayout *, int);
 #endif
@@ -107,10 +109,27 @@ int ut_aac_load(char *err, size_t err_len)
     UT_SYM(lavu, opt_set, "av_opt_set");
     UT_SYM(lavu, strerror, "av_strerror");
     UT_SYM(lavu, log_set_level, "av_log_set_level");
+    UT_SYM(lavc, avcodec_version, "avcodec_version");
+    UT_SYM(lavu, avutil_version, "avutil_version");
 #if UT_CH_LAYOUT
     UT_SYM(lavu, channel_layout_default, "av_channel_layout_default");
 #endif
 #undef UT_SYM
+    /*
+     * Within a major version fields are only ever added at the end of a struct, so a library
+     * at least as new as the headers has every field this file sets (an older 59, FFmpeg 5.0,
+     * has no AVCodecContext.ch_layout: setting it would write past the struct).
+     */
+    unsigned lavc_v = api.avcodec_version(), lavu_v = api.avutil_version();
+    if (lavc_v < LIBAVCODEC_VERSION_INT || lavu_v < LIBAVUTIL_VERSION_INT) {
+        snprintf(err, err_len,
+                 "libavcodec %u.%u and libavutil %u.%u are older than the %d.%d and %d.%d "
+                 "this build was made against",
+                 lavc_v >> 16, (lavc_v >> 8) & 0xFF, lavu_v >> 16, (lavu_v >> 8) & 0xFF,
+                 LIBAVCODEC_VERSION_MAJOR, LIBAVCODEC_VERSION_MINOR, LIBAVUTIL_VERSION_MAJOR,
+                 LIBAVUTIL_VERSION_MINOR);
+        return -1;
+    }
     /* Errors come back as return codes; nothing is printed on undertone's stderr. */
     api.log_set_level(AV_LOG_QUIET);
     return 0;
