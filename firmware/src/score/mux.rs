@@ -137,18 +137,19 @@ impl Drop for Transcode {
     }
 }
 
-/// The ffmpeg processes writing `scored.mp4`, started before the music exists: loading
-/// ffmpeg and opening the video happen while the music is composed and rendered (a core is
-/// free then), and the PCM goes to their stdin the moment it is mastered, with no WAV to
+/// What writes `scored.mp4`, set going before the music exists: libavcodec loading (or the
+/// ffmpeg processes starting) and the video's index being read happen while the music is
+/// composed and rendered, and the PCM is encoded the moment it is mastered, with no WAV to
 /// parse.
 ///
-/// ffmpeg's AAC encoder is single-threaded and the longest step after rendering, so when the
-/// video is copied the music of a long piece is encoded in two halves at once (see
-/// [`encode`]). The video of a plain MP4/MOV is then muxed with the AAC packets in process
-/// ([`mp4out`], `Job::Own`); any other input's by a third ffmpeg (`Job::Copy`), or, for a
-/// short piece, by the one ffmpeg that encodes it (`Job::Direct`): its encode is over before
-/// two more ffmpeg processes would have loaded (each costs about 45–60 ms of CPU just to
-/// start).
+/// The AAC encode is the longest step after rendering, so the music of all but a short piece
+/// is encoded in two halves at once (see [`aac::encode_split`]), in this process
+/// ([`Encoding::InProcess`]), or where libavcodec cannot be loaded by two ffmpeg processes
+/// (see [`encode`]). The video of a plain MP4/MOV is then muxed with the AAC packets in
+/// process ([`mp4out`], `Job::Own`); any other input's by an ffmpeg (`Job::Copy`), or, for a
+/// short piece encoded by processes, by the one ffmpeg that encodes it (`Job::Direct`): its
+/// encode is over before two more ffmpeg processes would have loaded (each costs about
+/// 45–60 ms of CPU just to start).
 pub struct Muxer {
     /// Taken by [`Muxer::finish`]; a muxer dropped unfinished (the music failed) kills it.
     job: Option<Job>,
@@ -156,7 +157,8 @@ pub struct Muxer {
     out: PathBuf,
 }
 
-/// Music at least this long is encoded in two halves at once (about 0.4 s of one core's
+/// With ffmpeg processes encoding (libavcodec not loadable here), music at least this long
+/// is encoded in two halves at once (about 0.4 s of one core's
 /// AAC encoding a minute here, against ~45 ms of CPU to start the extra encoder, at
 /// [`MUX_NICE`] while the music is made). Since scored.mp4 is muxed in process (session
 /// 17: one encoder more, not two encoders and a muxer), a split pays from about 8 s
@@ -171,7 +173,9 @@ pub const SPLIT_ENCODE_MIN_SECONDS: f64 = 8.0;
 /// 0.477 → 0.482 s).
 const SPLIT_MUXED_ENCODE_MIN_SECONDS: f64 = 14.0;
 /// The same for the encoder in this process ([`aac`]): a second encoder costs no process,
-/// only its lead-in ([`SPLIT_LEAD_IN`]) and a thread.
+/// only its lead-in ([`SPLIT_LEAD_IN`]) and a thread. Split from 4 s rather than 8 s
+/// (`tools/bench/ab.sh`, medians of 9): Big Buck Bunny (5 s) 0.387 → 0.372 s, its write
+/// stage 0.044 → 0.032 s; carphone (4.8 s) 0.278 → 0.275 s, its write 0.035 → 0.027 s.
 pub const SPLIT_IN_PROCESS_MIN_SECONDS: f64 = 4.0;
 
 /// Who encodes the music.
