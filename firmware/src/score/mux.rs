@@ -216,9 +216,15 @@ impl Encoding {
     }
 
     fn run(self, pcm: &[f32]) -> Result<Encoded, ScoreError> {
+        self.run_if_loaded(pcm, aac::available())
+    }
+
+    /// [`Encoding::run`], given whether libavcodec could be loaded (`loaded`): if not, music
+    /// meant for the in-process encoder is encoded by ffmpeg processes after all.
+    fn run_if_loaded(self, pcm: &[f32], loaded: Result<(), &str>) -> Result<Encoded, ScoreError> {
         match self {
             Encoding::InProcess { split, muxed } => {
-                if let Err(why) = aac::available() {
+                if let Err(why) = loaded {
                     tracing::info!("encoding the music with ffmpeg: {why}");
                     let seconds = (pcm.len() / CHANNELS as usize) as f64 / SAMPLE_RATE as f64;
                     let min = match muxed {
@@ -1553,6 +1559,35 @@ mod tests {
             Some(Job::Own { encoding, .. } | Job::Copy { encoding, .. }) => count(encoding),
             Some(Job::Direct(_)) => 1,
             _ => 0,
+        }
+    }
+
+    /// Where libavcodec cannot be loaded (another FFmpeg than the one the build saw), music
+    /// meant for the in-process encoder is encoded by ffmpeg processes: the same packets.
+    #[test]
+    fn music_meant_for_the_library_is_encoded_by_processes_when_it_cannot_load() {
+        let seconds = SPLIT_ENCODE_MIN_SECONDS + 1.0;
+        let pcm = music(seconds);
+        let adts =
+            |e: Encoding, loaded: Result<(), &str>| match e.run_if_loaded(&pcm, loaded).unwrap() {
+                Encoded::Adts(adts) => adts,
+                Encoded::Packets(packets, config) => packets.adts(config),
+            };
+        let split = true;
+        let fallback = adts(
+            Encoding::InProcess {
+                split,
+                muxed: false,
+            },
+            Err("libavcodec.so.59: cannot open shared object file"),
+        );
+        assert!(fallback == adts(Encoding::processes(split).unwrap(), Ok(())));
+        if aac::COMPILED {
+            let in_process = Encoding::InProcess {
+                split,
+                muxed: false,
+            };
+            assert!(fallback == adts(in_process, aac::available()));
         }
     }
 
