@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::aac::{self, Packets};
+use super::aac::{self, Halves, Packets};
 use super::mp4out::{self, AacTrack, CopiedVideo, WriteError};
 use super::ScoreError;
 use crate::music::{CHANNELS, SAMPLE_RATE};
@@ -173,7 +173,7 @@ pub const SPLIT_ENCODE_MIN_SECONDS: f64 = 8.0;
 /// 0.477 → 0.482 s).
 const SPLIT_MUXED_ENCODE_MIN_SECONDS: f64 = 14.0;
 /// The same for the encoder in this process ([`aac`]): a second encoder costs no process,
-/// only its lead-in ([`SPLIT_LEAD_IN`]) and a thread. Split from 4 s rather than 8 s
+/// only its lead-in ([`Halves`]) and a thread. Split from 4 s rather than 8 s
 /// (`tools/bench/ab.sh`, medians of 9): Big Buck Bunny (5 s) 0.387 → 0.372 s, its write
 /// stage 0.044 → 0.032 s; carphone (4.8 s) 0.278 → 0.275 s, its write 0.035 → 0.027 s.
 pub const SPLIT_IN_PROCESS_MIN_SECONDS: f64 = 4.0;
@@ -233,7 +233,7 @@ impl Encoding {
                     };
                     return Encoding::processes(seconds >= min)?.run(pcm);
                 }
-                aac::encode_split(pcm, split, SPLIT_LEAD_IN, SPLIT_TAIL)
+                aac::encode_split(pcm, split)
                     .map(|(packets, config)| Encoded::Packets(packets, config))
                     .map_err(|e| {
                         ScoreError::Mux(format!("cannot encode the music for scored.mp4: {e}"))
@@ -505,15 +505,8 @@ impl Drop for Muxer {
 /// spliced AAC stream: 2.7 s against 0.1 s from a file).
 const PIPE_QUEUE: &str = "4096";
 
-/// Samples per AAC frame, and the encoder's priming ([`mp4out::AAC_PRIMING`]).
-const AAC_FRAME: usize = mp4out::AAC_FRAME as usize;
+/// The AAC encoder's priming ([`mp4out::AAC_PRIMING`]).
 const AAC_PRIMING: usize = mp4out::AAC_PRIMING as usize;
-/// The second half's encoder starts this many frames before the splice, so its
-/// psychoacoustic state and window choice have settled on the music by then.
-const SPLIT_LEAD_IN: usize = 8 * AAC_FRAME;
-/// The first half's encoder gets this much music past the splice (its last kept frame's
-/// transform overlaps the next frame, and the encoder looks ahead).
-const SPLIT_TAIL: usize = 4 * AAC_FRAME;
 
 /// Encodes `pcm` to AAC and has `mux` write the packets as one stream.
 fn mux_encoded(encoding: Encoding, mut mux: Child, pcm: &[f32]) -> Result<(), ScoreError> {
@@ -545,33 +538,26 @@ fn mux_encoded(encoding: Encoding, mut mux: Child, pcm: &[f32]) -> Result<(), Sc
     }
 }
 
-/// Encodes `pcm` to AAC with one encoder, or with two at once, and returns their packets
-/// as one ADTS stream: the first half's packets up to a frame boundary `s`, then the second
-/// half's from `s` on. The second encoder starts [`SPLIT_LEAD_IN`] early, so at the splice
-/// both have coded the same music with the same window shape and the decoder's overlap-add
-/// joins them like neighbouring frames of one encode: on the trailer, the SNR of the blocks
-/// at the splice (33–37 dB) is that of any block of a single encode (median 37 dB), and the
-/// decoded track is sample-aligned with music.wav and as long as a single encode's.
+/// Encodes `pcm` to AAC with one ffmpeg process, or with two at once in [`Halves`], and
+/// returns their packets as one ADTS stream.
 fn encode(encoders: Vec<Child>, pcm: &[f32]) -> Result<Vec<u8>, ScoreError> {
     const CH: usize = CHANNELS as usize;
-    let frames = pcm.len() / CH;
-    let s = frames / 2 / AAC_FRAME * AAC_FRAME;
-    let split = encoders.len() == 2 && s >= SPLIT_LEAD_IN;
+    let halves = (encoders.len() == 2)
+        .then(|| Halves::of(pcm.len() / CH))
+        .flatten();
     // (music each encoder gets, packets kept: first packet, how many)
-    let (a_end, b_start) = if split {
-        ((s + SPLIT_TAIL).min(frames), s - SPLIT_LEAD_IN)
-    } else {
-        (frames, frames)
+    let (ranges, keep) = match halves {
+        Some(h) => (
+            [&pcm[..h.a_end * CH], &pcm[h.b_start * CH..]],
+            [(0, h.a_packets), (h.b_first, usize::MAX)],
+        ),
+        None => ([pcm, &pcm[pcm.len()..]], [(0, usize::MAX), (0, 0)]),
     };
-    let keep = [
-        (0, if split { s / AAC_FRAME + 1 } else { usize::MAX }),
-        (SPLIT_LEAD_IN / AAC_FRAME + 1, usize::MAX),
-    ];
-    let ranges = [&pcm[..a_end * CH], &pcm[b_start * CH..]];
     std::thread::scope(|scope| {
         let mut outputs = Vec::new();
-        for ((mut enc, range), (first, count)) in encoders.into_iter().zip(ranges).zip(keep) {
-            let used = split || first == 0;
+        let pairs = encoders.into_iter().zip(ranges).zip(keep).enumerate();
+        for (i, ((mut enc, range), (first, count))) in pairs {
+            let used = i == 0 || halves.is_some();
             let mut stdin = enc.stdin.take().expect("piped stdin");
             let mut stdout = enc.stdout.take().expect("piped stdout");
             scope.spawn(move || {
@@ -871,6 +857,9 @@ fn x264(c: &mut Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Samples per AAC frame.
+    const AAC_FRAME: usize = mp4out::AAC_FRAME as usize;
     use crate::testutil::lavfi_video;
 
     /// Half a minute of a melody over a soft noise bed, interleaved stereo.
