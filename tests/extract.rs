@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use undertone::extract::{self, Analysis, ExtractError, Extractor, TransitionKind};
-use undertone::source::{AnalysisSize, FileSource, Frame, Source, SourceError};
+use undertone::source::{AnalysisSize, Decoders, FileSource, Frame, Source, SourceError};
 
 fn model() -> PathBuf {
     extract::default_model_path(&common::root())
@@ -617,15 +617,21 @@ fn truncated_and_vanishing_streams_end_cleanly_or_say_so() {
     }
 
     // A source that vanishes mid-stream: the decoder process dies (killed like an OOM kill).
-    // The frames already decoded are delivered, then one clear error; nothing hangs.
-    let mut s =
-        FileSource::open(&common::clip("trailer_bbb.mp4"), AnalysisSize::default()).unwrap();
+    // The frames already decoded are delivered, then one clear error; nothing hangs. (An MP4
+    // is decoded in this process where it can be; here ffmpeg decodes it, as it decodes
+    // every other input.)
+    let mut s = FileSource::open_with(
+        &common::clip("trailer_bbb.mp4"),
+        AnalysisSize::default(),
+        Decoders::Ffmpeg,
+    )
+    .unwrap();
     for _ in 0..10 {
         s.next_frame().unwrap().unwrap();
     }
     let ok = Command::new("kill")
         .arg("-9")
-        .arg(s.decoder_pid().to_string())
+        .arg(s.decoder_pid().expect("an ffmpeg process").to_string())
         .status()
         .unwrap()
         .success();
@@ -654,14 +660,14 @@ fn truncated_and_vanishing_streams_end_cleanly_or_say_so() {
 }
 
 /// Every frame of `s`, with their times, and the decoder that gave the last of them.
-fn all_frames(s: &mut FileSource) -> (Vec<u8>, Vec<f64>, u32) {
+fn all_frames(s: &mut FileSource) -> (Vec<u8>, Vec<f64>, u64) {
     let mut gray = Vec::new();
     let mut pts = Vec::new();
     while let Some(f) = s.next_frame().unwrap() {
         pts.push(f.pts);
         gray.extend_from_slice(&f.gray);
     }
-    (gray, pts, s.decoder_pid())
+    (gray, pts, s.decoder_id())
 }
 
 /// What one ffmpeg from the start gives with the file source's settings for a 1280x720
@@ -696,7 +702,7 @@ fn one_decoder(path: &Path, fps: f64) -> Vec<u8> {
 /// ffmpeg from the start at `fps`: the same bytes, the second decoder giving the last
 /// frames, and regular times.
 fn assert_split_gives_one_decoders_frames(s: &mut FileSource, path: &Path, fps: f64, why: &str) {
-    let first = s.decoder_pid();
+    let first = s.decoder_id();
     let (ours, pts, last) = all_frames(s);
     let one = one_decoder(path, fps);
     assert_eq!(ours.len(), one.len(), "frame count differs");
@@ -996,4 +1002,112 @@ fn a_rotated_video_is_analysed_as_coded() {
             x.t
         );
     }
+}
+
+/// Every frame and time of `path` as decoded by `decoders`, and whether an ffmpeg process
+/// decoded its start.
+fn frames_by(path: &Path, decoders: Decoders) -> (Vec<u8>, Vec<f64>, bool) {
+    let mut s = FileSource::open_with(path, AnalysisSize::default(), decoders).unwrap();
+    let by_ffmpeg = s.decoder_pid().is_some();
+    let (gray, pts, _) = all_frames(&mut s);
+    (gray, pts, by_ffmpeg)
+}
+
+#[test]
+fn an_mp4_decoded_in_this_process_gives_ffmpegs_frames() {
+    // H.264 and HEVC in plain MP4s are decoded by libavcodec in this process: the frames
+    // and their times must be exactly those an ffmpeg process gives, whatever the picture's
+    // size, bit depth and range, with and without deblocking, and in two halves.
+    let dir = tempfile::tempdir().unwrap();
+    let bikes = common::clip("bikes.mp4");
+    let made = |name: &str, args: &[&str]| {
+        let out = dir.path().join(name);
+        let mut all = vec!["-i", bikes.to_str().unwrap(), "-t", "3", "-an"];
+        all.extend_from_slice(args);
+        all.push(out.to_str().unwrap());
+        ffmpeg(&all);
+        out
+    };
+    let clips = [
+        common::clip("bikes.mp4"), // H.264 High, B-frames, deblocking skipped
+        common::clip("carphone_pristine.mp4"), // 352x288: deblocked
+        common::clip("trailer_bbb.mp4"), // 1280x720, 55 s: two decoders
+        made(
+            "hevc.mp4",
+            &[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=none",
+            ],
+        ),
+        made(
+            "full_range.mp4",
+            &[
+                "-vf",
+                "format=yuvj420p",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ],
+        ),
+        made(
+            "ten_bit.mp4",
+            &[
+                "-pix_fmt",
+                "yuv420p10le",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ],
+        ),
+        made(
+            "odd.mp4",
+            &[
+                "-vf",
+                "crop=638:270",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ],
+        ),
+    ];
+    for clip in &clips {
+        let (ours, ours_pts, by_ffmpeg) = frames_by(clip, Decoders::Best);
+        assert!(
+            !by_ffmpeg,
+            "{}: not decoded in this process",
+            clip.display()
+        );
+        let (theirs, theirs_pts, _) = frames_by(clip, Decoders::Ffmpeg);
+        assert_eq!(ours.len(), theirs.len(), "{}: frame count", clip.display());
+        assert!(ours == theirs, "{}: frames differ", clip.display());
+        assert_eq!(ours_pts, theirs_pts, "{}: times differ", clip.display());
+    }
+}
+
+#[test]
+fn a_damaged_mp4_decoded_in_this_process_goes_on_as_ffmpeg_does() {
+    // Bytes overwritten inside bikes' picture data: the frames go on (the decoder conceals
+    // the damage) and the source ends cleanly, with the frames ffmpeg gives.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.mp4");
+    let mut bytes = std::fs::read(common::clip("bikes.mp4")).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 2000] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let (ours, _, by_ffmpeg) = frames_by(&path, Decoders::Best);
+    assert!(!by_ffmpeg, "the damage is in the pictures, not the index");
+    let (theirs, _, _) = frames_by(&path, Decoders::Ffmpeg);
+    assert_eq!(ours.len(), theirs.len(), "frame count");
+    assert!(ours == theirs, "frames differ");
+    let (clean, _, _) = frames_by(&common::clip("bikes.mp4"), Decoders::Best);
+    assert!(ours != clean, "the damage did not reach a picture");
 }

@@ -13,7 +13,8 @@ APT_PACKAGES=(
   libasound2-dev                # alsa-sys (ALSA playback)
   libclang-dev                  # bindgen for the v4l crate
   ffmpeg                        # video decode (file source) and mp4 muxing
-  libavcodec-dev                # headers of the in-process AAC encoder (score/aac.rs)
+  libavcodec-dev                # headers of the in-process AAC encoder and video decoder (lavc.rs)
+  libswscale-dev                # headers of the in-process video decoder's scaler (source/lavcdec.rs)
   fluidsynth fluid-soundfont-gm # template rendering tools and the MIT FluidR3_GM SoundFont
   sox alsa-utils libasound2-plugins
   pulseaudio                    # paced ALSA tests: a null sink through the pulse plugin

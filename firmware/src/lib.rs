@@ -8,6 +8,7 @@ pub mod cmds;
 pub mod compose;
 pub mod extract;
 pub mod fsutil;
+pub(crate) mod lavc;
 pub mod live;
 pub mod midi;
 pub mod music;

@@ -2,18 +2,13 @@
 //! (libavcodec's `aac`, set up as `-c:a aac -aac_coder fast -b:a 192k -flags:a +bitexact`:
 //! the packets are the bytes an ffmpeg process writes for the same 16-bit PCM).
 //!
-//! libavcodec is opened with `dlopen` when [`super::mux::Muxer`] starts, on a thread of its
-//! own while the note model writes the piece ([`load_in_background`]), not linked: linked,
-//! its 96 libraries would be bound at the start of every undertone process. One load
-//! (~15 ms of CPU here) replaces the two ffmpeg processes that encoded the music before
-//! (each ~50 ms of CPU to start, most of it the dynamic linker: 9.5 % of a short clip's
-//! `score`), and the packets need no pipe and no ADTS parsing. The C side is
-//! `csrc/aacenc.c`, compiled against the libavcodec headers found at build time
-//! (`build.rs`); built without them, or where the library of that version cannot be opened,
-//! [`available`] says why and scored.mp4's music is encoded by ffmpeg processes as before
-//! ([`super::mux`]).
-
-use std::sync::OnceLock;
+//! libavcodec is opened by [`crate::lavc`] (usually already by the file source's decoder;
+//! else when [`super::mux::Muxer`] starts, on a thread of its own, [`load_in_background`]).
+//! The encoder replaces the two ffmpeg processes that encoded the music before (each ~50 ms
+//! of CPU to start, most of it the dynamic linker: 9.5 % of a short clip's `score`), and the
+//! packets need no pipe and no ADTS parsing. The C side is `csrc/aacenc.c`; built without
+//! the headers, or where the libraries cannot be opened, [`available`] says why and
+//! scored.mp4's music is encoded by ffmpeg processes as before ([`super::mux`]).
 
 use crate::music::CHANNELS;
 
@@ -71,45 +66,7 @@ impl Packets {
     }
 }
 
-/// Whether libavcodec's AAC encoder can be used in this process, loading it the first time
-/// (the reason it cannot, otherwise). Safe to call from any thread, any number of times.
-pub(crate) fn available() -> Result<(), &'static str> {
-    static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
-    LOADED
-        .get_or_init(|| {
-            let r = ffi::load();
-            if let Err(why) = &r {
-                tracing::info!("AAC encoding falls back to ffmpeg processes: {why}");
-            }
-            r
-        })
-        .as_ref()
-        .map(|_| ())
-        .map_err(String::as_str)
-}
-
-/// Whether this build has the in-process encoder at all (`build.rs` found the headers);
-/// [`available`] says whether its library can be opened here.
-pub(crate) const COMPILED: bool = cfg!(undertone_lavc);
-
-/// Starts loading libavcodec on a thread of its own at `nice`, so that the first encoder
-/// need not wait for it (an encoder made while it loads waits for the load to end).
-pub(crate) fn load_in_background(nice: libc::c_int) {
-    let spawned = std::thread::Builder::new()
-        .name("load-aac".into())
-        .spawn(move || {
-            // SAFETY: gettid and setpriority take no pointers; on our own thread id,
-            // setpriority changes only this thread's nice value.
-            unsafe {
-                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::setpriority(libc::PRIO_PROCESS, tid, nice);
-            }
-            let _ = available();
-        });
-    if let Err(e) = spawned {
-        tracing::debug!("cannot start a thread to load libavcodec ({e}); it loads when needed");
-    }
-}
+pub(crate) use crate::lavc::{available, load_in_background, COMPILED};
 
 /// Encodes `pcm` (interleaved stereo at [`crate::music::SAMPLE_RATE`], as 16-bit samples: exactly those of
 /// music.wav) and returns the packets from number `first` on, `count` of them at most
@@ -231,7 +188,7 @@ pub(crate) fn encode_split(pcm: &[f32], split: bool) -> Result<(Packets, [u8; 2]
 
 #[cfg(undertone_lavc)]
 mod ffi {
-    use std::ffi::{c_char, c_int, c_void, CStr, CString};
+    use std::ffi::{c_char, c_int, c_void, CString};
 
     use super::{AAC_BITRATE, AAC_CODER};
     use crate::music::{CHANNELS, SAMPLE_RATE};
@@ -247,9 +204,6 @@ mod ffi {
     type PacketCb = extern "C" fn(user: *mut c_void, data: *const u8, size: c_int);
 
     extern "C" {
-        fn ut_aac_load(err: *mut c_char, len: usize) -> c_int;
-        fn ut_aac_libraries() -> *const c_char;
-        fn ut_aac_strerror(code: c_int, buf: *mut c_char, len: usize);
         fn ut_aac_open(
             out: *mut *mut UtAac,
             sample_rate: c_int,
@@ -270,29 +224,8 @@ mod ffi {
         fn ut_aac_close(e: *mut UtAac);
     }
 
-    pub(super) fn load() -> Result<(), String> {
-        let mut err = [0 as c_char; 256];
-        // SAFETY: err is writable for its length; the C side NUL-terminates what it writes.
-        let r = unsafe { ut_aac_load(err.as_mut_ptr(), err.len()) };
-        if r == 0 {
-            return Ok(());
-        }
-        // SAFETY: both are NUL-terminated C strings (a static one, and err).
-        let (libs, why) = unsafe {
-            (
-                CStr::from_ptr(ut_aac_libraries()).to_string_lossy(),
-                CStr::from_ptr(err.as_ptr()).to_string_lossy(),
-            )
-        };
-        Err(format!("cannot open {libs} ({why})"))
-    }
-
     fn av_error(what: &str, code: c_int) -> String {
-        let mut buf = [0 as c_char; 128];
-        // SAFETY: buf is writable for its length; av_strerror NUL-terminates it.
-        unsafe { ut_aac_strerror(code, buf.as_mut_ptr(), buf.len()) };
-        // SAFETY: NUL-terminated above.
-        let text = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+        let text = crate::lavc::error_text(code);
         format!("libavcodec's AAC encoder {what}: {text}")
     }
 
@@ -409,15 +342,11 @@ mod ffi {
 
 #[cfg(not(undertone_lavc))]
 mod ffi {
-    pub(super) fn load() -> Result<(), String> {
-        Err("this build has no in-process AAC encoder (built without libavcodec-dev)".into())
-    }
-
     pub(super) enum Encoder {}
 
     impl Encoder {
         pub(super) fn new() -> Result<Self, String> {
-            Err(load().unwrap_err())
+            Err(super::available().unwrap_err().to_owned())
         }
         pub(super) fn config(&self) -> Result<[u8; 2], String> {
             match *self {}

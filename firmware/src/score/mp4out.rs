@@ -27,7 +27,10 @@ use std::path::{Path, PathBuf};
 
 use super::aac::Packets;
 use crate::music::{CHANNELS, SAMPLE_RATE};
-use crate::source::mp4::{be32, be64, children, only, read_moov, stts_runs, video_trak, VideoTrak};
+use crate::source::mp4::{
+    be32, be64, children, only, read_moov, sample_places, sample_sizes, self_contained, stts_runs,
+    video_trak, VideoTrak,
+};
 
 /// Sample entries whose streams are copied here (H.264, HEVC with its parameter sets in
 /// the entry, AV1, VP9).
@@ -184,85 +187,6 @@ impl CopiedVideo {
             decode_times,
         })
     }
-}
-
-/// Whether every data reference of a `dinf` is the file itself (flag 1 of a `url ` or, in
-/// a MOV, an `alis` entry).
-fn self_contained(dinf: &[u8]) -> Option<bool> {
-    let dref = only(&children(dinf)?, b"dref")?;
-    let entries = children(dref.get(8..)?)?;
-    Some(
-        !entries.is_empty()
-            && entries.len() as u32 == be32(dref, 4)?
-            && entries.iter().all(|(k, body)| {
-                (k == b"url " || k == b"alis") && body.get(3).is_some_and(|f| f & 1 == 1)
-            }),
-    )
-}
-
-/// The sample sizes of `stsz` (one size for all, or a table), which must fit in a file of
-/// `file_len` bytes.
-fn sample_sizes(stsz: &[u8], file_len: u64) -> Option<Vec<u32>> {
-    let (fixed, count) = (be32(stsz, 4)?, be32(stsz, 8)? as usize);
-    if fixed != 0 {
-        // a damaged count is not allocated for
-        return (u64::from(fixed) * count as u64 <= file_len).then(|| vec![fixed; count]);
-    }
-    if stsz.len() < 12 + 4 * count {
-        return None;
-    }
-    (0..count).map(|i| be32(stsz, 12 + 4 * i)).collect()
-}
-
-/// Where each sample lies in the file (`stsc` over `stco` or `co64`), checked against its
-/// length; `None` if the tables disagree or a sample lies outside the file.
-fn sample_places(
-    stbl: &[([u8; 4], &[u8])],
-    sizes: &[u32],
-    file_len: u64,
-) -> Option<Vec<(u64, u32)>> {
-    let chunks: Vec<u64> = match (only(stbl, b"stco"), only(stbl, b"co64")) {
-        (Some(stco), None) => {
-            let n = be32(stco, 4)? as usize;
-            (0..n)
-                .map(|i| be32(stco, 8 + 4 * i).map(u64::from))
-                .collect::<Option<_>>()?
-        }
-        (None, Some(co64)) => {
-            let n = be32(co64, 4)? as usize;
-            (0..n)
-                .map(|i| be64(co64, 8 + 8 * i))
-                .collect::<Option<_>>()?
-        }
-        _ => return None,
-    };
-    let stsc = only(stbl, b"stsc")?;
-    let runs = be32(stsc, 4)? as usize;
-    let mut out = Vec::with_capacity(sizes.len());
-    for r in 0..runs {
-        let at = 8 + 12 * r;
-        let (first, per_chunk, entry) = (be32(stsc, at)?, be32(stsc, at + 4)?, be32(stsc, at + 8)?);
-        let end = if r + 1 < runs {
-            be32(stsc, at + 12)?
-        } else {
-            chunks.len() as u32 + 1
-        };
-        if entry != 1 || first < 1 || end < first || end as usize > chunks.len() + 1 {
-            return None;
-        }
-        for chunk in first..end {
-            let mut offset = chunks[chunk as usize - 1];
-            for _ in 0..per_chunk {
-                let size = *sizes.get(out.len())?;
-                if offset.checked_add(u64::from(size))? > file_len {
-                    return None;
-                }
-                out.push((offset, size));
-                offset += u64::from(size);
-            }
-        }
-    }
-    (out.len() == sizes.len()).then_some(out)
 }
 
 /// The music as AAC packets (the ADTS headers ffmpeg's encoder wrote taken off).

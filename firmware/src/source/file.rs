@@ -1,15 +1,17 @@
 //! File source: the stream's facts are read (by [`super::mp4`], [`super::avi`] or
-//! `ffprobe`), then an `ffmpeg` subprocess decodes from the start (a second one from a key
-//! frame, see [`FileSource`]), converts to constant rate at the analysis rate, scales to the
-//! analysis size with area averaging and pipes raw 8-bit luma. ffmpeg runs in its own
-//! process, and a reader thread keeps a queue of decoded frames, so decoding overlaps
-//! extraction.
+//! `ffprobe`), then the video is decoded from the start (a second decoder from a key frame,
+//! see [`FileSource`]), at a constant rate at the analysis rate, scaled to the analysis
+//! size with area averaging, as 8-bit luma: by libavcodec on a thread of this process for
+//! H.264 or HEVC in a plain constant-rate MP4/MOV ([`super::lavcdec`]), else by an
+//! `ffmpeg` subprocess piping raw luma. A queue of decoded frames between the decoder and
+//! the consumer lets decoding overlap extraction.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -17,6 +19,8 @@ use std::thread;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
+use super::lavcdec::{self, Msg};
+use super::mp4::DecodePlan;
 use super::{AnalysisSize, Frame, Source, SourceError, SourceInfo};
 
 /// Frames decoded ahead of the consumer: about a second of video, so a slow extraction
@@ -76,8 +80,9 @@ const SKIP_DEBLOCK_MIN_SCALE: u32 = 4;
 /// Frames of a video file at the analysis size and rate.
 ///
 /// A long enough constant-rate file (at any input rate) in an indexed container (MP4/MOV,
-/// Matroska/WebM) is decoded by two ffmpeg processes at once: one from the start, one from a seek to a later
-/// frame, whose frames wait in memory (at most [`AHEAD_MAX_BYTES`]). One single-threaded
+/// Matroska/WebM) is decoded by two decoders at once (threads of this process, or ffmpeg
+/// processes): one from the start, one from a later key frame, whose frames wait in memory
+/// (at most [`AHEAD_MAX_BYTES`]). One single-threaded
 /// decoder per half uses two cores far better than one frame-threaded decoder (trailer,
 /// 2 cores: 1.3 s instead of 2.0–2.2 s). The frames are delivered in order, and the later
 /// decoder is trusted only if its first [`VERIFY_FRAMES`] frames equal, byte for byte, those
@@ -89,6 +94,8 @@ pub struct FileSource {
     info: SourceInfo,
     /// Whose length `info.duration` is, as the file states it.
     stated_by: StatedBy,
+    /// How the decoders decode (a decoder that falls back to ffmpeg needs it again).
+    spec: DecodeSpec,
     main: Decoder,
     ahead: Option<Decoder>,
     /// The frame the second decoder starts at, if there is one.
@@ -101,22 +108,24 @@ pub struct FileSource {
     done: bool,
 }
 
-/// One ffmpeg process decoding the file from frame `start` on, with the thread reading it.
+/// One decoder of the file from frame `start` on: a thread of this process
+/// ([`lavcdec`]), or an ffmpeg process with the thread reading it.
 struct Decoder {
     rx: Receiver<Msg>,
-    child: Arc<Mutex<Child>>,
-    pid: u32,
+    /// The ffmpeg process and its id, if this decoder is one.
+    child: Option<(Arc<Mutex<Child>>, u32)>,
+    /// This decoder's number among the process's decoders (for tests: which one gave a
+    /// frame).
+    id: u64,
     start: u64,
-    /// ffmpeg's last message when it ended after reporting damage.
+    /// Frames its queue holds.
+    queue: usize,
+    /// The codec's last message when it ended after reporting damage.
     damage: Option<String>,
 }
 
-enum Msg {
-    Frame(Frame),
-    /// The decoder is done: `Ok(None)` a clean end, `Ok(Some(detail))` an end after ffmpeg
-    /// reported damage (its last message), the frames delivered being usable.
-    End(Result<Option<String>, SourceError>),
-}
+/// Numbers the decoders ([`Decoder::id`]).
+static DECODERS: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Deserialize)]
 struct Probe {
@@ -426,9 +435,29 @@ fn probe(path: &Path) -> Result<Probed, SourceError> {
     })
 }
 
+/// Who decodes a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decoders {
+    /// libavcodec in this process where the file allows it (H.264 or HEVC in a plain MP4/MOV
+    /// at a constant rate, see [`super::mp4::decode_plan`]), else ffmpeg processes.
+    #[default]
+    Best,
+    /// ffmpeg processes only (to compare the two).
+    Ffmpeg,
+}
+
 impl FileSource {
     /// Opens `path` and starts decoding it at the analysis size and rate.
     pub fn open(path: &Path, analysis: AnalysisSize) -> Result<Self, SourceError> {
+        Self::open_with(path, analysis, Decoders::Best)
+    }
+
+    /// [`FileSource::open`], decoding with `decoders`.
+    pub fn open_with(
+        path: &Path,
+        analysis: AnalysisSize,
+        decoders: Decoders,
+    ) -> Result<Self, SourceError> {
         let p = path.to_path_buf();
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => SourceError::NotFound { path: p.clone() },
@@ -510,6 +539,11 @@ impl FileSource {
             threads,
             frame: (aw, ah),
             fps,
+            // In process only where every frame of the file is one analysis frame: the fps
+            // filter of an ffmpeg process at a lower rate picks frames by their times.
+            plan: (decoders == Decoders::Best && crate::lavc::COMPILED && fps == in_fps)
+                .then(|| super::mp4::decode_plan(path).map(Arc::new))
+                .flatten(),
         };
         let main = Decoder::spawn(&spec, 0, FRAME_QUEUE)?;
         let ahead = match split {
@@ -530,6 +564,7 @@ impl FileSource {
             main,
             ahead,
             split,
+            spec,
             delivered: 0,
             pending: VecDeque::new(),
             done: false,
@@ -541,9 +576,16 @@ impl FileSource {
         &self.path
     }
 
-    /// Process id of the ffmpeg decoder of the file's start (for supervision and tests).
-    pub fn decoder_pid(&self) -> u32 {
-        self.main.pid
+    /// Process id of the ffmpeg process decoding now, if one does (for supervision and
+    /// tests).
+    pub fn decoder_pid(&self) -> Option<u32> {
+        self.main.child.as_ref().map(|(_, pid)| *pid)
+    }
+
+    /// Which decoder (a number unique in this process) decodes now: the second one of a
+    /// split file once it has taken over (for tests).
+    pub fn decoder_id(&self) -> u64 {
+        self.main.id
     }
 
     /// The frame a second decoder starts decoding at, when the file is split between two.
@@ -561,11 +603,11 @@ impl FileSource {
         let mut mine = Vec::with_capacity(span);
         let mut theirs = Vec::with_capacity(span);
         for _ in 0..span {
-            match self.main.next(&self.path)? {
+            match self.main.next(&self.spec)? {
                 Some(f) => mine.push(f),
                 None => break,
             }
-            match ahead.next(&self.path) {
+            match ahead.next(&self.spec) {
                 Ok(Some(f)) => theirs.push(f),
                 _ => break,
             }
@@ -607,12 +649,55 @@ struct DecodeSpec {
     /// Analysis frame size.
     frame: (u32, u32),
     fps: f64,
+    /// How to decode the file in this process, where it can be ([`lavcdec`]).
+    plan: Option<Arc<DecodePlan>>,
 }
 
 impl Decoder {
+    /// Starts decoding on frame `start`, with a queue of `queue` frames between the
+    /// decoder and the consumer: in this process where the file has a plan for it, else
+    /// (or when that decoder gives up before its first frame) by an ffmpeg process.
+    fn spawn(spec: &DecodeSpec, start: u64, queue: usize) -> Result<Self, SourceError> {
+        let Some(plan) = spec.plan.clone() else {
+            return Self::spawn_process(spec, start, queue);
+        };
+        let (tx, rx) = sync_channel(queue);
+        let job = lavcdec::Job {
+            path: spec.path.clone(),
+            plan,
+            start,
+            threads: spec.threads,
+            skip_deblock: spec.skip_deblock,
+            frame: spec.frame,
+            fps: spec.fps,
+        };
+        thread::Builder::new()
+            .name(if start == 0 { "decode" } else { "decode-2" }.into())
+            .spawn(move || {
+                if start > 0 {
+                    // As the second ffmpeg process did: it takes the CPU the first decoder
+                    // and the extraction leave.
+                    crate::lavc::nice_this_thread(AHEAD_NICE);
+                }
+                lavcdec::run(job, tx)
+            })
+            .map_err(|source| SourceError::Io {
+                path: spec.path.clone(),
+                source,
+            })?;
+        Ok(Decoder {
+            rx,
+            child: None,
+            id: DECODERS.fetch_add(1, Ordering::Relaxed),
+            start,
+            queue,
+            damage: None,
+        })
+    }
+
     /// Starts ffmpeg on frame `start` (a seek to `start / fps` seconds when not 0), with a
     /// queue of `queue` frames between its reader thread and the consumer.
-    fn spawn(spec: &DecodeSpec, start: u64, queue: usize) -> Result<Self, SourceError> {
+    fn spawn_process(spec: &DecodeSpec, start: u64, queue: usize) -> Result<Self, SourceError> {
         let p = spec.path.clone();
         let (aw, ah) = spec.frame;
         let fps = spec.fps;
@@ -780,21 +865,28 @@ impl Decoder {
             })?;
         Ok(Decoder {
             rx,
-            child,
-            pid,
+            child: Some((child, pid)),
+            id: DECODERS.fetch_add(1, Ordering::Relaxed),
             start,
+            queue,
             damage: None,
         })
     }
 
     /// The next frame; `Ok(None)` at the clean end.
-    fn next(&mut self, path: &Path) -> Result<Option<Frame>, SourceError> {
+    fn next(&mut self, spec: &DecodeSpec) -> Result<Option<Frame>, SourceError> {
+        let path = &spec.path;
         match self.rx.recv() {
             Ok(Msg::Frame(f)) => Ok(Some(f)),
             Ok(Msg::End(r)) => r.map(|damage| {
                 self.damage = damage;
                 None
             }),
+            Ok(Msg::Fallback(why)) => {
+                debug!(path = %path.display(), from_frame = self.start, "ffmpeg decodes: {why}");
+                *self = Self::spawn_process(spec, self.start, self.queue)?;
+                self.next(spec)
+            }
             Err(_) => Err(SourceError::Truncated {
                 path: path.to_path_buf(),
                 frames: self.start,
@@ -807,7 +899,11 @@ impl Decoder {
 impl Drop for Decoder {
     fn drop(&mut self) {
         // Stop ffmpeg if the consumer quits early; the reader thread then sees EOF and exits.
-        if let Ok(mut c) = self.child.lock() {
+        // (A decoding thread ends as its channel closes.)
+        let Some((child, _)) = &self.child else {
+            return;
+        };
+        if let Ok(mut c) = child.lock() {
             if let Ok(None) = c.try_wait() {
                 let _ = c.kill();
                 let _ = c.wait();
@@ -888,7 +984,7 @@ impl Source for FileSource {
         }
         let next = match self.pending.pop_front() {
             Some(f) => Ok(Some(f)),
-            None => self.main.next(&self.path),
+            None => self.main.next(&self.spec),
         };
         match next {
             Ok(Some(f)) => {
@@ -945,7 +1041,7 @@ impl FileSource {
         }
         if let Some(detail) = damage {
             // Decodable with damage (a few broken packets): the frames are usable.
-            warn!(path = %self.path.display(), frames = self.delivered, "ffmpeg reported decode errors: {detail}");
+            warn!(path = %self.path.display(), frames = self.delivered, "the decoder reported errors: {detail}");
         }
         Ok(())
     }

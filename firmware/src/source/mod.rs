@@ -1,10 +1,13 @@
-//! `source` stage: frames from a video file (ffmpeg subprocess) or a V4L2 camera,
+//! `source` stage: frames from a video file (libavcodec in this process, or an ffmpeg
+//! subprocess) or a V4L2 camera,
 //! at the analysis size, with presentation timestamps. Both sources yield the same
 //! [`Frame`] type.
 //!
 //! | file | what |
 //! |---|---|
 //! | `file.rs` | [`FileSource`]: ffmpeg decodes any container/codec it reads, scaled to the analysis size |
+//! | `lavcdec.rs` | the file source's decoder in this process (H.264/HEVC in a plain MP4/MOV) |
+//! | `mp4.rs`, `avi.rs` | stream facts (and the MP4's samples) read from the container in process |
 //! | `v4l2.rs` | [`V4l2Source`]: MMAP streaming from a camera, format negotiation, "camera gone" |
 //! | `convert.rs` | pixel formats (YUYV, NV12, GREY, MJPEG) to luma, area resampling |
 
@@ -15,11 +18,12 @@ use serde::{Deserialize, Serialize};
 mod avi;
 pub mod convert;
 mod file;
+mod lavcdec;
 pub(crate) mod mp4;
 mod v4l2;
 
 pub(crate) use file::last_line;
-pub use file::FileSource;
+pub use file::{Decoders, FileSource};
 pub use v4l2::{CaptureRequest, V4l2Source};
 
 /// One analysis frame: 8-bit luma at the analysis size.

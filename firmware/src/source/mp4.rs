@@ -551,6 +551,221 @@ fn keyframes(
     Some(frames)
 }
 
+/// Whether every data reference of a `dinf` is the file itself (flag 1 of a `url ` or, in
+/// a MOV, an `alis` entry).
+pub(crate) fn self_contained(dinf: &[u8]) -> Option<bool> {
+    let dref = only(&children(dinf)?, b"dref")?;
+    let entries = children(dref.get(8..)?)?;
+    Some(
+        !entries.is_empty()
+            && entries.len() as u32 == be32(dref, 4)?
+            && entries.iter().all(|(k, body)| {
+                (k == b"url " || k == b"alis") && body.get(3).is_some_and(|f| f & 1 == 1)
+            }),
+    )
+}
+
+/// The sample sizes of `stsz` (one size for all, or a table), which must fit in a file of
+/// `file_len` bytes.
+pub(crate) fn sample_sizes(stsz: &[u8], file_len: u64) -> Option<Vec<u32>> {
+    let (fixed, count) = (be32(stsz, 4)?, be32(stsz, 8)? as usize);
+    if fixed != 0 {
+        // a damaged count is not allocated for
+        return (u64::from(fixed) * count as u64 <= file_len).then(|| vec![fixed; count]);
+    }
+    if stsz.len() < 12 + 4 * count {
+        return None;
+    }
+    (0..count).map(|i| be32(stsz, 12 + 4 * i)).collect()
+}
+
+/// Where each sample lies in the file (`stsc` over `stco` or `co64`), checked against its
+/// length; `None` if the tables disagree or a sample lies outside the file.
+pub(crate) fn sample_places(
+    stbl: &[([u8; 4], &[u8])],
+    sizes: &[u32],
+    file_len: u64,
+) -> Option<Vec<(u64, u32)>> {
+    let chunks: Vec<u64> = match (only(stbl, b"stco"), only(stbl, b"co64")) {
+        (Some(stco), None) => {
+            let n = be32(stco, 4)? as usize;
+            (0..n)
+                .map(|i| be32(stco, 8 + 4 * i).map(u64::from))
+                .collect::<Option<_>>()?
+        }
+        (None, Some(co64)) => {
+            let n = be32(co64, 4)? as usize;
+            (0..n)
+                .map(|i| be64(co64, 8 + 8 * i))
+                .collect::<Option<_>>()?
+        }
+        _ => return None,
+    };
+    let stsc = only(stbl, b"stsc")?;
+    let runs = be32(stsc, 4)? as usize;
+    let mut out = Vec::with_capacity(sizes.len());
+    for r in 0..runs {
+        let at = 8 + 12 * r;
+        let (first, per_chunk, entry) = (be32(stsc, at)?, be32(stsc, at + 4)?, be32(stsc, at + 8)?);
+        let end = if r + 1 < runs {
+            be32(stsc, at + 12)?
+        } else {
+            chunks.len() as u32 + 1
+        };
+        if entry != 1 || first < 1 || end < first || end as usize > chunks.len() + 1 {
+            return None;
+        }
+        for chunk in first..end {
+            let mut offset = chunks[chunk as usize - 1];
+            for _ in 0..per_chunk {
+                let size = *sizes.get(out.len())?;
+                if offset.checked_add(u64::from(size))? > file_len {
+                    return None;
+                }
+                out.push((offset, size));
+                offset += u64::from(size);
+            }
+        }
+    }
+    (out.len() == sizes.len()).then_some(out)
+}
+
+/// How to decode the video of a plain MP4/MOV in this process ([`super::lavcdec`]): the
+/// codec, its configuration record, and every sample in decoding order with its place in
+/// the file and the frame it presents.
+#[derive(Debug)]
+pub(crate) struct DecodePlan {
+    /// libavcodec's name of the decoder.
+    pub codec: &'static str,
+    /// The sample entry's codec configuration record (`avcC`, `hvcC`): the decoder's
+    /// extradata.
+    pub config: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub samples: Vec<PlannedSample>,
+}
+
+/// One sample of a [`DecodePlan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlannedSample {
+    pub offset: u64,
+    pub size: u32,
+    /// The frame it presents, numbered from 0 at the track's rate.
+    pub frame: u32,
+    /// A sync sample (`stss`): decoding can start here.
+    pub sync: bool,
+}
+
+/// The sample entries decoded in process, the box holding each one's configuration, and the
+/// decoder.
+const PLANNED_ENTRIES: [(&[u8; 4], &[u8; 4], &str); 4] = [
+    (b"avc1", b"avcC", "h264"),
+    (b"avc3", b"avcC", "h264"),
+    (b"hvc1", b"hvcC", "hevc"),
+    (b"hev1", b"hvcC", "hevc"),
+];
+
+/// The [`DecodePlan`] of `path`, if its video is one this process decodes exactly as an
+/// ffmpeg process with an `fps` filter at the track's own rate would: a plain MP4/MOV
+/// ([`probe`]) with H.264 or HEVC in one sample entry, every sample lasting the same, and
+/// the samples presenting frames 0, 1, 2, … with none missing or repeated after the edit
+/// (so the `fps` filter passes each picture through as the next frame). Anything else
+/// (a variable rate, a rate on a coarse clock, a track that starts later than the file,
+/// other codecs) gets `None` and is decoded by ffmpeg.
+pub(crate) fn decode_plan(path: &Path) -> Option<DecodePlan> {
+    let (moov, file_len) = read_moov(path)?;
+    let video = video_of_moov(&moov)?;
+    let (_, _, codec) = PLANNED_ENTRIES
+        .iter()
+        .find(|(e, _, _)| **e == video.entry)?;
+    let config_box = PLANNED_ENTRIES
+        .iter()
+        .find(|(e, _, _)| **e == video.entry)?
+        .1;
+    let VideoTrak { trak, mdia, .. } = video_trak(&moov)?;
+    let media_time = match trak.iter().find(|(k, _)| k == b"edts") {
+        None => 0,
+        Some((_, edts)) => {
+            let elst = only(&children(edts)?, b"elst")?;
+            match (*elst.first()?, be32(elst, 4)?) {
+                (_, 0) => 0,
+                (1, 1) => be64(elst, 16)? as i64,
+                (_, 1) => be32(elst, 12)? as i32 as i64,
+                _ => return None,
+            }
+        }
+    };
+    let minf = children(only(&mdia, b"minf")?)?;
+    if !self_contained(only(&minf, b"dinf")?)? {
+        return None;
+    }
+    let stbl = children(only(&minf, b"stbl")?)?;
+    let stsd = only(&stbl, b"stsd")?;
+    if be32(stsd, 4)? != 1 {
+        return None;
+    }
+    let entry = stsd.get(8..)?;
+    let config = entry
+        .get(VISUAL_CHILDREN_AT..be32(entry, 0)? as usize)
+        .and_then(children)?
+        .into_iter()
+        .find(|(k, _)| k == config_box)?
+        .1
+        .to_vec();
+    let stts = stts_runs(only(&stbl, b"stts")?)?;
+    let mut used = stts.iter().filter(|&&(n, _)| n > 0).map(|&(_, d)| d);
+    let duration = i64::from(used.next()?);
+    if duration == 0 || used.any(|d| i64::from(d) != duration) {
+        return None;
+    }
+    let sizes = sample_sizes(only(&stbl, b"stsz")?, file_len)?;
+    let places = sample_places(&stbl, &sizes, file_len)?;
+    if places.len() != video.samples as usize {
+        return None;
+    }
+    let sync: Option<Vec<bool>> = match only(&stbl, b"stss") {
+        None => Some(vec![true; places.len()]),
+        Some(stss) => {
+            let mut s = vec![false; places.len()];
+            for i in 0..be32(stss, 4)? as usize {
+                *s.get_mut((be32(stss, 8 + 4 * i)? as usize).checked_sub(1)?)? = true;
+            }
+            Some(s)
+        }
+    };
+    let sync = sync?;
+    let ctts = ctts_runs(&stbl)?;
+    let mut offsets = ctts
+        .iter()
+        .flat_map(|&(n, off)| std::iter::repeat_n(off, n as usize));
+    let mut seen = vec![false; places.len()];
+    let mut samples = Vec::with_capacity(places.len());
+    for (i, (&(offset, size), &sync)) in places.iter().zip(&sync).enumerate() {
+        let off = if ctts.is_empty() { 0 } else { offsets.next()? };
+        let shown = i as i64 * duration + off - media_time;
+        if shown < 0 || shown % duration != 0 {
+            return None;
+        }
+        let frame = usize::try_from(shown / duration).ok()?;
+        if std::mem::replace(seen.get_mut(frame)?, true) {
+            return None;
+        }
+        samples.push(PlannedSample {
+            offset,
+            size,
+            frame: frame as u32,
+            sync,
+        });
+    }
+    Some(DecodePlan {
+        codec,
+        config,
+        width: video.width,
+        height: video.height,
+        samples,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
