@@ -1076,6 +1076,20 @@ fn an_mp4_decoded_in_this_process_gives_ffmpegs_frames() {
                 "ultrafast",
             ],
         ),
+        // 29.97 frames/s on a millisecond clock: samples of 33 and 34 ms by turns
+        made(
+            "ms_clock.mp4",
+            &[
+                "-vf",
+                "fps=30000/1001",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-video_track_timescale",
+                "1000",
+            ],
+        ),
     ];
     for clip in &clips {
         let (ours, ours_pts, by_ffmpeg) = frames_by(clip, Decoders::Best);
@@ -1110,4 +1124,35 @@ fn a_damaged_mp4_decoded_in_this_process_goes_on_as_ffmpeg_does() {
     assert!(ours == theirs, "frames differ");
     let (clean, _, _) = frames_by(&common::clip("bikes.mp4"), Decoders::Best);
     assert!(ours != clean, "the damage did not reach a picture");
+
+    // Damage in the first picture (as in a phone's recording whose first pictures do not
+    // decode): ffmpeg decides what comes out, so the decoder hands over to it, and the
+    // frames are its frames.
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#1",
+        ])
+        .args(["-show_entries", "packet=pos,size", "-of", "csv=p=0"])
+        .arg(common::clip("bikes.mp4"))
+        .output()
+        .unwrap();
+    let first = String::from_utf8(probe.stdout).unwrap();
+    let (pos, size) = first.trim().split_once(',').unwrap();
+    let (pos, size): (usize, usize) = (pos.parse().unwrap(), size.parse().unwrap());
+    let mut bytes = std::fs::read(common::clip("bikes.mp4")).unwrap();
+    for b in &mut bytes[pos + 16..pos + size / 2] {
+        *b ^= 0x5A;
+    }
+    let path = dir.path().join("damaged_start.mp4");
+    std::fs::write(&path, &bytes).unwrap();
+    let mut s = FileSource::open(&path, AnalysisSize::default()).unwrap();
+    let (ours, _, _) = all_frames(&mut s);
+    assert!(s.decoder_pid().is_some(), "an ffmpeg process took over");
+    let (theirs, _, _) = frames_by(&path, Decoders::Ffmpeg);
+    assert!(ours == theirs, "frames differ from ffmpeg's");
 }

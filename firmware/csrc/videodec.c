@@ -23,9 +23,10 @@ struct ut_vdec {
     uint8_t *gray;
 };
 
-/* Called with each picture: its presentation time (as the packets gave it) and out_w x
- * out_h bytes of luma; a non-zero return stops decoding (ut_vdec_send returns 1). */
-typedef int (*ut_frame_cb)(void *user, int64_t pts, const uint8_t *gray);
+/* Called with each picture: its presentation time (as the packets gave it), out_w x out_h
+ * bytes of luma, and how many errors the codec has reported so far; a non-zero return stops
+ * decoding (ut_vdec_send returns 1). */
+typedef int (*ut_frame_cb)(void *user, int64_t pts, const uint8_t *gray, int errors);
 
 void ut_vdec_close(struct ut_vdec *d)
 {
@@ -137,7 +138,7 @@ static int drain(struct ut_vdec *d, ut_frame_cb cb, void *user)
                       stride);
         int64_t pts = f->best_effort_timestamp;
         api.frame_unref(d->frame);
-        if (cb(user, pts, d->gray))
+        if (cb(user, pts, d->gray, d->log.errors))
             return 1;
     }
 }

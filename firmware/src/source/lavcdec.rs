@@ -105,14 +105,16 @@ pub(super) fn run(job: Job, tx: SyncSender<Msg>) {
             i64::from(s.frame),
             i as i64,
             s.sync,
-            &mut |pts, gray| out.picture(pts, gray),
+            &mut |pts, gray, e| out.picture(pts, gray, e),
         ) {
             Ok(true) => {}
             Ok(false) => return out.stopped(),
             Err(e) => refused = Some(e), // a broken packet: the decoder goes on
         }
     }
-    match dec.send(&[], 0, 0, false, &mut |pts, gray| out.picture(pts, gray)) {
+    match dec.send(&[], 0, 0, false, &mut |pts, gray, e| {
+        out.picture(pts, gray, e)
+    }) {
         Ok(true) => {}
         Ok(false) => return out.stopped(),
         Err(e) => refused = Some(e),
@@ -159,13 +161,23 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    /// One decoded picture presenting frame `pts`; false to stop decoding.
-    fn picture(&mut self, pts: i64, gray: &[u8]) -> bool {
+    /// One decoded picture presenting frame `pts`, after the codec reported `errors`; false
+    /// to stop decoding.
+    fn picture(&mut self, pts: i64, gray: &[u8], errors: u32) -> bool {
         let Ok(pts) = u64::try_from(pts) else {
             return true; // no time: not a frame of the plan
         };
         if pts < self.next {
             return true; // before the start (a leading picture), or a repeat
+        }
+        if self.last.is_none() && errors > 0 {
+            // Damage before the first picture (a phone's first pictures that do not decode):
+            // which pictures come out, and how ffmpeg fills the frames before them, is
+            // ffmpeg's to decide.
+            self.fallback = Some(format!(
+                "the codec reported {errors} errors before the first picture"
+            ));
+            return false;
         }
         if pts > self.next {
             let Some(last) = self.last.clone() else {
@@ -230,7 +242,8 @@ mod ffi {
     struct UtVdec {
         _private: [u8; 0],
     }
-    type FrameCb = extern "C" fn(user: *mut c_void, pts: i64, gray: *const u8) -> c_int;
+    type FrameCb =
+        extern "C" fn(user: *mut c_void, pts: i64, gray: *const u8, errors: c_int) -> c_int;
 
     extern "C" {
         #[allow(clippy::too_many_arguments)]
@@ -308,25 +321,32 @@ mod ffi {
         }
 
         /// Decodes one sample (or, with `data` empty, drains the decoder), handing each
-        /// picture to `out` (its frame number and luma); Ok(false) if `out` said stop.
+        /// picture to `out` (its frame number, its luma, and the errors the codec has
+        /// reported so far); Ok(false) if `out` said stop.
         pub(super) fn send(
             &mut self,
             data: &[u8],
             pts: i64,
             dts: i64,
             key: bool,
-            out: &mut dyn FnMut(i64, &[u8]) -> bool,
+            out: &mut dyn FnMut(i64, &[u8], u32) -> bool,
         ) -> Result<bool, String> {
             struct User<'a> {
-                out: &'a mut dyn FnMut(i64, &[u8]) -> bool,
+                out: &'a mut dyn FnMut(i64, &[u8], u32) -> bool,
                 len: usize,
             }
-            extern "C" fn trampoline(user: *mut c_void, pts: i64, gray: *const u8) -> c_int {
+            extern "C" fn trampoline(
+                user: *mut c_void,
+                pts: i64,
+                gray: *const u8,
+                errors: c_int,
+            ) -> c_int {
                 // SAFETY: user is the User passed below, alive for the call; gray holds the
                 // analysis frame's bytes while the callback runs.
                 unsafe {
                     let u = &mut *(user as *mut User);
-                    c_int::from(!(u.out)(pts, std::slice::from_raw_parts(gray, u.len)))
+                    let gray = std::slice::from_raw_parts(gray, u.len);
+                    c_int::from(!(u.out)(pts, gray, errors.max(0) as u32))
                 }
             }
             let mut user = User {
@@ -404,7 +424,7 @@ mod ffi {
             _: i64,
             _: i64,
             _: bool,
-            _: &mut dyn FnMut(i64, &[u8]) -> bool,
+            _: &mut dyn FnMut(i64, &[u8], u32) -> bool,
         ) -> Result<bool, String> {
             match *self {}
         }

@@ -656,6 +656,12 @@ pub(crate) struct PlannedSample {
     pub sync: bool,
 }
 
+/// How near the middle between two frames (in frames) a sample's presentation time may be
+/// before [`decode_plan`] leaves the file to ffmpeg: there the fps filter's rounding of the
+/// rate to a fraction could put it in the other frame. A rate rounded to a coarse clock (33
+/// and 34 ms by turns) moves a sample by a few hundredths of a frame.
+const AMBIGUOUS_FRAME: f64 = 0.1;
+
 /// The sample entries decoded in process, the box holding each one's configuration, and the
 /// decoder.
 const PLANNED_ENTRIES: [(&[u8; 4], &[u8; 4], &str); 4] = [
@@ -667,11 +673,14 @@ const PLANNED_ENTRIES: [(&[u8; 4], &[u8; 4], &str); 4] = [
 
 /// The [`DecodePlan`] of `path`, if its video is one this process decodes exactly as an
 /// ffmpeg process with an `fps` filter at the track's own rate would: a plain MP4/MOV
-/// ([`probe`]) with H.264 or HEVC in one sample entry, every sample lasting the same, and
-/// the samples presenting frames 0, 1, 2, … with none missing or repeated after the edit
-/// (so the `fps` filter passes each picture through as the next frame). Anything else
-/// (a variable rate, a rate on a coarse clock, a track that starts later than the file,
-/// other codecs) gets `None` and is decoded by ffmpeg.
+/// ([`probe`]) at a constant rate (a rate rounded to a coarse clock included) with H.264 or
+/// HEVC in one sample entry, whose samples present frames 0, 1, 2, … with none missing or
+/// repeated after the edit (so the `fps` filter passes each picture through as the next
+/// frame). A sample's frame is its presentation time over the mean duration, rounded, as the
+/// filter rounds it; one that falls near the middle between two frames (where the filter's
+/// own rounding of the rate could decide) leaves the file to ffmpeg. Anything else (a
+/// variable rate, a track that starts later than the file, other codecs) gets `None` and is
+/// decoded by ffmpeg.
 pub(crate) fn decode_plan(path: &Path) -> Option<DecodePlan> {
     let (moov, file_len) = read_moov(path)?;
     let video = video_of_moov(&moov)?;
@@ -712,12 +721,10 @@ pub(crate) fn decode_plan(path: &Path) -> Option<DecodePlan> {
         .find(|(k, _)| k == config_box)?
         .1
         .to_vec();
-    let stts = stts_runs(only(&stbl, b"stts")?)?;
-    let mut used = stts.iter().filter(|&&(n, _)| n > 0).map(|&(_, d)| d);
-    let duration = i64::from(used.next()?);
-    if duration == 0 || used.any(|d| i64::from(d) != duration) {
+    if !video.constant_rate {
         return None;
     }
+    let stts = stts_runs(only(&stbl, b"stts")?)?;
     let sizes = sample_sizes(only(&stbl, b"stsz")?, file_len)?;
     let places = sample_places(&stbl, &sizes, file_len)?;
     if places.len() != video.samples as usize {
@@ -740,13 +747,17 @@ pub(crate) fn decode_plan(path: &Path) -> Option<DecodePlan> {
         .flat_map(|&(n, off)| std::iter::repeat_n(off, n as usize));
     let mut seen = vec![false; places.len()];
     let mut samples = Vec::with_capacity(places.len());
+    let mut clock = DecodeClock::new(&stts);
+    // frames per tick: the rate ffmpeg's fps filter is given (Mp4Video::fps) over the clock
+    let per_tick = places.len() as f64 / video.total_ticks as f64;
     for (i, (&(offset, size), &sync)) in places.iter().zip(&sync).enumerate() {
         let off = if ctts.is_empty() { 0 } else { offsets.next()? };
-        let shown = i as i64 * duration + off - media_time;
-        if shown < 0 || shown % duration != 0 {
+        let shown = clock.at(i as u64) as i64 + off - media_time;
+        let exact = shown as f64 * per_tick;
+        if shown < 0 || (exact.fract() - 0.5).abs() < AMBIGUOUS_FRAME {
             return None;
         }
-        let frame = usize::try_from(shown / duration).ok()?;
+        let frame = exact.round() as usize;
         if std::mem::replace(seen.get_mut(frame)?, true) {
             return None;
         }
