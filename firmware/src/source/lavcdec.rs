@@ -88,11 +88,16 @@ pub(super) fn run(job: Job, tx: SyncSender<Msg>) {
         gone: false,
         fallback: None,
     };
-    let mut buf = Vec::new();
+    // one buffer for the samples, as large as the largest
+    let largest = plan.samples.iter().map(|s| s.size).max().unwrap_or(0);
+    let mut buf = vec![0u8; largest as usize];
     let mut refused = None;
     for (i, s) in plan.samples.iter().enumerate().skip(first) {
-        buf.resize(s.size as usize, 0);
-        if let Err(e) = file.read_exact_at(&mut buf, s.offset) {
+        if s.size == 0 {
+            continue; // no picture (and an empty packet would end the decoder's input)
+        }
+        let data = &mut buf[..s.size as usize];
+        if let Err(e) = file.read_exact_at(data, s.offset) {
             // the file changed under us (its index said the sample is there)
             out.end(Err(SourceError::Io {
                 path: job.path.clone(),
@@ -150,7 +155,8 @@ struct Out<'a> {
     job: &'a Job,
     /// The next frame number to deliver.
     next: u64,
-    /// The last picture delivered (a missing frame repeats it, as ffmpeg's fps filter does).
+    /// The last picture delivered, once there is one (a missing frame repeats it, as
+    /// ffmpeg's fps filter does).
     last: Option<Vec<u8>>,
     /// Frames filled so.
     gaps: u64,
@@ -196,9 +202,11 @@ impl Out<'_> {
                 }
             }
         }
-        let frame = gray.to_vec();
-        self.last = Some(frame.clone());
-        self.send(frame)
+        match &mut self.last {
+            Some(last) => last.copy_from_slice(gray),
+            None => self.last = Some(gray.to_vec()),
+        }
+        self.send(gray.to_vec())
     }
 
     fn send(&mut self, gray: Vec<u8>) -> bool {
