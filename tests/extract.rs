@@ -1031,6 +1031,7 @@ fn an_mp4_decoded_in_this_process_gives_ffmpegs_frames() {
     let clips = [
         common::clip("bikes.mp4"), // H.264 High, B-frames, deblocking skipped
         common::clip("carphone_pristine.mp4"), // 352x288: deblocked
+        common::clip("bigbuckbunny.mp4"), // no bytes of a longer sample before it left over
         common::clip("trailer_bbb.mp4"), // 1280x720, 55 s: two decoders
         made(
             "hevc.mp4",

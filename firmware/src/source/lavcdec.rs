@@ -106,7 +106,7 @@ pub(super) fn run(job: Job, tx: SyncSender<Msg>) {
             return;
         }
         match dec.send(
-            &buf,
+            data,
             i64::from(s.frame),
             i as i64,
             s.sync,
