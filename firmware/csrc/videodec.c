@@ -164,19 +164,14 @@ int ut_vdec_send(struct ut_vdec *d, const uint8_t *data, int size, int64_t pts, 
     p->dts = dts;
     p->flags = key ? AV_PKT_FLAG_KEY : 0;
     r = api.send_packet(d->ctx, p);
-    if (r == AVERROR(EAGAIN)) { /* the decoder's output is full: take it, then send again */
-        int s = drain(d, cb, user);
-        r = s != 0 ? s : api.send_packet(d->ctx, p);
-        if (s != 0) {
-            p->data = NULL;
-            p->size = 0;
-            return s;
-        }
-    }
+    int s = 0;
+    if (r == AVERROR(EAGAIN) && (s = drain(d, cb, user)) == 0)
+        r = api.send_packet(d->ctx, p); /* its output was full: taken, the packet goes in */
     p->data = NULL;
     p->size = 0;
-    int s = drain(d, cb, user);
-    return s != 0 ? s : r == AVERROR(EAGAIN) ? 0 : r;
+    if (s == 0)
+        s = drain(d, cb, user);
+    return s != 0 ? s : r;
 }
 
 /* How many errors the codec reported, and the last one's text. */

@@ -22,4 +22,5 @@ pub mod source;
 pub mod style;
 #[cfg(test)]
 mod testutil;
+pub(crate) mod threads;
 pub mod web;

@@ -158,7 +158,7 @@ fn score_staged(
         let loader = std::thread::Builder::new()
             .name("load-engines".into())
             .spawn_scoped(scope, move || {
-                lower_thread_priority();
+                crate::threads::set_nice(LOADER_NICE);
                 Engines::load_with(&opts.data_root, move || {
                     length_rx
                         .recv()
@@ -241,20 +241,6 @@ const EARLY_REFILL_MIN_SECONDS: f64 = 40.0;
 
 /// Nice value of the engine-loading thread (the lowest priority).
 const LOADER_NICE: libc::c_int = 19;
-
-/// Gives the calling thread the lowest CPU priority (Linux schedules threads one by one, so
-/// the rest of the process keeps its own). Best effort: on failure the thread runs as it is.
-fn lower_thread_priority() {
-    // SAFETY: gettid and setpriority take no pointers; setpriority on our own thread id
-    // changes only that thread's nice value.
-    let rc = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, LOADER_NICE)
-    };
-    if rc != 0 {
-        tracing::debug!("could not lower the loader thread's priority");
-    }
-}
 
 /// The loaded models and libraries of the music stages.
 pub struct Engines {

@@ -677,7 +677,7 @@ impl Decoder {
                 if start > 0 {
                     // As the second ffmpeg process did: it takes the CPU the first decoder
                     // and the extraction leave.
-                    crate::lavc::nice_this_thread(AHEAD_NICE);
+                    crate::threads::set_nice(AHEAD_NICE);
                 }
                 lavcdec::run(job, tx)
             })
