@@ -397,6 +397,47 @@ fn a_pipe_is_refused() {
 /// has them, given relative to the current folder: ffmpeg took `take:2.mp4` for the
 /// protocol `take` (refused as "truncated or corrupt"), and an output folder `out:1` failed
 /// at the mux ("Protocol not found").
+/// `score` checks a template's audio when the piece first plays it (`Library::open`): a
+/// library whose loops are all corrupt is one line naming the file it tried and what to
+/// do, a non-zero exit and nothing written.
+#[test]
+fn a_corrupt_template_library_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (src, lib) = (common::root().join("templates"), data.join("templates"));
+    fs::create_dir_all(lib.join("audio")).unwrap();
+    std::os::unix::fs::symlink(common::root().join("models"), data.join("models")).unwrap();
+    for f in ["index.json", "melody.sf2", "midi"] {
+        std::os::unix::fs::symlink(src.join(f), lib.join(f)).unwrap();
+    }
+    for e in fs::read_dir(src.join("audio")).unwrap() {
+        let e = e.unwrap();
+        let mut bytes = fs::read(e.path()).unwrap();
+        let n = bytes.len();
+        bytes[n / 2..n / 2 + 64].fill(0x55);
+        fs::write(lib.join("audio").join(e.file_name()), bytes).unwrap();
+    }
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_undertone"))
+        .arg("--data")
+        .arg(&data)
+        .args(["score", "--quiet", "-o"])
+        .arg(&out)
+        .arg(clip("bikes.mp4"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(".ogg")
+            && err.contains("checksum")
+            && err.contains("tools/templates/build.sh"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(entries(&out).is_empty(), "left behind: {:?}", entries(&out));
+}
+
 #[test]
 fn names_with_a_colon_are_files() {
     let dir = tempfile::tempdir().unwrap();

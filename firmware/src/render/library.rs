@@ -1,12 +1,17 @@
 //! The template library: `templates/index.json`, the Ogg Vorbis loops it names and the
-//! MIDI patterns they were rendered from. Everything is checked when the library is
-//! loaded (index fields, file presence, checksum, sample rate, channels, length,
-//! decodability), so a bad library is a clear error before the first bar, never a
-//! failure mid-render.
+//! MIDI patterns they were rendered from. [`Library::load`] checks everything when the
+//! library is loaded (index fields, file presence, checksum, sample rate, channels,
+//! length, decodability), so a bad library is a clear error before the first bar, never a
+//! failure mid-render: what the live engine, which plays for days, needs.
+//! [`Library::open`] checks the same index, files and patterns but leaves each audio
+//! file's checksum and format to the first time a piece plays it: `score` and `refine`
+//! play a handful of the 75 loops, and reading and hashing all of them was a third of
+//! their start-up work beside the decode. A bad file is then an error of that piece, with
+//! the same message, before anything is written.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -110,6 +115,9 @@ pub struct Template {
     pub dir: PathBuf,
     /// Uploaded by the user (merged from the data folder), not shipped.
     pub user: bool,
+    /// Whether the audio file's checksum is the index's: set for every template by
+    /// [`Library::load`], at its first play for one [`Library::open`] read.
+    checksum_checked: OnceLock<Result<(), String>>,
 }
 
 /// The template library. Audio is decoded on demand (one loop at a time is in memory),
@@ -124,14 +132,22 @@ impl Library {
     /// Loads and validates the library in `dir`: every problem [`Library::check`] would
     /// report is an error here, naming the file and what to do.
     pub fn load(dir: &Path) -> Result<Self, RenderError> {
-        Self::load_checked(dir, check_dir(dir), false)
+        Self::load_checked(dir, check_dir(dir), false, true)
+    }
+
+    /// Loads the library in `dir` as [`Library::load`] does, except that each template's
+    /// audio file is only checked to be there: its checksum and format are checked the
+    /// first time it is played, with the same message naming the file (see the module
+    /// documentation).
+    pub fn open(dir: &Path) -> Result<Self, RenderError> {
+        Self::load_checked(dir, check_dir_audio(dir, true, false), false, false)
     }
 
     /// Loads a user library (the web page's uploads, `<data>/templates`): each template is
     /// checked as in [`Library::load`], but the folder need not cover every progression,
     /// since it only adds to the shipped library ([`Library::merge_user`]).
     pub fn load_user(dir: &Path) -> Result<Self, RenderError> {
-        Self::load_checked(dir, check_dir_with(dir, false), true)
+        Self::load_checked(dir, check_dir_with(dir, false), true, true)
     }
 
     /// Adds the templates of the user library in `dir`, if it has an index; returns how many
@@ -155,7 +171,14 @@ impl Library {
         Ok(added)
     }
 
-    fn load_checked(dir: &Path, problems: Vec<Problem>, user: bool) -> Result<Self, RenderError> {
+    /// The library in `dir`, once `problems` (what the checks found) are none; `audio_checked`:
+    /// those checks included every audio file's checksum and format.
+    fn load_checked(
+        dir: &Path,
+        problems: Vec<Problem>,
+        user: bool,
+        audio_checked: bool,
+    ) -> Result<Self, RenderError> {
         if let Some(first) = problems.first() {
             return Err(RenderError::Library {
                 dir: dir.to_path_buf(),
@@ -175,11 +198,16 @@ impl Library {
                 path: path.clone(),
                 message,
             })?;
+            let checked = OnceLock::new();
+            if audio_checked {
+                let _ = checked.set(Ok(()));
+            }
             templates.push(Template {
                 info,
                 parts,
                 dir: dir.to_path_buf(),
                 user,
+                checksum_checked: checked,
             });
         }
         tracing::info!(dir = %dir.display(), templates = templates.len(), "template library loaded");
@@ -231,13 +259,14 @@ impl Library {
     /// Decodes a template's audio: `[intro][loop]`, interleaved stereo f32 at
     /// [`SAMPLE_RATE`] (the intro is `template.intro_frames` long).
     pub fn decode(&self, template: &Template) -> Result<Vec<f32>, RenderError> {
-        let (dir, template) = (&template.dir, &template.info);
-        let path = dir.join(&template.audio);
+        let (bytes, path) = Self::audio_bytes(template)?;
+        let template = &template.info;
         let want = template.frames + template.intro_frames;
-        let pcm = decode_ogg(&path, want as usize).map_err(|message| RenderError::Template {
-            path: path.clone(),
-            message,
-        })?;
+        let pcm =
+            decode_ogg_bytes(bytes, want as usize).map_err(|message| RenderError::Template {
+                path: path.clone(),
+                message,
+            })?;
         let frames = pcm.len() / CHANNELS as usize;
         if frames as u64 != want {
             return Err(RenderError::Template {
@@ -256,8 +285,8 @@ impl Library {
         template: &Template,
         buf: Vec<f32>,
     ) -> Result<TemplateAudio, RenderError> {
-        let path = template.dir.join(&template.info.audio);
-        let stream = OggStream::open(&path).map_err(|message| RenderError::Template {
+        let (bytes, path) = Self::audio_bytes(template)?;
+        let stream = OggStream::open(bytes).map_err(|message| RenderError::Template {
             path: path.clone(),
             message,
         })?;
@@ -272,6 +301,51 @@ impl Library {
             path,
         })
     }
+}
+
+impl Library {
+    /// A template's audio file, read whole, and its path; its checksum is checked against
+    /// the index the first time (unless the library was loaded checked).
+    fn audio_bytes(template: &Template) -> Result<(Vec<u8>, PathBuf), RenderError> {
+        let path = template.dir.join(&template.info.audio);
+        let bytes = std::fs::read(&path).map_err(|e| RenderError::Template {
+            path: path.clone(),
+            message: format!(
+                "cannot read the template's audio ({e}); rebuild with tools/templates/build.sh"
+            ),
+        })?;
+        // the format is checked by every OggStream::open
+        let checked = template
+            .checksum_checked
+            .get_or_init(|| check_checksum(&template.info, &bytes));
+        match checked {
+            Ok(()) => Ok((bytes, path)),
+            Err(message) => Err(RenderError::Template {
+                path,
+                message: message.clone(),
+            }),
+        }
+    }
+}
+
+/// Whether a template's audio file, given its bytes, has the checksum the index records.
+fn check_checksum(t: &TemplateInfo, bytes: &[u8]) -> Result<(), String> {
+    if hex::encode(Sha256::digest(bytes)) == t.sha256 {
+        Ok(())
+    } else {
+        Err("checksum differs from the index (file corrupt or replaced); rebuild with tools/templates/build.sh".into())
+    }
+}
+
+/// What is wrong with the format of a template's audio file, given its bytes.
+fn check_format(bytes: Vec<u8>) -> Result<(), String> {
+    let (rate, ch) = probe_ogg(bytes)?;
+    if rate != SAMPLE_RATE || ch != CHANNELS as usize {
+        return Err(format!(
+            "audio is {rate} Hz x {ch} channels; templates must be {SAMPLE_RATE} Hz x {CHANNELS}"
+        ));
+    }
+    Ok(())
 }
 
 fn problem(template: &str, path: &Path, message: impl Into<String>) -> Problem {
@@ -304,6 +378,12 @@ pub fn check_dir(dir: &Path) -> Vec<Problem> {
 /// [`check_dir`]; `coverage` also asks every style to have every progression at
 /// [`MIN_LAYERS`] layers (the shipped library must; a user library adds to it).
 pub fn check_dir_with(dir: &Path, coverage: bool) -> Vec<Problem> {
+    check_dir_audio(dir, coverage, true)
+}
+
+/// [`check_dir_with`]; `audio`: with each audio file's checksum and format, else only that
+/// it is there.
+fn check_dir_audio(dir: &Path, coverage: bool, audio: bool) -> Vec<Problem> {
     let index = match read_index(dir) {
         Ok(i) => i,
         Err(p) => return vec![p],
@@ -341,7 +421,7 @@ pub fn check_dir_with(dir: &Path, coverage: bool) -> Vec<Problem> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for t in &index.templates {
         *seen.entry(t.id.as_str()).or_default() += 1;
-        out.extend(check_template(dir, t));
+        out.extend(check_template(dir, t, audio));
     }
     for (id, n) in seen {
         if n > 1 {
@@ -386,7 +466,7 @@ pub fn check_dir_with(dir: &Path, coverage: bool) -> Vec<Problem> {
     out
 }
 
-fn check_template(dir: &Path, t: &TemplateInfo) -> Vec<Problem> {
+fn check_template(dir: &Path, t: &TemplateInfo, audio: bool) -> Vec<Problem> {
     let mut out = Vec::new();
     let apath = dir.join(&t.audio);
     let Some(prog) = PROGRESSIONS.iter().find(|p| p.id == t.progression) else {
@@ -440,27 +520,27 @@ fn check_template(dir: &Path, t: &TemplateInfo) -> Vec<Problem> {
             ),
         ));
     }
-    match std::fs::read(&apath) {
-        Err(e) => out.push(problem(
+    let missing = |e: std::io::Error| {
+        problem(
             &t.id,
             &apath,
             format!("index entry points to a missing/unreadable file ({e})"),
-        )),
-        Ok(bytes) => {
-            let sha = hex::encode(Sha256::digest(&bytes));
-            if sha != t.sha256 {
-                out.push(problem(&t.id, &apath, "checksum differs from the index (file corrupt or replaced); rebuild with tools/templates/build.sh"));
-            } else {
-                match probe_ogg(&apath) {
-                    Err(m) => out.push(problem(&t.id, &apath, m)),
-                    Ok((rate, ch)) if rate != SAMPLE_RATE || ch != CHANNELS as usize => out.push(problem(
-                        &t.id,
-                        &apath,
-                        format!("audio is {rate} Hz x {ch} channels; templates must be {SAMPLE_RATE} Hz x {CHANNELS}"),
-                    )),
-                    Ok(_) => {}
+        )
+    };
+    if audio {
+        match std::fs::read(&apath) {
+            Err(e) => out.push(missing(e)),
+            Ok(bytes) => {
+                if let Err(m) = check_checksum(t, &bytes).and_then(|()| check_format(bytes)) {
+                    out.push(problem(&t.id, &apath, m));
                 }
             }
+        }
+    } else {
+        match std::fs::metadata(&apath) {
+            Err(e) => out.push(missing(e)),
+            Ok(m) if !m.is_file() => out.push(missing(std::io::Error::other("not a file"))),
+            Ok(_) => {}
         }
     }
     let mpath = dir.join(&t.midi);
@@ -470,11 +550,11 @@ fn check_template(dir: &Path, t: &TemplateInfo) -> Vec<Problem> {
     out
 }
 
-fn open_format(path: &Path) -> Result<Box<dyn symphonia::core::formats::FormatReader>, String> {
+/// A reader of the Ogg file whose bytes are `bytes`.
+fn open_format(bytes: Vec<u8>) -> Result<Box<dyn symphonia::core::formats::FormatReader>, String> {
     use symphonia::core::formats::probe::Hint;
     use symphonia::core::io::MediaSourceStream;
-    let file = File::open(path).map_err(|e| format!("cannot open ({e})"))?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mss = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes)), Default::default());
     let mut hint = Hint::new();
     hint.with_extension("ogg");
     symphonia::default::get_probe()
@@ -500,9 +580,9 @@ fn audio_track(
     Ok((track.id, params.clone()))
 }
 
-/// Sample rate and channel count from the stream header.
-fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
-    let (_, params) = audio_track(&*open_format(path)?)?;
+/// Sample rate and channel count from the stream header of the file `bytes`.
+fn probe_ogg(bytes: Vec<u8>) -> Result<(u32, usize), String> {
+    let (_, params) = audio_track(&*open_format(bytes)?)?;
     let rate = params.sample_rate.ok_or("does not state its sample rate")?;
     let ch = params
         .channels
@@ -515,7 +595,13 @@ fn probe_ogg(path: &Path) -> Result<(u32, usize), String> {
 /// Decodes a whole Ogg Vorbis file to interleaved f32 (`frames_hint`: expected length,
 /// reserved up front so the buffer is allocated once).
 pub fn decode_ogg(path: &Path, frames_hint: usize) -> Result<Vec<f32>, String> {
-    let mut stream = OggStream::open(path)?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot open ({e})"))?;
+    decode_ogg_bytes(bytes, frames_hint)
+}
+
+/// [`decode_ogg`] of the file whose bytes are `bytes`.
+fn decode_ogg_bytes(bytes: Vec<u8>, frames_hint: usize) -> Result<Vec<f32>, String> {
+    let mut stream = OggStream::open(bytes)?;
     let mut out = Vec::with_capacity(frames_hint * CHANNELS as usize);
     while stream.decode_packet(&mut out)? {}
     if out.is_empty() {
@@ -535,10 +621,10 @@ struct OggStream {
 }
 
 impl OggStream {
-    /// Opens `path` and checks that it is stereo at [`SAMPLE_RATE`].
-    fn open(path: &Path) -> Result<Self, String> {
+    /// Opens the file whose bytes are `bytes` and checks that it is stereo at [`SAMPLE_RATE`].
+    fn open(bytes: Vec<u8>) -> Result<Self, String> {
         use symphonia::core::codecs::audio::AudioDecoderOptions;
-        let format = open_format(path)?;
+        let format = open_format(bytes)?;
         let (track_id, params) = audio_track(&*format)?;
         let rate = params.sample_rate.unwrap_or(0);
         let ch = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);

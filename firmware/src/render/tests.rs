@@ -287,6 +287,78 @@ fn template_audio_decodes_on_demand_what_a_whole_decode_gives() {
     );
 }
 
+/// `Library::open` (what `score` loads) leaves each audio file's checksum to its first
+/// play: a corrupt template is an error naming it when it is played, not before, and the
+/// others play; a missing file is still an error at once.
+#[test]
+fn an_opened_library_checks_a_template_when_it_first_plays() {
+    let d = library_copy();
+    let victim = d.path().join("audio/lofi_I-vi-IV-V_l2.ogg");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n / 2..n / 2 + 64].fill(0x55);
+    std::fs::write(&victim, &bytes).unwrap();
+    let lib = Library::open(d.path()).expect("opens: the audio is checked when played");
+    let t = lib.get("lofi_I-vi-IV-V_l2").unwrap();
+    for _ in 0..2 {
+        let e = lib
+            .stream_into(t, Vec::new())
+            .err()
+            .expect("corrupt")
+            .to_string();
+        assert!(
+            e.contains("lofi_I-vi-IV-V_l2.ogg") && e.contains("checksum"),
+            "{e}"
+        );
+        let e = lib.decode(t).unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
+    }
+    // a sound template of the same library plays, as the loaded library plays it
+    let sound = lib.get("lofi_I-vi-IV-V_l1").unwrap();
+    let loaded = Library::load(&default_library_dir(&repo())).unwrap();
+    let whole = loaded
+        .decode(loaded.get("lofi_I-vi-IV-V_l1").unwrap())
+        .unwrap();
+    assert_eq!(lib.decode(sound).unwrap(), whole);
+    let mut audio = lib.stream_into(sound, Vec::new()).unwrap();
+    let frames = audio.frames();
+    assert_eq!(audio.frames_range(0, frames).unwrap(), &whole[..]);
+
+    // a file that is not an Ogg stream but has the index's checksum: the format is checked
+    let d = library_copy();
+    let victim = d.path().join("audio/pop_I-V-vi-IV_l1.ogg");
+    std::fs::write(&victim, b"not an ogg file").unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(b"not an ogg file"));
+    edit_index(d.path(), |v| {
+        for t in v["templates"].as_array_mut().unwrap() {
+            if t["id"] == "pop_I-V-vi-IV_l1" {
+                t["sha256"] = sha.clone().into();
+            }
+        }
+    });
+    let lib = Library::open(d.path()).unwrap();
+    let e = lib
+        .stream_into(lib.get("pop_I-V-vi-IV_l1").unwrap(), Vec::new())
+        .err()
+        .expect("not an ogg file")
+        .to_string();
+    assert!(
+        e.contains("pop_I-V-vi-IV_l1.ogg") && e.contains("Ogg"),
+        "{e}"
+    );
+
+    let d = library_copy();
+    std::fs::remove_file(d.path().join("audio/ambient_IV-I-V-vi_l0.ogg")).unwrap();
+    let e = match Library::open(d.path()) {
+        Ok(_) => panic!("opened without a template's audio"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("ambient_IV-I-V-vi_l0") && e.contains("missing"),
+        "{e}"
+    );
+}
+
 #[test]
 fn index_entry_pointing_nowhere_and_bad_format_are_load_errors() {
     let d = library_copy();

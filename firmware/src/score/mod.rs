@@ -250,8 +250,9 @@ pub struct Engines {
 
 impl Engines {
     /// Loads (and checks) the note model, the template library and the melody SoundFont.
-    /// The note model (optimising it is most of the cost) and the renderer (every template
-    /// checked, the SoundFont parsed) load on two threads at once, both at the calling
+    /// The note model (optimising it is most of the cost) and the renderer (the template
+    /// library opened, each template's audio checked when first played; the SoundFont
+    /// parsed) load on two threads at once, both at the calling
     /// thread's priority (Linux gives a new thread its creator's nice value).
     pub fn load(data_root: &Path) -> Result<Self, ScoreError> {
         Self::load_with(data_root, || false)
@@ -268,7 +269,8 @@ impl Engines {
                 .name("load-renderer".into())
                 .spawn_scoped(scope, || {
                     let t = Instant::now();
-                    let library = render::Library::load(&render::default_library_dir(data_root))?;
+                    // each template's audio is checked when the piece first plays it
+                    let library = render::Library::open(&render::default_library_dir(data_root))?;
                     tracing::debug!(seconds = t.elapsed().as_secs_f64(), "library loaded");
                     let t = Instant::now();
                     let renderer =
@@ -448,9 +450,17 @@ fn write_outputs(
     // The mux (AAC encoding is the longest step here) takes the music on another thread;
     // this one writes music.wav and notes.mid and draws the picture meanwhile.
     let (muxed, written) = std::thread::scope(|scope| {
-        let muxer = scope.spawn(|| muxer.finish(&scored.rendered.pcm));
+        let muxer = scope.spawn(|| {
+            let t = Instant::now();
+            let r = muxer.finish(&scored.rendered.pcm);
+            tracing::debug!(seconds = t.elapsed().as_secs_f64(), "scored.mp4 muxed");
+            r
+        });
         let written = (|| {
+            let t = Instant::now();
             write_wav(&staging.path("music.wav"), &scored.rendered.pcm)?;
+            tracing::debug!(seconds = t.elapsed().as_secs_f64(), "music.wav written");
+            let t = Instant::now();
             let tracks = midi_tracks(scored);
             let meters = meter_changes(&scored.plan);
             midi::write_midi_with_meters(
@@ -463,11 +473,14 @@ fn write_outputs(
                 path: staging.final_dir.display().to_string(),
                 reason: e.to_string(),
             })?;
+            tracing::debug!(seconds = t.elapsed().as_secs_f64(), "notes.mid written");
+            let t = Instant::now();
             let report = Report::new(input, analysis, scored, prefs, warp);
             plot::draw(&png, &report).map_err(|e| ScoreError::Output {
                 path: staging.final_dir.display().to_string(),
                 reason: format!("report.png: {e}"),
             })?;
+            tracing::debug!(seconds = t.elapsed().as_secs_f64(), "report.png drawn");
             // fsynced now, while the music is still being encoded, not at the commit
             for name in ["music.wav", "notes.mid", "report.png"] {
                 fs::File::open(staging.path(name))
