@@ -145,12 +145,14 @@ fn score_staged(
     let model = extract::default_model_path(&opts.data_root);
     progress.stage("analyzing video", 0);
     let t = Instant::now();
-    // The note model, the templates and the SoundFont load on another thread while the video is
-    // decoded and analysed, so their start-up cost is hidden behind the decode. The thread runs
-    // at idle priority: it takes the CPU the decoders and the extraction leave (the extraction
-    // works through the frames the decoders queued after they finish), instead of slowing them.
-    // The video's length reaches the loader at the first frame: a long piece's refill plan
-    // is optimised right after the note model, still at idle priority beside the decode.
+    // The note model, the templates and the SoundFont load on other threads while the video is
+    // decoded and analysed, so their start-up cost is hidden behind the decode. They run at the
+    // decode's priority: on a short clip the note model is what `score` waits for once the
+    // analysis is done, and one decoder and the extraction leave part of a second core, which
+    // the loader shares with the extraction (the extraction keeps up with the decoder; see
+    // [`REFILL_NICE`] for the measurements). The video's length reaches the loader at the
+    // first frame: a long piece's refill plan is optimised right after the note model, at
+    // idle priority beside the decode.
     let (length_tx, length_rx) = mpsc::channel::<f64>();
     // A video scored.mp4 cannot carry as it is starts being re-encoded at the first frame.
     let mut transcode = None;
@@ -158,11 +160,15 @@ fn score_staged(
         let loader = std::thread::Builder::new()
             .name("load-engines".into())
             .spawn_scoped(scope, move || {
-                crate::threads::set_nice(LOADER_NICE);
                 Engines::load_with(&opts.data_root, move || {
-                    length_rx
+                    let long = length_rx
                         .recv()
-                        .is_ok_and(|s| s >= EARLY_REFILL_MIN_SECONDS)
+                        .is_ok_and(|s| s >= EARLY_REFILL_MIN_SECONDS);
+                    if long {
+                        // the refill plan's thread, started from this one, takes its priority
+                        crate::threads::set_nice(REFILL_NICE);
+                    }
+                    long
                 })
             })
             .expect("spawn loader thread");
@@ -239,8 +245,14 @@ fn score_staged(
 /// `score` 2.63 → 2.56 s (`tools/bench/ab.sh`, medians of 7), the analysis unchanged.
 const EARLY_REFILL_MIN_SECONDS: f64 = 40.0;
 
-/// Nice value of the engine-loading thread (the lowest priority).
-const LOADER_NICE: libc::c_int = 19;
+/// Nice value of the thread optimising a long piece's refill plan beside the decode (the
+/// lowest priority): its 0.16 CPU-s would slow the two decoders of a long file (the
+/// trailer, everything at nice 0: 2.118 → 2.174 s). The note model, the templates and the
+/// SoundFont load at the decode's own priority. `tools/bench/ab.sh`, the loader at nice 19
+/// → this, medians of 11 rounds: bikes 0.402 → 0.384 s, `cup.mp4` 0.417 → 0.405 s,
+/// `box.mp4` 0.734 → 0.727 s, carphone 0.223 → 0.226 s, Big Buck Bunny (21 rounds)
+/// 0.333 → 0.339 s; 7 rounds: 960x540 1.071 → 1.049 s, the trailer 2.216 → 2.203 s.
+const REFILL_NICE: libc::c_int = 19;
 
 /// The loaded models and libraries of the music stages.
 pub struct Engines {
