@@ -301,9 +301,7 @@ impl Library {
             path,
         })
     }
-}
 
-impl Library {
     /// A template's audio file, read whole, and its path; its checksum is checked against
     /// the index the first time (unless the library was loaded checked).
     fn audio_bytes(template: &Template) -> Result<(Vec<u8>, PathBuf), RenderError> {
