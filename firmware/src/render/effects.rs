@@ -7,9 +7,10 @@
 //! the same reverb (Jezar's Freeverb: eight parallel damped combs and four series all-passes
 //! per side, at the tunings and settings rustysynth uses) runs the sixteen combs of both
 //! sides side by side, so they overlap in the CPU, and the chorus runs only for a preset that
-//! sends to it. The combs' block buffer lives in the bank (a block on the stack was cleared
-//! first, 8 kB per 64 frames): 10 s of stereo in 64-frame pieces, as the synth hands them
-//! over, took 13.7 ms and takes 8.0 ms here (x86-64, best of 5), sample for sample the same.
+//! sends to it. The combs' block buffer lives in the bank: cleared on the stack, 8 kB for
+//! every 64 frames the synth hands over, it was most of the reverb's time. 10 s of stereo in
+//! 64-frame pieces took 13.7 ms and takes 8.0 ms (x86-64, best of 5; 8.1 ms with the buffer
+//! kept and each side's eight combs still stepped through apart), sample for sample the same.
 //!
 //! A SoundFont preset's sends are the same for all its notes (true of every melody preset of
 //! `templates/melody.sf2`), so what each voice sends is a fixed share of the dry mix: the
@@ -203,10 +204,10 @@ fn flush(x: f32) -> f32 {
 ///
 /// Each comb's damping low-pass is a chain of dependent operations from frame to frame,
 /// which run one comb after another keeps the CPU waiting on; here a block's frames are
-/// stepped through with the sixteen combs side by side (a few vector operations, four
-/// independent chains for the CPU to overlap), and what a comb reads from and writes to its delay line is copied in and out
-/// of the block as plain runs: every line is longer than a block, so nothing a block
-/// writes is read back inside it.
+/// stepped through with the sixteen combs side by side (a few vector operations), and what
+/// a comb reads from and writes to its delay line is copied in and out of the block as
+/// plain runs: every line is longer than a block, so nothing a block writes is read back
+/// inside it.
 struct CombBank {
     lines: [Vec<f32>; LANES],
     at: [usize; LANES],
