@@ -204,6 +204,26 @@ fn edit_index(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
 }
 
+/// Overwrites 64 bytes in the middle of the file at `path`.
+fn corrupt(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2..n / 2 + 64].fill(0x55);
+    std::fs::write(path, &bytes).unwrap();
+}
+
+/// Makes the index of the library in `dir` give template `id` the checksum of `bytes`.
+fn index_checksum(dir: &Path, id: &str, bytes: &[u8]) {
+    let sha = hex::encode(sha2::Sha256::digest(bytes));
+    edit_index(dir, |v| {
+        for t in v["templates"].as_array_mut().unwrap() {
+            if t["id"] == id {
+                t["sha256"] = sha.clone().into();
+            }
+        }
+    });
+}
+
 fn load_err(dir: &Path) -> String {
     match Library::load(dir) {
         Ok(_) => panic!("library in {} loaded but is broken", dir.display()),
@@ -223,11 +243,7 @@ fn missing_or_corrupt_template_is_a_load_error() {
     );
 
     let d = library_copy();
-    let victim = d.path().join("audio/lofi_I-vi-IV-V_l2.ogg");
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let n = bytes.len();
-    bytes[n / 2..n / 2 + 64].fill(0x55);
-    std::fs::write(&victim, &bytes).unwrap();
+    corrupt(&d.path().join("audio/lofi_I-vi-IV-V_l2.ogg"));
     let e = load_err(d.path());
     assert!(
         e.contains("lofi_I-vi-IV-V_l2") && e.contains("checksum"),
@@ -239,14 +255,7 @@ fn missing_or_corrupt_template_is_a_load_error() {
     let victim = d.path().join("audio/ambient_IV-I-V-vi_l0.ogg");
     let bytes = std::fs::read(&victim).unwrap();
     std::fs::write(&victim, &bytes[..60]).unwrap();
-    let sha = hex::encode(sha2::Sha256::digest(&bytes[..60]));
-    edit_index(d.path(), |v| {
-        for t in v["templates"].as_array_mut().unwrap() {
-            if t["id"] == "ambient_IV-I-V-vi_l0" {
-                t["sha256"] = sha.clone().into();
-            }
-        }
-    });
+    index_checksum(d.path(), "ambient_IV-I-V-vi_l0", &bytes[..60]);
     let e = load_err(d.path());
     assert!(e.contains("ambient_IV-I-V-vi_l0"), "{e}");
 }
@@ -293,11 +302,7 @@ fn template_audio_decodes_on_demand_what_a_whole_decode_gives() {
 #[test]
 fn an_opened_library_checks_a_template_when_it_first_plays() {
     let d = library_copy();
-    let victim = d.path().join("audio/lofi_I-vi-IV-V_l2.ogg");
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let n = bytes.len();
-    bytes[n / 2..n / 2 + 64].fill(0x55);
-    std::fs::write(&victim, &bytes).unwrap();
+    corrupt(&d.path().join("audio/lofi_I-vi-IV-V_l2.ogg"));
     let lib = Library::open(d.path()).expect("opens: the audio is checked when played");
     let t = lib.get("lofi_I-vi-IV-V_l2").unwrap();
     for _ in 0..2 {
@@ -328,14 +333,7 @@ fn an_opened_library_checks_a_template_when_it_first_plays() {
     let d = library_copy();
     let victim = d.path().join("audio/pop_I-V-vi-IV_l1.ogg");
     std::fs::write(&victim, b"not an ogg file").unwrap();
-    let sha = hex::encode(sha2::Sha256::digest(b"not an ogg file"));
-    edit_index(d.path(), |v| {
-        for t in v["templates"].as_array_mut().unwrap() {
-            if t["id"] == "pop_I-V-vi-IV_l1" {
-                t["sha256"] = sha.clone().into();
-            }
-        }
-    });
+    index_checksum(d.path(), "pop_I-V-vi-IV_l1", b"not an ogg file");
     let lib = Library::open(d.path()).unwrap();
     let e = lib
         .stream_into(lib.get("pop_I-V-vi-IV_l1").unwrap(), Vec::new())
