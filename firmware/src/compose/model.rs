@@ -74,6 +74,17 @@ pub struct ModelCard {
     pub density_edges: Vec<f64>,
 }
 
+/// Time spent in one kind of op over a profile's steps ([`NoteModel::profile_ops`]).
+#[derive(Debug, Clone)]
+pub struct OpTime {
+    /// tract's name of the op (`OptMatMul`, `Concat`, ...).
+    pub op: String,
+    /// Seconds over all the steps.
+    pub seconds: f64,
+    /// Nodes of this kind in the plan.
+    pub nodes: usize,
+}
+
 /// Name of the graph's symbolic token-count dimension (the export's `Dim("tokens")`).
 const TOKENS_DIM: &str = "tokens";
 
@@ -374,6 +385,54 @@ impl NoteModel {
         self.run(tokens, past, true)
     }
 
+    /// Where a decoding step's time goes: runs `steps` one-token steps of the decoding plan
+    /// after a cache of `past` entries (zeros) and returns, per kind of op, the total
+    /// seconds and the number of nodes, longest first. For benchmarks
+    /// (`firmware/examples/note_model_ops.rs`), not the music: the cache is not grown.
+    pub fn profile_ops(&mut self, past: usize, steps: usize) -> Result<Vec<OpTime>, ComposeError> {
+        let c = &self.card;
+        let cache: Past = (0..2 * c.layers)
+            .map(|_| {
+                Tensor::zero::<f32>(&[1, c.heads, past, c.head_dim])
+                    .expect("zero tensor")
+                    .into_tvalue()
+            })
+            .collect();
+        let path = self.path.display().to_string();
+        let err = |e: TractError| ComposeError::Inference {
+            path: path.clone(),
+            step: past,
+            msg: format!("{e:#}"),
+        };
+        let mut by_op: HashMap<String, (f64, usize)> = HashMap::new();
+        for _ in 0..steps {
+            let tok = Tensor::from_shape::<i64>(&[1, 1, N_FIELDS], &[0; N_FIELDS]).map_err(err)?;
+            let mut inputs: TVec<TValue> = tvec![tok.into_tvalue()];
+            inputs.extend(cache.iter().cloned());
+            self.state
+                .run_plan_with_eval(inputs, |ctx, op_state, node, inputs| {
+                    let t = std::time::Instant::now();
+                    let r =
+                        tract_onnx::tract_hir::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    let e = by_op.entry(node.op().name().to_string()).or_default();
+                    e.0 += t.elapsed().as_secs_f64();
+                    e.1 += 1;
+                    r
+                })
+                .map_err(err)?;
+        }
+        let mut ops: Vec<OpTime> = by_op
+            .into_iter()
+            .map(|(op, (seconds, n))| OpTime {
+                op,
+                seconds,
+                nodes: n / steps.max(1),
+            })
+            .collect();
+        ops.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        Ok(ops)
+    }
+
     /// Starts optimising the refill plan on a thread of its own, if that has not begun (by
     /// this model or a sibling).
     pub fn prepare_refill(&mut self) {
@@ -562,5 +621,31 @@ mod pass_tests {
             past_a = out_a[n - 8..].to_vec();
             past_b = out_b[n - 8..].to_vec();
         }
+    }
+
+    /// The op profile times the plan's own ops (the int8 products among them, each node
+    /// once a step) and leaves the model as it was: the next step's logits are the same.
+    #[test]
+    fn the_op_profile_times_every_node_and_changes_nothing() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut model = NoteModel::load(&root.join("models/notes/notes_int8.onnx")).unwrap();
+        let token: Token = [0; N_FIELDS];
+        let (before, _) = model.step(&token, model.empty_past()).unwrap();
+        let ops = model.profile_ops(3, 2).unwrap();
+        let matmul = ops
+            .iter()
+            .find(|o| o.op == "OptMatMul")
+            .expect("int8 products");
+        assert!(matmul.nodes >= 17 && matmul.seconds > 0.0, "{matmul:?}");
+        // every node the plan runs, once a step (its constants are computed beforehand)
+        let nodes: usize = ops.iter().map(|o| o.nodes).sum();
+        let in_plan = model.state.plan().model().nodes().len();
+        assert!(
+            nodes > in_plan / 2 && nodes <= in_plan,
+            "{nodes} of {in_plan}"
+        );
+        assert!(ops.windows(2).all(|w| w[0].seconds >= w[1].seconds));
+        let (after, _) = model.step(&token, model.empty_past()).unwrap();
+        assert_eq!(before.fields(), after.fields());
     }
 }
