@@ -42,7 +42,9 @@ def main():
     sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
     # The KV cache: one tensor per layer and kind, fed by name (past_k0, past_v0, ...).
     names = [f"past_{kind}{i}" for i in range(card["layers"]) for kind in ("k", "v")]
-    empty = [np.zeros((1, card["heads"], 0, card["head_dim"]), dtype=np.float32) for _ in names]
+    # Keys [1, heads, P, head_dim], values [1, heads, head_dim, P] (models/notes/model.json's kv_cache).
+    h, d = card["heads"], card["head_dim"]
+    empty = [np.zeros((1, h, 0, d) if n.startswith("past_k") else (1, h, d, 0), dtype=np.float32) for n in names]
     n_logits = len(card["outputs"])
     cs = calls(steps)
 

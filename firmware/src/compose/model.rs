@@ -2,12 +2,15 @@
 //!
 //! Graph (written by `tools/train/notes/export.py`):
 //! inputs `token` i64 `[1, T, N_FIELDS]` (T = 1 decoding, T > 1 refilling the cache) and the
-//! KV cache as one tensor per layer and kind, `past_k0, past_v0, past_k1, ...` f32
-//! `[1, heads, P, head_dim]`; outputs the next token's logits per field (`family`, `pos`, `pitch`
-//! `[tracks, 128]`, `duration`, `note_strength`, `track`) and `present_k0, present_v0, ...` (the
-//! cache with P + T entries). Separate tensors per layer make a decoding step copy the cache
-//! once (the concatenation in each layer) instead of also slicing it out of one stacked tensor and
-//! stacking it again: about a third of onnxruntime's step time at this size.
+//! KV cache as one tensor per layer and kind, `past_k0, past_v0, past_k1, ...` f32, the keys
+//! `[1, heads, P, head_dim]` and the values as rows, `[1, heads, head_dim, P]`; outputs the next
+//! token's logits per field (`family`, `pos`, `pitch` `[tracks, 128]`, `duration`,
+//! `note_strength`, `track`) and `present_k0, present_v0, ...` (the caches with P + T entries,
+//! in the same layouts). Separate tensors per layer make a decoding step copy the cache once
+//! (the concatenation in each layer) instead of also slicing it out of one stacked tensor and
+//! stacking it again: about a third of onnxruntime's step time at this size. The values as rows
+//! (`tools/train/notes/v_cache_rows.py`) are what the values' product takes: stored the other
+//! way, tract transposed the whole value cache at every step, a copy of it per layer.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -85,6 +88,16 @@ pub struct OpTime {
     pub nodes: usize,
 }
 
+/// Shape of KV-cache tensor `i` (keys of a layer, then its values) holding `p` entries:
+/// keys `[1, heads, P, head_dim]`, values `[1, heads, head_dim, P]`.
+fn cache_shape(card: &ModelCard, i: usize, p: usize) -> [usize; 4] {
+    if i.is_multiple_of(2) {
+        [1, card.heads, p, card.head_dim]
+    } else {
+        [1, card.heads, card.head_dim, p]
+    }
+}
+
 /// Name of the graph's symbolic token-count dimension (the export's `Dim("tokens")`).
 const TOKENS_DIM: &str = "tokens";
 
@@ -98,7 +111,8 @@ const OUTPUTS: [&str; 6] = [
     "track",
 ];
 
-/// The KV cache: `2 x layers` tensors `[1, heads, P, head_dim]`, keys then values of each layer.
+/// The KV cache: `2 x layers` tensors, the keys (`[1, heads, P, head_dim]`) then the values
+/// (`[1, heads, head_dim, P]`) of each layer.
 pub type Past = TVec<TValue>;
 
 /// Logits of the next token's fields.
@@ -310,19 +324,24 @@ impl NoteModel {
         for i in 0..n_past {
             let past = fact(model.inputs[1 + i])?;
             let dims = past.shape.to_tvec();
+            // keys [1, heads, P, head_dim], values [1, heads, head_dim, P]
+            let (p_axis, d_axis) = if i.is_multiple_of(2) { (2, 3) } else { (3, 2) };
             let ok = dims.len() == 4
                 && dims[0] == TDim::from(1)
                 && dims[1] == TDim::from(card.heads as i64)
-                && dims[3] == TDim::from(card.head_dim as i64)
-                && dims[2].as_i64().is_none();
+                && dims[d_axis] == TDim::from(card.head_dim as i64)
+                && dims[p_axis].as_i64().is_none();
             if past.datum_type != f32::datum_type() || !ok {
                 return Err(shape_err(
                     path,
                     format!(
-                        "cache input {} (past) is {past:?}, expected f32 [1, {}, P, {}] with a symbolic P",
+                        "cache input {} (past) is {past:?}, expected f32 {} with a symbolic P",
                         1 + i,
-                        card.heads,
-                        card.head_dim
+                        if i.is_multiple_of(2) {
+                            format!("[1, {}, P, {}]", card.heads, card.head_dim)
+                        } else {
+                            format!("[1, {}, {}, P]", card.heads, card.head_dim)
+                        }
                     ),
                 ));
             }
@@ -360,8 +379,8 @@ impl NoteModel {
     pub fn empty_past(&self) -> Past {
         let c = &self.card;
         (0..2 * c.layers)
-            .map(|_| {
-                Tensor::zero::<f32>(&[1, c.heads, 0, c.head_dim])
+            .map(|i| {
+                Tensor::zero::<f32>(&cache_shape(c, i, 0))
                     .expect("zero-sized tensor")
                     .into_tvalue()
             })
@@ -392,8 +411,8 @@ impl NoteModel {
     pub fn profile_ops(&mut self, past: usize, steps: usize) -> Result<Vec<OpTime>, ComposeError> {
         let c = &self.card;
         let cache: Past = (0..2 * c.layers)
-            .map(|_| {
-                Tensor::zero::<f32>(&[1, c.heads, past, c.head_dim])
+            .map(|i| {
+                Tensor::zero::<f32>(&cache_shape(c, i, past))
                     .expect("zero tensor")
                     .into_tvalue()
             })
@@ -587,8 +606,15 @@ mod pass_tests {
         let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
         let tokens = reference["tokens"].as_array().unwrap();
         let (mut a, mut b) = (quick.spawn().unwrap(), full.spawn().unwrap());
-        let empty = || -> TValue { Tensor::zero::<f32>(&[1, 4, 0, 64]).unwrap().into() };
-        let mut past_a: Vec<TValue> = (0..8).map(|_| empty()).collect();
+        let empty = |i: usize| -> TValue {
+            let shape = if i.is_multiple_of(2) {
+                [1, 4, 0, 64]
+            } else {
+                [1, 4, 64, 0]
+            };
+            Tensor::zero::<f32>(&shape).unwrap().into()
+        };
+        let mut past_a: Vec<TValue> = (0..8).map(empty).collect();
         let mut past_b = past_a.clone();
         for (i, tok) in tokens.iter().take(60).enumerate() {
             let v: Vec<i64> = tok

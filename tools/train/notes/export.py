@@ -5,18 +5,19 @@
 Graph (one decoding step):
   inputs   token  int64 [1, T, N_FIELDS]                 the compound token(s) just written (T = 1 when
                                                          decoding; T > 1 refills the cache in one call)
-           past_k0, past_v0, past_k1, ... f32 [1, HEADS, P, HEAD_DIM]
-                                                         KV cache of the P tokens before them (P >= 0),
-                                                         one tensor per layer and kind
+           past_k0, past_k1, ...  f32 [1, HEADS, P, HEAD_DIM]   KV cache of the P tokens before them
+           past_v0, past_v1, ...  f32 [1, HEADS, HEAD_DIM, P]   (P >= 0), one tensor per layer and kind;
+                                                         the values as rows (v_cache_rows.py)
   outputs  family [3], pos [16], pitch [4, 128], duration [32], note_strength [4], track [4]
                                                          logits of the next token's fields (one fused
                                                          linear layer, split)
-           present_k0, present_v0, ... f32 [1, HEADS, P + T, HEAD_DIM]
+           present_k0, present_v0, ... the caches with P + T entries, in the same layouts
 Token positions are P..P+T-1 (read from the shapes), so the runtime keeps P + T <= MAX_LEN.
 
 Writes
   tools/train/work/notes/notes_fp32.onnx, notes_pre.onnx   intermediate
-  models/notes/notes_int8.onnx                            quantize_dynamic(MatMul/Gemm, QInt8)
+  models/notes/notes_int8.onnx                            quantize_dynamic(MatMul/Gemm, QInt8), then the
+                                                         value cache stored as rows (v_cache_rows.py)
   models/notes/reference.json                             onnxruntime outputs for a fixed token run
   models/notes/model.json                                 shapes, vocab, sha256 (read by the runtime's checks)
 """
@@ -38,6 +39,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 sys.path.insert(0, os.path.dirname(__file__))
 import tokens as tk  # noqa: E402
 from model import HEADS, MAX_LEN, NoteModel  # noqa: E402
+from v_cache_rows import KV_CACHE, values_as_rows  # noqa: E402
 
 log = logging.getLogger("export")
 
@@ -72,9 +74,11 @@ def past_names(cfg, prefix):
     return [f"{prefix}_{kind}{i}" for i in range(cfg["layers"]) for kind in ("k", "v")]
 
 
-def empty_past(cfg, n=0):
-    return [np.zeros((1, cfg["n_heads"], n, cfg["d"] // cfg["n_heads"]), dtype=np.float32)
-            for _ in range(2 * cfg["layers"])]
+def empty_past(cfg, n=0, v_rows=False):
+    """Keys then values of each layer, with n entries; `v_rows`: the values as rows (int8 graph)."""
+    h, d = cfg["n_heads"], cfg["d"] // cfg["n_heads"]
+    return [np.zeros((1, h, d, n) if v_rows and i % 2 else (1, h, n, d), dtype=np.float32)
+            for i in range(2 * cfg["layers"])]
 
 
 def sha256(path):
@@ -97,9 +101,9 @@ def reference_tokens(tokens_path):
     return rows
 
 
-def run_ort(path, rows, cfg):
+def run_ort(path, rows, cfg, v_rows=False):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    past = empty_past(cfg)
+    past = empty_past(cfg, v_rows=v_rows)
     names = past_names(cfg, "past")
     outs = []
     for r in rows:
@@ -142,7 +146,7 @@ def main():
     quant_pre_process(fp32, pre)
     quantize_dynamic(pre, int8, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
                      extra_options={"MatMulConstBOnly": True})
-    onnx.checker.check_model(int8)
+    onnx.save(values_as_rows(onnx.load(int8), cfg["layers"]), int8)
 
     rows = reference_tokens(args.tokens)
     # torch vs fp32 onnx, a sanity check of the export itself
@@ -154,14 +158,14 @@ def main():
             ref_t.append(lg["family"][0, 0].numpy())
     o32 = run_ort(fp32, rows, cfg)
     d32 = max(float(np.abs(a["family"] - b).max()) for a, b in zip(o32, ref_t))
-    o8 = run_ort(int8, rows, cfg)
+    o8 = run_ort(int8, rows, cfg, v_rows=True)
     d8 = max(float(np.abs(o8[i][k] - o32[i][k]).max()) for i in range(len(rows)) for k in OUT_NAMES)
     log.info("torch vs onnx fp32 max diff %.2e; int8 vs fp32 max diff %.3f", d32, d8)
 
     # The refill path: the first PREFILL tokens in one call must give the step-by-step logits.
     sess = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
     pre_out = sess.run(None, {"token": rows[:PREFILL].reshape(1, PREFILL, -1),
-                              **dict(zip(past_names(cfg, "past"), empty_past(cfg)))})
+                              **dict(zip(past_names(cfg, "past"), empty_past(cfg, v_rows=True)))})
     dpre = max(float(np.abs(pre_out[i] - o8[PREFILL - 1][k]).max()) for i, k in enumerate(OUT_NAMES))
     log.info("int8 prefill of %d tokens vs step by step: max diff %.3f", PREFILL, dpre)
     ref = {"steps": len(rows), "fields": tk.FIELD_NAMES, "tokens": rows.tolist(), "prefill_tokens": PREFILL,
@@ -174,7 +178,7 @@ def main():
     meta = {
         "file": os.path.basename(int8), "sha256": sha256(int8), "bytes": os.path.getsize(int8),
         "layers": cfg["layers"], "d_model": cfg["d"], "heads": cfg["n_heads"], "head_dim": cfg["d"] // cfg["n_heads"],
-        "ff": cfg["ff"], "max_len": MAX_LEN, "kv_cache": "per layer: past_k{i}, past_v{i} [1, heads, P, head_dim]", "n_fields": tk.N_FIELDS, "field_names": tk.FIELD_NAMES,
+        "ff": cfg["ff"], "max_len": MAX_LEN, "kv_cache": KV_CACHE, "n_fields": tk.N_FIELDS, "field_names": tk.FIELD_NAMES,
         "field_sizes": tk.FIELD_SIZES, "outputs": OUT_NAMES, "train_step": ck["step"],
         "params": sum(p.numel() for p in model.parameters()),
         "density_edges": json.load(open(args.stats))["density_edges_notes_per_bar"],

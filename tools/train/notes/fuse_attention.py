@@ -12,6 +12,9 @@ evaluation would have to be run again, and the board's (aarch64) figure is not m
 
     python tools/train/notes/fuse_attention.py IN.onnx OUT.onnx [--check]
 
+IN is a graph in the export's cache layout, before v_cache_rows.py (the model committed
+before it: `git show f52e121:models/notes/notes_int8.onnx > IN.onnx`).
+
 --check runs both graphs in onnxruntime on random caches (T = 1 and refills) and fails if an
 output differs by more than TOLERANCE. Needs onnx (and onnxruntime for --check), as pinned in
 requirements.txt. To run OUT.onnx in undertone, put it in a copy of models/notes/ with
