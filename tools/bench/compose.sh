@@ -15,6 +15,12 @@ PY="${PYTHON:-.venv/bin/python}"
 WORK=tools/bench/work
 MODEL=models/notes/notes_int8.onnx
 mkdir -p "$WORK"
+[ -x "$BIN" ] || { echo "compose.sh: $BIN missing: cargo build --release -p undertone" >&2; exit 1; }
+[ -x "$PY" ] || { echo "compose.sh: $PY missing: run tools/setup.sh (it makes the project venv)" >&2; exit 1; }
+if ! "$PY" -c "import onnxruntime" 2>/dev/null; then
+  echo "compose.sh: installing onnxruntime into $PY's venv (tools/bench/requirements.txt)" >&2
+  "$PY" -m pip install -q -r tools/bench/requirements.txt
+fi
 CORE="$(taskset -pc $$ | sed 's/.*: *//; s/[,-].*//')"
 
 tract_json="$(taskset -c "$CORE" "$BIN" compose --bars "$BARS" --density 0,2,4,6,7,5,3,1 --strength 0,1,2,3 \
