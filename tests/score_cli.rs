@@ -393,10 +393,6 @@ fn a_pipe_is_refused() {
     );
 }
 
-/// Names with a colon, as a take or a GNOME screencast ("Screencast from … 10:11:12.webm")
-/// has them, given relative to the current folder: ffmpeg took `take:2.mp4` for the
-/// protocol `take` (refused as "truncated or corrupt"), and an output folder `out:1` failed
-/// at the mux ("Protocol not found").
 /// `score` checks a template's audio when the piece first plays it (`Library::open`): a
 /// library whose loops are all corrupt is one line naming the file it tried and what to
 /// do, a non-zero exit and nothing written.
@@ -438,6 +434,10 @@ fn a_corrupt_template_library_is_named_and_nothing_is_written() {
     assert!(entries(&out).is_empty(), "left behind: {:?}", entries(&out));
 }
 
+/// Names with a colon, as a take or a GNOME screencast ("Screencast from … 10:11:12.webm")
+/// has them, given relative to the current folder: ffmpeg took `take:2.mp4` for the
+/// protocol `take` (refused as "truncated or corrupt"), and an output folder `out:1` failed
+/// at the mux ("Protocol not found").
 #[test]
 fn names_with_a_colon_are_files() {
     let dir = tempfile::tempdir().unwrap();
