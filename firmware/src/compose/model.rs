@@ -20,6 +20,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
+use super::matvec;
 use super::vocab::{
     Token, FIELD_SIZES, MAX_DUR16, NOTE_STRENGTH_CLASSES, N_FAMILIES, N_FIELDS, N_PITCH, N_TRACKS,
     STEPS_PER_BAR,
@@ -47,6 +48,8 @@ fn optimise(mut model: TypedModel) -> TractResult<TypedModel> {
     let mut declutter = Optimizer::declutter();
     declutter.passes.retain(|p| is_kept_pass(&format!("{p:?}")));
     declutter.optimize(&mut model)?;
+    let replaced = matvec::substitute(&mut model)?;
+    tracing::debug!(replaced, "int8 one-row products on undertone's kernel");
     Optimizer::codegen().optimize(&mut model)?;
     Ok(model)
 }
@@ -658,11 +661,24 @@ mod pass_tests {
         let token: Token = [0; N_FIELDS];
         let (before, _) = model.step(&token, model.empty_past()).unwrap();
         let ops = model.profile_ops(3, 2).unwrap();
-        let matmul = ops
+        // the 17 int8 products: tract's kernels, or ours where the CPU runs them
+        let int8: usize = ops
             .iter()
-            .find(|o| o.op == "OptMatMul")
-            .expect("int8 products");
-        assert!(matmul.nodes >= 17 && matmul.seconds > 0.0, "{matmul:?}");
+            .filter(|o| o.op == "OptMatMul" || o.op == "QMatVec")
+            .map(|o| o.nodes)
+            .sum();
+        assert!(int8 >= 17, "{ops:?}");
+        let ours = ops
+            .iter()
+            .find(|o| o.op == "QMatVec")
+            .map_or(0, |o| o.nodes);
+        assert_eq!(ours, if matvec::supported() { 17 } else { 0 }, "{ops:?}");
+        assert!(
+            ops.iter()
+                .filter(|o| o.nodes >= 17)
+                .all(|o| o.seconds > 0.0),
+            "{ops:?}"
+        );
         // every node the plan runs, once a step (its constants are computed beforehand)
         let nodes: usize = ops.iter().map(|o| o.nodes).sum();
         let in_plan = model.state.plan().model().nodes().len();
