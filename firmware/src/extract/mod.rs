@@ -21,6 +21,7 @@ use crate::source::{
     convert::resize_area, AnalysisSize, FileSource, Frame, Source, SourceError, MIN_ANALYSIS_SIDE,
 };
 
+mod conv;
 mod features;
 mod model;
 pub mod plot;

@@ -141,6 +141,17 @@ fn input_shapes(w: u32, h: u32) -> [TVec<usize>; 7] {
     ]
 }
 
+/// `model` typed and optimised by tract, with its convolutions on [`super::conv`]'s direct
+/// loops when `direct` (the same outputs, bit for bit; see there).
+fn optimise(model: InferenceModel, direct: bool) -> TractResult<TypedModel> {
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    if direct {
+        let replaced = super::conv::substitute(&mut typed)?;
+        tracing::debug!(replaced, "extraction convolutions on direct loops");
+    }
+    typed.into_optimized()
+}
+
 impl ExtractModel {
     /// Loads the ONNX file (the plan is built for the default analysis size right away).
     pub fn load(path: &Path) -> Result<Self, ExtractError> {
@@ -202,8 +213,7 @@ impl ExtractModel {
                 m.set_output_fact(i, InferenceFact::default())
                     .map_err(invalid)?;
             }
-            let plan = m
-                .into_optimized()
+            let plan = optimise(m, true)
                 .map_err(invalid)?
                 .into_runnable()
                 .map_err(invalid)?;
@@ -406,6 +416,81 @@ fn window_means(blocks: &[f32], out: &mut Vec<f32>, bw: usize, bh: usize) {
             }
             for (o, k) in d.iter_mut().zip(&inv[y * bw..(y + 1) * bw]) {
                 *o *= k;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan with the convolutions on direct loops computes exactly what tract's own plan
+    /// computes: every output of 12 frames of a moving, textured picture (sizes of the
+    /// analysis: 160 wide, 16:9 and 4:3), the state carried from frame to frame, bit for bit.
+    #[test]
+    fn direct_convolutions_give_tracts_outputs_bit_for_bit() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/extract/extract_v2.onnx");
+        for (w, h) in [(160usize, 88usize), (160, 120)] {
+            let plan = |direct: bool| {
+                let mut m = tract_onnx::onnx().model_for_path(&path).unwrap();
+                for (i, shape) in input_shapes(w as u32, h as u32).into_iter().enumerate() {
+                    let dt = if i == 0 {
+                        u8::datum_type()
+                    } else {
+                        f32::datum_type()
+                    };
+                    m.set_input_fact(i, InferenceFact::dt_shape(dt, shape))
+                        .unwrap();
+                }
+                for i in 0..m.outputs.len() {
+                    m.set_output_fact(i, InferenceFact::default()).unwrap();
+                }
+                let plan = optimise(m, direct).unwrap();
+                if direct {
+                    let ours = plan
+                        .nodes
+                        .iter()
+                        .filter(|n| ["Conv3x3", "BoxSum2x2"].contains(&&*n.op().name()))
+                        .count();
+                    assert_eq!(ours, 4, "the four convolutions are replaced");
+                }
+                plan.into_runnable().unwrap()
+            };
+            let (ours, tracts) = (plan(true), plan(false));
+            let shapes = input_shapes(w as u32, h as u32);
+            let zero = |i: usize| Tensor::zero::<f32>(&shapes[i]).unwrap().into_tvalue();
+            let mut state_a: Vec<TValue> = (1..7).map(zero).collect();
+            let mut state_b = state_a.clone();
+            for f in 0..12usize {
+                let frame: Vec<u8> = (0..w * h)
+                    .map(|i| {
+                        let (x, y) = ((i % w + 3 * f) as f32, (i / w + f) as f32);
+                        (128.0 + 60.0 * (x * 0.21).sin() * (y * 0.13).cos() + (i * 37 % 11) as f32)
+                            as u8
+                    })
+                    .collect();
+                let run = |plan: &Arc<TypedSimplePlan>, state: &[TValue]| {
+                    let mut inputs: TVec<TValue> = tvec![Tensor::from_shape(&[1, 1, h, w], &frame)
+                        .unwrap()
+                        .into_tvalue()];
+                    inputs.extend(state.iter().cloned());
+                    plan.run(inputs).unwrap()
+                };
+                let (a, b) = (run(&ours, &state_a), run(&tracts, &state_b));
+                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                    let bits = |t: &TValue| -> Vec<u32> {
+                        t.to_plain_array_view::<f32>()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect()
+                    };
+                    assert_eq!(bits(x), bits(y), "{w}x{h} frame {f} output {i}");
+                }
+                state_a = STATE_FROM_OUTPUTS.iter().map(|&i| a[i].clone()).collect();
+                state_b = STATE_FROM_OUTPUTS.iter().map(|&i| b[i].clone()).collect();
             }
         }
     }
