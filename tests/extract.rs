@@ -672,7 +672,8 @@ fn all_frames(s: &mut FileSource) -> (Vec<u8>, Vec<f64>, u64) {
 
 /// What one ffmpeg from the start gives with the file source's settings for a 1280x720
 /// input at `fps`: 160x90 at that rate, no deblocking at this 8x downscale.
-fn one_decoder(path: &Path, fps: f64) -> Vec<u8> {
+/// One ffmpeg's frames at the analysis width (160) and `height`.
+fn one_decoder(path: &Path, fps: f64, height: u32) -> Vec<u8> {
     let one = Command::new("ffmpeg")
         .args([
             "-nostdin",
@@ -689,7 +690,7 @@ fn one_decoder(path: &Path, fps: f64) -> Vec<u8> {
             "-map",
             "0:v:0",
             "-vf",
-            &format!("fps={fps},scale=160:90:flags=area,format=gray"),
+            &format!("fps={fps},scale=160:{height}:flags=area,format=gray"),
         ])
         .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
         .output()
@@ -701,10 +702,13 @@ fn one_decoder(path: &Path, fps: f64) -> Vec<u8> {
 /// Reads every frame of `s` (a file split between two decoders) and checks them against one
 /// ffmpeg from the start at `fps`: the same bytes, the second decoder giving the last
 /// frames, and regular times.
+/// The analysis height of a 16:9 clip (160 wide).
+const ANALYSIS_HEIGHT_16_9: u32 = 90;
+
 fn assert_split_gives_one_decoders_frames(s: &mut FileSource, path: &Path, fps: f64, why: &str) {
     let first = s.decoder_id();
     let (ours, pts, last) = all_frames(s);
-    let one = one_decoder(path, fps);
+    let one = one_decoder(path, fps, ANALYSIS_HEIGHT_16_9);
     assert_eq!(ours.len(), one.len(), "frame count differs");
     assert!(ours == one, "frames differ from one decoder's");
     assert_ne!(last, first, "{why}");
@@ -731,6 +735,22 @@ fn a_file_decoded_in_two_halves_gives_one_decoders_frames() {
         24.0,
         "the second decoder gave the last frames",
     );
+}
+
+#[test]
+fn bikes_is_decoded_in_two_halves_with_one_decoders_frames() {
+    // bikes (640x272, 10 s, 25 frames/s, six key frames) is above SPLIT_MIN_PIXELS: its
+    // second decoder starts on a key frame and the frames are exactly one decoder's.
+    let path = common::clip("bikes.mp4");
+    let mut s = FileSource::open(&path, AnalysisSize::default()).unwrap();
+    assert!(s.split_at().is_some(), "bikes is split");
+    let first = s.decoder_id();
+    let (ours, _, last) = all_frames(&mut s);
+    assert!(
+        ours == one_decoder(&path, 25.0, 68),
+        "frames differ from one decoder's"
+    );
+    assert_ne!(last, first, "the second decoder gave the last frames");
 }
 
 #[test]

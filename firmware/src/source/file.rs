@@ -39,13 +39,18 @@ const END_SLACK_FRAMES: f64 = 2.0;
 const CUT_OFF_MIN_SECONDS: f64 = 1.0;
 /// Files shorter than this are decoded by one process (two would barely start).
 const SPLIT_MIN_SECONDS: f64 = 8.0;
-/// Files with smaller frames (half of 1280x720) are decoded by one process: there one
-/// decoder keeps up with the extraction, and a second only adds its start (about 60 ms of
-/// CPU) and competes with the engines loading beside it. `score`, A/B medians of one
-/// binary splitting at 8 s and one never splitting, split / not: bikes (640x272, 10 s)
-/// 0.651 / 0.586 s; the trailer's first 30 s at 854x480 1.295 / 1.291 s, at 960x540
-/// 1.280 / 1.303 s; its first 20 s (1280x720) 1.284 / 1.364 s.
-const SPLIT_MIN_PIXELS: u64 = 460_800;
+/// Files with smaller frames are decoded by one decoder: there one decoder keeps up with the
+/// extraction, and a second only adds its start and competes with the engines loading beside
+/// it. Until session 22 the bound was half of 1280x720 (460,800 pixels), set when the
+/// extraction took 2.7x longer a frame: `score`, A/B medians of one binary splitting at 8 s
+/// and one never splitting, split / not: bikes (640x272, 10 s) 0.651 / 0.586 s; the
+/// trailer's first 30 s at 854x480 1.295 / 1.291 s, at 960x540 1.280 / 1.303 s; its first
+/// 20 s (1280x720) 1.284 / 1.364 s. With the extraction's convolutions on direct loops
+/// (`extract::conv`) one decoder is what bikes waits for (`tools/bench/ab.sh`, the bound at
+/// this value / at 460,800, the same binary, two sets of 11 rounds on a slow day): bikes
+/// 0.451 / 0.495 s and 0.517 / 0.603 s; 12 s of the trailer at 320x180 (57,600 pixels), the
+/// bound at 0 / at 460,800, 9 rounds: 0.486 / 0.470 s, so small frames keep one decoder.
+const SPLIT_MIN_PIXELS: u64 = 150_000;
 /// Share of a split file's frames the first decoder takes. The second decoder runs at a
 /// lower priority, on what the first and the extraction leave, and the extraction reaches
 /// its frames last: given 60 % the first and the second finish together (trailer: split at
