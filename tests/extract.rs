@@ -1172,8 +1172,11 @@ fn a_damaged_mp4_decoded_in_this_process_goes_on_as_ffmpeg_does() {
     let path = dir.path().join("damaged_start.mp4");
     std::fs::write(&path, &bytes).unwrap();
     let mut s = FileSource::open(&path, AnalysisSize::default()).unwrap();
-    let (ours, _, _) = all_frames(&mut s);
+    let mut ours = s.next_frame().unwrap().expect("a first frame").gray;
+    // checked at the first frame: bikes is decoded in two halves, and the second (in this
+    // process: its pictures are intact) gives the last frames
     assert!(s.decoder_pid().is_some(), "an ffmpeg process took over");
+    ours.extend(all_frames(&mut s).0);
     let (theirs, _, _) = frames_by(&path, Decoders::Ffmpeg);
     assert!(ours == theirs, "frames differ from ffmpeg's");
 }
