@@ -23,4 +23,5 @@ pub mod style;
 #[cfg(test)]
 mod testutil;
 pub(crate) mod threads;
+mod tractutil;
 pub mod web;

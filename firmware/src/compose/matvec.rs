@@ -21,6 +21,8 @@ use tract_onnx::tract_hir::tract_core;
 use tract_onnx::tract_hir::tract_core::internal::*;
 use tract_onnx::tract_hir::tract_core::ops::einsum::EinSum;
 
+use crate::tractutil::konst_is;
+
 /// Output columns per block: one 512-bit register of i32 sums.
 const BLOCK: usize = 16;
 /// Blocks a pass of the kernel keeps in registers (independent sums hide `vpdpbusd`'s
@@ -241,17 +243,6 @@ impl TypedOp for QMatVec {
         *shape.last_mut().context("QMatVec: a scalar input")? = self.packed.n.into();
         Ok(tvec!(i32::fact(shape)))
     }
-}
-
-/// The constant scalar at `outlet`, if it is one and equals `v` (as f64).
-fn konst_is(model: &TypedModel, outlet: OutletId, v: f64) -> bool {
-    model
-        .outlet_fact(outlet)
-        .ok()
-        .and_then(|f| f.konst.clone())
-        .filter(|t| t.len() == 1)
-        .and_then(|t| t.cast_to_scalar::<f64>().ok())
-        == Some(v)
 }
 
 /// Replaces every quantised product of `model` whose activations have one row and whose

@@ -21,6 +21,8 @@ use tract_onnx::tract_hir::tract_core::internal::*;
 use tract_onnx::tract_hir::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_hir::tract_core::ops::nn::DataFormat;
 
+use crate::tractutil::{konst, konst_is};
+
 /// Taps of a 3x3 kernel.
 const TAPS: usize = 9;
 
@@ -198,19 +200,6 @@ impl TypedOp for Conv3x3 {
             s[3].clone()
         ])))
     }
-}
-
-/// The constant tensor at `outlet`, if there is one.
-fn konst(model: &TypedModel, outlet: OutletId) -> Option<Arc<Tensor>> {
-    model.outlet_fact(outlet).ok().and_then(|f| f.konst.clone())
-}
-
-/// Whether the constant scalar at `outlet` equals `v`.
-fn konst_is(model: &TypedModel, outlet: OutletId, v: f64) -> bool {
-    konst(model, outlet)
-        .filter(|t| t.len() == 1)
-        .and_then(|t| t.cast_to_scalar::<f64>().ok())
-        == Some(v)
 }
 
 /// The op replacing `conv` at `node`, if it is one of the two kinds above.
