@@ -5,6 +5,7 @@
 //! controls, then samples POS and NOTE tokens (grammar-masked, see [`sampler`]) until the model
 //! ends the bar. The design (tokens, controls, training, window) is in `docs/design/note-model.md`.
 
+pub mod dynquant;
 pub mod matvec;
 pub mod model;
 pub mod sampler;

@@ -20,12 +20,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
-use super::matvec;
 use super::vocab::{
     Token, FIELD_SIZES, MAX_DUR16, NOTE_STRENGTH_CLASSES, N_FAMILIES, N_FIELDS, N_PITCH, N_TRACKS,
     STEPS_PER_BAR,
 };
 use super::ComposeError;
+use super::{dynquant, matvec};
 use crate::music::DENSITY_CLASSES;
 
 /// File name of the machine-readable model card next to the model.
@@ -48,8 +48,13 @@ fn optimise(mut model: TypedModel) -> TractResult<TypedModel> {
     let mut declutter = Optimizer::declutter();
     declutter.passes.retain(|p| is_kept_pass(&format!("{p:?}")));
     declutter.optimize(&mut model)?;
+    let quantisers = dynquant::substitute(&mut model)?;
     let replaced = matvec::substitute(&mut model)?;
-    tracing::debug!(replaced, "int8 one-row products on undertone's kernel");
+    tracing::debug!(
+        quantisers,
+        replaced,
+        "activation quantisers and int8 one-row products on undertone's ops"
+    );
     Optimizer::codegen().optimize(&mut model)?;
     Ok(model)
 }
@@ -673,6 +678,10 @@ mod pass_tests {
             .find(|o| o.op == "QMatVec")
             .map_or(0, |o| o.nodes);
         assert_eq!(ours, if matvec::supported() { 17 } else { 0 }, "{ops:?}");
+        // and the 17 activation quantisers ahead of them, always ours
+        let quantisers = |name: &str| ops.iter().find(|o| o.op == name).map_or(0, |o| o.nodes);
+        assert_eq!(quantisers("DynQuantU8"), 17, "{ops:?}");
+        assert_eq!(quantisers("DynamicQuantizeLinearU8"), 0, "{ops:?}");
         assert!(
             ops.iter()
                 .filter(|o| o.nodes >= 17)
