@@ -36,13 +36,16 @@ pub(crate) fn available() -> Result<(), &'static str> {
         .map_err(String::as_str)
 }
 
-/// Starts opening the libraries on a thread of its own at `nice`, so that the first user
-/// need not wait for it (one that comes while they load waits for the load to end).
-pub(crate) fn load_in_background(nice: libc::c_int) {
+/// Starts opening the libraries on a thread of its own (at `nice`, or at the caller's
+/// priority), so that the first user need not wait for it (one that comes while they load
+/// waits for the load to end).
+pub(crate) fn load_in_background(nice: Option<libc::c_int>) {
     let spawned = std::thread::Builder::new()
         .name("load-lavc".into())
         .spawn(move || {
-            crate::threads::set_nice(nice);
+            if let Some(nice) = nice {
+                crate::threads::set_nice(nice);
+            }
             let _ = available();
         });
     if let Err(e) = spawned {

@@ -126,6 +126,10 @@ pub struct Scored {
 /// Scores a video file into `opts.out_dir`.
 pub fn score(opts: &ScoreOptions, progress: &mut dyn Progress) -> Result<Report, ScoreError> {
     let t0 = Instant::now();
+    // libavcodec (and the ~95 libraries it links) takes 25-60 ms of one core to open, and the
+    // decoder's first frame waits for it: open it now, beside the folder set-up, the MP4
+    // index and the extraction model, not once the decoder thread asks for it.
+    crate::lavc::load_in_background(None);
     let staging = Staging::create(&opts.out_dir)?;
     let report = score_staged(opts, progress, &staging, t0)
         .map_err(|e| staging.explain(e, SCORE_DISK_FULL_REMEDY))?;
@@ -462,12 +466,15 @@ fn write_outputs(
     // The mux (AAC encoding is the longest step here) takes the music on another thread;
     // this one writes music.wav and notes.mid and draws the picture meanwhile.
     let (muxed, written) = std::thread::scope(|scope| {
-        let muxer = scope.spawn(|| {
-            let t = Instant::now();
-            let r = muxer.finish(&scored.rendered.pcm);
-            tracing::debug!(seconds = t.elapsed().as_secs_f64(), "scored.mp4 muxed");
-            r
-        });
+        let muxer = std::thread::Builder::new()
+            .name("mux".into())
+            .spawn_scoped(scope, || {
+                let t = Instant::now();
+                let r = muxer.finish(&scored.rendered.pcm);
+                tracing::debug!(seconds = t.elapsed().as_secs_f64(), "scored.mp4 muxed");
+                r
+            })
+            .expect("spawn mux thread");
         let written = (|| {
             let t = Instant::now();
             write_wav(&staging.path("music.wav"), &scored.rendered.pcm)?;

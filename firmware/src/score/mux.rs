@@ -349,7 +349,7 @@ impl Muxer {
                 SPLIT_MUXED_ENCODE_MIN_SECONDS
             };
         if in_process && warps.is_none() {
-            aac::load_in_background(MUX_NICE);
+            aac::load_in_background(Some(MUX_NICE));
         }
         let muxed = own.is_none();
         let encoding = || match in_process {
