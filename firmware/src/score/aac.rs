@@ -2,8 +2,9 @@
 //! (libavcodec's `aac`, set up as `-c:a aac -aac_coder fast -b:a 192k -flags:a +bitexact`:
 //! the packets are the bytes an ffmpeg process writes for the same 16-bit PCM).
 //!
-//! libavcodec is opened by [`crate::lavc`] (usually already by the file source's decoder;
-//! else when [`super::mux::Muxer`] starts, on a thread of its own, [`load_in_background`]).
+//! libavcodec is opened by [`crate::lavc`]: in `score`, on a thread of its own from the start
+//! ([`load_in_background`]); in `refine`, when [`super::mux::Muxer`] starts (the same call, at
+//! the muxer's lower priority; a no-op once the libraries are open).
 //! The encoder replaces the two ffmpeg processes that encoded the music before (each ~50 ms
 //! of CPU to start, most of it the dynamic linker: 9.5 % of a short clip's `score`), and the
 //! packets need no pipe and no ADTS parsing. The C side is `csrc/aacenc.c`; built without
